@@ -1,0 +1,42 @@
+#!/bin/bash
+# deps.sh: install the Debian packages that the demo and the tests need, if any are missing.
+# Idempotent and noninteractive; runs `apt-get update` only when something has to be installed.
+set -euo pipefail
+
+# What each group is for (so nobody drops one without knowing what breaks):
+#   - network plumbing the tests drive:     iproute2 iputils-ping arping util-linux (unshare,
+#                                           nsenter, setpriv) procps psmisc
+#   - traffic sources and sinks:            iperf3 ncat socat curl udhcpc busybox dnsmasq-base
+#                                           bind9-dnsutils python3-scapy
+#   - capture and inspection:               tcpdump tshark jq
+#   - the anchors we compare against:       slirp4netns passt vde2
+#   - `npm ci` builds the TAP addon with node-gyp, which needs a C/C++ toolchain and python3.
+PACKAGES=(
+  iproute2 iputils-ping iperf3 ncat socat tcpdump tshark udhcpc busybox dnsmasq-base
+  bind9-dnsutils slirp4netns vde2 python3-scapy passt arping curl jq procps psmisc util-linux
+  make g++ python3
+)
+
+[ "$(id -u)" = 0 ] || { echo "deps.sh: needs root (it installs Debian packages with apt-get)" >&2; exit 2; }
+command -v apt-get >/dev/null && command -v dpkg-query >/dev/null ||
+  { echo "deps.sh: needs a Debian-based system (apt-get, dpkg-query)" >&2; exit 2; }
+
+missing=()
+for pkg in "${PACKAGES[@]}"; do
+  status=$(dpkg-query -W -f='${Status}' "$pkg" 2>/dev/null || true)
+  [ "$status" = "install ok installed" ] || missing+=("$pkg")
+done
+
+if [ ${#missing[@]} -eq 0 ]; then
+  echo "deps.sh: all ${#PACKAGES[@]} packages already installed"
+  exit 0
+fi
+
+echo "deps.sh: installing ${missing[*]}"
+export DEBIAN_FRONTEND=noninteractive
+# tshark's postinst asks whether non-root users may capture; answer "no" up front so the
+# question can never block an unattended install (the tests capture as root anyway).
+echo "wireshark-common wireshark-common/install-setuid boolean false" | debconf-set-selections
+apt-get -o Acquire::Retries=3 update
+apt-get -o Acquire::Retries=3 install -y --no-install-recommends "${missing[@]}"
+echo "deps.sh: done"
