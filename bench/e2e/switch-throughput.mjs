@@ -14,8 +14,10 @@
 //                 devices between namespaces, and the switch keeps its fd, so frames go
 //                 container kernel -> TAP fd -> vde_switch -> TAP fd -> container kernel, with one
 //                 process and no extra hop. This is the standard, documented vde2 way to put a TAP
-//                 on a switch (`-t`), and the fastest one: measured on a 2-vCPU VM it gave
-//                 ~2.2 Gbit/s TCP where the alternative below gave ~1.25 Gbit/s.
+//                 on a switch (`-t`), and the fastest one: on a 2-vCPU VM it gave 2.2-2.7 Gbit/s
+//                 TCP where the alternative below gave 1.25-1.6 Gbit/s (3 s runs).
+//                 Readiness: vde_switch takes management commands on stdin; the "1000 Success"
+//                 answer to `port/allprint` proves it is in its main loop with both TAPs open.
 //   vde-plug2tap  (not run by default; ask with --only) the other common wiring: a plain
 //                 `vde_switch -s CTLDIR` plus `vde_plug2tap -s CTLDIR eth0` running inside each
 //                 container namespace (vdeplug4's `vde_plug vde://CTLDIR tap://eth0` is equivalent
@@ -263,6 +265,9 @@ class Scope {
 const firstLine = (s) => String(s).split('\n')[0];
 
 let aborting = false;
+// Once an abort is under way, the normal flow parks here (abort() exits when cleanup is done),
+// so that it neither reports the failures caused by the interruption nor writes results.
+const parkIfAborting = () => (aborting ? new Promise(() => {}) : undefined);
 async function abort(reason, code) {
   if (aborting) return;
   aborting = true;
@@ -327,8 +332,8 @@ async function ifaceKind(ep, dev = 'eth0') {
   return m ? m[1] : (r.stdout ? 'other' : 'missing');
 }
 
-// Follows RTNL link events in a namespace, without a race: after start(), the monitor is known
-// to be subscribed (a no-op alias change on `dev` is seen first).
+// Follows RTNL link events in a namespace, without a race: when this resolves, the monitor is
+// known to be subscribed (it has reported a harmless alias change on `dev`).
 async function linkMonitor(scope, ns, dev) {
   const mon = scope.proc(new Proc(`ip monitor (${ns})`, ['ip', '-n', ns, '-o', 'monitor', 'link']));
   await ip('-n', ns, 'link', 'set', 'dev', dev, 'alias', 'ubench-sync');
@@ -343,13 +348,11 @@ async function linkMonitor(scope, ns, dev) {
 // A command's answer ends with "1000 Success"; getting one proves the switch finished its
 // start-up (including opening its TAPs) and is in its main loop.
 async function vdeCommand(sw, command, timeoutMs = 5000) {
-  const from = sw.lines.stdout.length;
+  sw.lines.stdout.length = 0; // one command at a time: the history is now this answer only
   sw.child.stdin.write(`${command}\n`);
-  await sw.waitLine('stdout', (l) => /^1\d\d\d /.test(l) && sw.lines.stdout.lastIndexOf(l) >= from, timeoutMs, `answer to "${command}"`);
-  const ans = sw.lines.stdout.slice(from);
-  const status = ans.findLast((l) => /^\d{4} /.test(l));
+  const status = await sw.waitLine('stdout', (l) => /^1\d\d\d /.test(l), timeoutMs, `answer to "${command}"`);
   if (!/^1000 /.test(status)) throw new Error(`vde_switch: "${command}" -> ${status}`);
-  return ans;
+  return sw.lines.stdout.slice();
 }
 
 function startVdeSwitch(scope, label, args) {
@@ -395,7 +398,7 @@ const PATHS = {
       for (const t of taps) await run(['ip', 'link', 'del', t], { allowFail: true });
       const sw = startVdeSwitch(scope, 'vde_switch', ['-s', join(dir, 'ctl'), ...taps.flatMap((t) => ['-t', t])]);
       const ports = (await vdeCommand(sw, 'port/allprint')).join('\n');
-      for (const t of taps) if (!ports.includes(`tuntap      : ${t}`)) throw new Error(`vde_switch did not open TAP ${t}:\n${ports}`);
+      for (const t of taps) if (!new RegExp(`module tuntap\\s*: ${t}$`, 'm').test(ports)) throw new Error(`vde_switch did not open TAP ${t}:\n${ports}`);
       const ends = [];
       for (const [i, [side, addr]] of [['a', IP_A], ['b', IP_B]].entries()) {
         const ns = await addNetns(scope, `ubench-vde-${side}`);
@@ -440,10 +443,14 @@ const PATHS = {
     label: 'usernet',
     wiring: 'usernet daemon; rootless-style holders (unshare --user --map-root-user --net); usernet attach --configure',
     supportsMtu: () => true,
-    async start(scope, ctx) {
+    // A fresh daemon per topology (per MTU), so that ports of the previous topology cannot
+    // linger (e.g. two containers answering for 10.0.9.2) whatever the daemon's reaping does.
+    async start() {
       for (const f of [USERNET.bin, USERNET.built]) {
         if (!existsSync(f)) throw new Error(`usernet is not built: ${relative(ROOT, f)} is missing (run \`npm install && npm run build\` in ${ROOT})`);
       }
+    },
+    async setup(scope, mtu, ctx) {
       const dir = mkdtempSync(join(ctx.tmp, 'usernet-'));
       const socket = join(dir, 'usernet.sock');
       const stateDir = join(dir, 'state');
@@ -451,18 +458,11 @@ const PATHS = {
       const d = scope.proc(new Proc('usernet daemon', [process.execPath, USERNET.bin, ...USERNET.daemonArgs({ socket, stateDir })]));
       await d.waitLine('stderr', (l) => { try { return USERNET.isReady(JSON.parse(l)); } catch { return false; } },
         USERNET.daemonReadyTimeoutMs, 'ready log line');
-      this.daemon = d;
-      this.socket = socket;
-      this.generation = 0;
-    },
-    async setup(scope, mtu) {
-      const d = this.daemon;
-      const gen = ++this.generation;
       const ends = [];
       for (const [side, addr] of [['a', IP_A], ['b', IP_B]]) {
         const holder = scope.proc(new Proc(`holder ${side}`, USERNET.holderArgv));
         await holder.waitLine('stdout', (l) => l.trim() === 'ready', 10_000, '"ready"');
-        const argv = [process.execPath, USERNET.bin, ...USERNET.attachArgs({ socket: this.socket, pid: holder.pid, name: `ubench-${side}${gen}`, cidr: `${addr}/${PREFIX}`, mtu })];
+        const argv = [process.execPath, USERNET.bin, ...USERNET.attachArgs({ socket, pid: holder.pid, name: `ubench-${side}`, cidr: `${addr}/${PREFIX}`, mtu })];
         let r;
         try {
           r = await run(argv, { timeoutMs: USERNET.attachTimeoutMs, label: 'usernet attach' });
@@ -475,7 +475,6 @@ const PATHS = {
       }
       return { a: ends[0], b: ends[1], switchPid: d.pid };
     },
-    async stop() { /* the daemon is stopped (SIGTERM) by its scope */ },
   },
 };
 
@@ -520,6 +519,7 @@ async function tcpTest(topo, sw) {
   const { json, switchCpuPct } = await iperf(topo, [], sw);
   const rx = json.end.sum_received;
   const tx = json.end.sum_sent;
+  if (!rx?.bytes) throw new Error(`TCP connected but no data arrived (${tx?.retransmits ?? '?'} retransmits): are large frames dropped on the path?`);
   return {
     gbps: round(rx.bits_per_second / 1e9, 3),
     seconds: round(rx.seconds, 2),
@@ -569,6 +569,7 @@ async function runPath(id, ctx) {
     try {
       if (path.start) await path.start(pathScope, ctx);
     } catch (err) {
+      await parkIfAborting();
       for (const w of workloads) out.results[w.id] = { error: err.message };
       warn(`${id}: ${err.message}`);
       return out;
@@ -589,6 +590,7 @@ async function runPath(id, ctx) {
           topo = await path.setup(scope, mtu, ctx);
           await sanityPing(topo);
         } catch (err) {
+          await parkIfAborting();
           for (const w of here) out.results[w.id] = { error: err.message, mtu };
           warn(`${id} @${mtu}: setup failed: ${err.message}`);
           continue;
@@ -602,6 +604,7 @@ async function runPath(id, ctx) {
             out.results[w.id] = { mtu, ...(await w.fn(topo, topo.switchPid)) };
             info(`${id}: ${w.id} -> ${summary(out.results[w.id])}`);
           } catch (err) {
+            await parkIfAborting();
             out.results[w.id] = { error: err.message, mtu };
             warn(`${id}: ${w.id} failed: ${err.message}`);
           }
@@ -618,8 +621,9 @@ async function runPath(id, ctx) {
 }
 
 function summary(r) {
-  if (r.gbps != null) return `${r.gbps} Gbit/s (retransmits ${r.retransmits}, switch CPU ${r.switchCpuPct ?? '-'}%)`;
-  if (r.kpps != null) return `${r.kpps} kpps received of ${r.sentKpps} sent, loss ${r.lossPct}% (switch CPU ${r.switchCpuPct ?? '-'}%)`;
+  const cpu = r.switchCpuPct != null ? `, switch process CPU ${r.switchCpuPct}%` : '';
+  if (r.gbps != null) return `${r.gbps} Gbit/s (retransmits ${r.retransmits}${cpu})`;
+  if (r.kpps != null) return `${r.kpps} kpps received of ${r.sentKpps} kpps sent, loss ${r.lossPct}%${cpu ? ` (${cpu.slice(2)})` : ''}`;
   return JSON.stringify(r);
 }
 
@@ -677,8 +681,8 @@ async function main() {
   process.on('SIGTERM', () => abort('terminated', 143));
   process.on('SIGHUP', () => abort('hangup', 129));
   let exitCode = 0;
-  const tmp = mkdtempSync(join(tmpdir(), 'ubench-'));
   const top = new Scope('main');
+  const tmp = mkdtempSync(join(tmpdir(), 'ubench-'));
   top.defer('remove temp dir', () => rmSync(tmp, { recursive: true, force: true }));
   try {
     await checkSandbox();
@@ -708,6 +712,7 @@ async function main() {
       info(`=== ${id} (${PATHS[id].wiring})`);
       report.paths[id] = await runPath(id, { tmp });
     }
+    await parkIfAborting();
     report.ratios = computeRatios(report.paths);
     report.finished = new Date().toISOString();
     const failed = Object.entries(report.paths).flatMap(([id, p]) => Object.entries(p.results).filter(([, r]) => r.error).map(([w]) => `${id}/${w}`));
@@ -737,6 +742,7 @@ async function main() {
     }
     if (failed.length) warn(`failed: ${failed.join(', ')}`);
   } catch (err) {
+    await parkIfAborting();
     warn(`error: ${err.message}`);
     exitCode = 1;
   } finally {

@@ -761,7 +761,7 @@ static void reader_deliver(reader_t *r, int count, int error) {
   if (napi_open_handle_scope(env, &scope) != napi_ok) return;
   napi_value cb, recv, argv[2], ret;
   napi_get_reference_value(env, r->cb_ref, &cb);
-  napi_get_undefined(env, &recv);
+  napi_get_global(env, &recv); /* napi_make_callback needs an object receiver */
   napi_create_int32(env, count, &argv[0]);
   napi_create_int32(env, error, &argv[1]);
   napi_status st = napi_make_callback(env, r->actx, recv, cb, 2, argv, &ret);
@@ -966,7 +966,7 @@ static void watcher_on_poll(uv_poll_t *h, int status, int events) {
   if (napi_open_handle_scope(env, &scope) != napi_ok) return;
   napi_value cb, recv, argv[1], ret;
   napi_get_reference_value(env, w->cb_ref, &cb);
-  napi_get_undefined(env, &recv);
+  napi_get_global(env, &recv); /* napi_make_callback needs an object receiver */
   napi_create_int32(env, status, &argv[0]);
   if (napi_make_callback(env, w->actx, recv, cb, 1, argv, &ret) != napi_ok) {
     bool pending = false;

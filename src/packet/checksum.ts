@@ -37,6 +37,8 @@ export function sum16(dv: DataView, off: number, len: number, seed = 0): number 
 export function fold(sum: number): number {
   sum = (sum % 0x10000) + Math.floor(sum / 0x10000);
   sum = (sum % 0x10000) + Math.floor(sum / 0x10000);
+  // Now below 0x10000 + 2^21: one more carry can still leave 17 bits (e.g. 2^49 + 0xffff).
+  sum = (sum & 0xffff) + (sum >>> 16);
   return (sum & 0xffff) + (sum >>> 16);
 }
 

@@ -1,0 +1,62 @@
+/**
+ * Command-line parsing on node:util parseArgs, with errors a user can act on: one line, naming
+ * the command and the flag, pointing at `--help`.
+ */
+import { parseArgs, type ParseArgsConfig } from 'node:util';
+import { InvalidArgumentError } from '../errors.js';
+
+export class UsageError extends InvalidArgumentError {
+  constructor(message: string) {
+    super(message, 'ERR_USAGE');
+    this.name = 'UsageError';
+  }
+}
+
+type Options = NonNullable<ParseArgsConfig['options']>;
+
+export interface Parsed {
+  values: Record<string, string | boolean | string[] | undefined>;
+  positionals: string[];
+}
+
+/** Parses `args` for `command`; unknown flags and missing values become UsageErrors. */
+export function parse(command: string, args: string[], options: Options, maxPositionals = 0): Parsed {
+  let parsed;
+  try {
+    parsed = parseArgs({ args, options, allowPositionals: true, strict: true });
+  } catch (err) {
+    const e = err as Error & { code?: string };
+    const flag = /'(-[^']*)'/.exec(e.message)?.[1];
+    if (e.code === 'ERR_PARSE_ARGS_UNKNOWN_OPTION') throw new UsageError(`${command}: unknown option ${flag ?? ''} (see usernet ${command} --help)`);
+    if (e.code === 'ERR_PARSE_ARGS_INVALID_OPTION_VALUE') {
+      const m = /Option '(-[^']*)/.exec(e.message);
+      throw new UsageError(`${command}: option ${m?.[1]?.split(' ')[0] ?? flag ?? ''} needs a value (see usernet ${command} --help)`);
+    }
+    throw new UsageError(`${command}: ${e.message}`);
+  }
+  if (parsed.positionals.length > maxPositionals) {
+    throw new UsageError(`${command}: unexpected argument "${parsed.positionals[maxPositionals]}" (see usernet ${command} --help)`);
+  }
+  return { values: parsed.values as Parsed['values'], positionals: parsed.positionals };
+}
+
+/** An integer flag in [min, max]. */
+export function intFlag(command: string, flag: string, value: string | boolean | string[] | undefined, min: number, max: number): number | undefined {
+  if (value === undefined) return undefined;
+  if (typeof value !== 'string' || !/^\d+$/.test(value)) throw new UsageError(`${command}: --${flag} must be a whole number, not "${String(value)}"`);
+  const n = Number(value);
+  if (n < min || n > max) throw new UsageError(`${command}: --${flag} must be between ${min} and ${max}, not ${n}`);
+  return n;
+}
+
+/** A boolean given as --flag, --flag=true or --flag=false (Docker's --icc=false style). */
+export function boolFlag(command: string, flag: string, value: string | boolean | string[] | undefined): boolean | undefined {
+  if (value === undefined) return undefined;
+  if (value === true || value === 'true' || value === '1' || value === 'yes') return true;
+  if (value === 'false' || value === '0' || value === 'no') return false;
+  throw new UsageError(`${command}: --${flag} must be true or false, not "${String(value)}"`);
+}
+
+export function stringFlag(value: string | boolean | string[] | undefined): string | undefined {
+  return typeof value === 'string' ? value : undefined;
+}

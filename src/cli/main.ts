@@ -1,0 +1,328 @@
+/**
+ * `usernet`: the command line. Every command but `daemon` and `demo` is a client of the daemon's
+ * control API. Usage errors exit 2, runtime errors 1, each with one line on stderr.
+ */
+import { createWriteStream, type WriteStream } from 'node:fs';
+import pino from 'pino';
+import { Daemon, VERSION } from '../control/daemon.js';
+import { openRequest, request } from '../control/client.js';
+import { checkSocketPath, defaultSocketPath, defaultStateDir, ensurePrivateDir, socketDir } from '../control/paths.js';
+import type { PortInfo } from '../control/daemon.js';
+import { toUsernetError } from '../errors.js';
+import type { FdbEntrySnapshot } from '../switch/fdb.js';
+import { boolFlag, intFlag, parse, stringFlag, UsageError } from './args.js';
+import { formatFdb, formatPorts } from './format.js';
+import { runDemo } from './demo.js';
+
+const HELP: Record<string, string> = {
+  main: `usernet ${VERSION} — user-mode networking for containers
+
+Usage: usernet COMMAND [OPTIONS]
+
+Commands:
+  daemon     run the daemon (switch + control API) in the foreground
+  attach     give a container a TAP port on the switch
+  detach     remove a container's port
+  ports      list ports and their counters
+  fdb        show the MAC table (like "bridge fdb show")
+  capture    write the frames crossing a port to a pcap file
+  status     show the daemon's status
+  demo       two rootless containers ping each other through usernet
+
+Every client command takes --socket PATH (or USERNET_SOCKET); default:
+  ${defaultSocketPath()}
+Run "usernet COMMAND --help" for a command's options.`,
+  daemon: `Usage: usernet daemon [OPTIONS]
+
+Runs the daemon in the foreground: the learning switch, the containers' TAP ports and the JSON
+control API on a UNIX socket (mode 0600). Attachments are kept in the state directory and
+re-attached when the daemon starts again.
+
+Options:
+  --socket PATH         control socket (default: $XDG_RUNTIME_DIR/usernet/usernet.sock,
+                        /tmp/usernet-$UID/usernet.sock, or /run/usernet/usernet.sock for root)
+  --state-dir DIR       state directory (default: $XDG_STATE_HOME/usernet or ~/.local/state/usernet)
+  --log-level LEVEL     fatal, error, warn, info (default), debug, trace, silent
+  --ageing-time SEC     MAC table ageing time, 1-1000000 seconds (default 300)
+  --fdb-max N           MAC table size cap, LRU eviction beyond it (default 8192)
+  --icc=true|false      allow container-to-container traffic (default true)
+  --mtu N               default MTU for attached containers (default 1500)
+  --offload=true|false  virtio-net checksum/TSO offloads on TAPs (default true)`,
+  attach: `Usage: usernet attach (--pid PID | --netns PATH [--userns PATH]) [OPTIONS]
+
+Creates a TAP interface inside the container's network namespace (joining its user namespace,
+so this works rootless) and plugs it into the switch. Prints the port name.
+
+Options:
+  --pid PID          the container: a process in it (its user + network namespaces are used)
+  --netns PATH       the container: a network namespace file (e.g. /run/netns/NAME)
+  --userns PATH      with --netns: the user namespace to join (default: the netns's owner)
+  --name NAME        port name (default c1, c2, ...)
+  --ifname NAME      interface name in the container (default eth0)
+  --mac MAC          interface MAC address (default: chosen by the kernel)
+  --mtu N            interface MTU, 68-65521 (default: the daemon's, 1500)
+  --configure        bring the interface and lo up; with --ip/--gateway also set them
+  --ip A.B.C.D/NN    address and prefix (with --configure)
+  --gateway A.B.C.D  default route via this address (with --configure)
+  --json             print the result as JSON`,
+  detach: `Usage: usernet detach NAME
+
+Removes the port: the TAP disappears from the container.`,
+  ports: `Usage: usernet ports [--json]
+
+Lists the ports with their state, counters and drops by reason.`,
+  fdb: `Usage: usernet fdb [--json]
+
+Shows the switch's MAC table in the style of "bridge fdb show": MAC, port, age.`,
+  capture: `Usage: usernet capture --port NAME -w FILE [-c COUNT]
+
+Writes the frames received and sent on a port to a pcap file (readable by tshark/Wireshark),
+with offloaded checksums completed. Stops after COUNT frames, on Ctrl-C, or when the port goes.
+
+Options:
+  --port NAME        the port to capture
+  -w, --write FILE   pcap file to write ("-" for stdout)
+  -c, --count N      stop after N frames`,
+  status: `Usage: usernet status [--json]`,
+  demo: `Usage: usernet demo
+
+Builds two rootless containers (unshare --user --map-root-user --net), starts a daemon on a
+temporary socket, attaches both, pings one from the other, shows the ports and the MAC table,
+and cleans everything up. Sends nothing beyond the namespaces it made.`,
+};
+
+const SOCKET_OPTION = { socket: { type: 'string' as const } };
+const HELP_OPTION = { help: { type: 'boolean' as const, short: 'h' } };
+
+function socketOf(values: Record<string, unknown>): string {
+  const s = typeof values.socket === 'string' ? values.socket : defaultSocketPath();
+  checkSocketPath(s);
+  return s;
+}
+
+function out(text: string): void {
+  if (text !== '') process.stdout.write(`${text}\n`);
+}
+
+async function cmdDaemon(args: string[]): Promise<number> {
+  const { values } = parse('daemon', args, {
+    ...SOCKET_OPTION,
+    ...HELP_OPTION,
+    'state-dir': { type: 'string' },
+    'log-level': { type: 'string' },
+    'ageing-time': { type: 'string' },
+    'fdb-max': { type: 'string' },
+    icc: { type: 'string' },
+    mtu: { type: 'string' },
+    offload: { type: 'string' },
+  });
+  if (values.help) return help('daemon');
+  const level = stringFlag(values['log-level']) ?? 'info';
+  if (!['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent'].includes(level)) {
+    throw new UsageError(`daemon: --log-level must be one of fatal, error, warn, info, debug, trace, silent, not "${level}"`);
+  }
+  const socketPath = socketOf(values);
+  const stateDir = stringFlag(values['state-dir']) ?? defaultStateDir();
+  const ageing = intFlag('daemon', 'ageing-time', values['ageing-time'], 1, 1_000_000) ?? 300;
+  const fdbMax = intFlag('daemon', 'fdb-max', values['fdb-max'], 1, 1_000_000) ?? 8192;
+  const mtu = intFlag('daemon', 'mtu', values.mtu, 68, 65521) ?? 1500;
+  const icc = boolFlag('daemon', 'icc', values.icc) ?? true;
+  const offloads = boolFlag('daemon', 'offload', values.offload) ?? true;
+
+  const log = pino({ level, base: { pid: process.pid }, timestamp: pino.stdTimeFunctions.isoTime }, pino.destination({ fd: 2, sync: true }));
+  ensurePrivateDir(socketDir(socketPath));
+  ensurePrivateDir(stateDir);
+  const daemon = new Daemon({ socketPath, stateDir, ageingTimeMs: ageing * 1000, fdbMaxEntries: fdbMax, defaultMtu: mtu, icc, offloads }, log);
+
+  let stopping = false;
+  const stop = (signal: string): void => {
+    if (stopping) return;
+    stopping = true;
+    log.info({ signal }, 'stopping (TAPs stay in the containers; a new daemon re-attaches them)');
+    daemon.stop().then(
+      () => process.exit(0),
+      (err) => {
+        log.error({ err }, 'error while stopping');
+        process.exit(1);
+      },
+    );
+  };
+  process.on('SIGTERM', () => stop('SIGTERM'));
+  process.on('SIGINT', () => stop('SIGINT'));
+  process.on('SIGHUP', () => log.info('SIGHUP ignored'));
+  process.on('uncaughtException', (err) => {
+    // State is on disk and TAPs are persistent: dying loudly and being restarted is safer than
+    // running on in an unknown state.
+    log.fatal({ err }, 'uncaught exception: exiting');
+    process.exit(70);
+  });
+  await daemon.start();
+  return -1; // keep running
+}
+
+async function cmdAttach(args: string[]): Promise<number> {
+  const { values } = parse('attach', args, {
+    ...SOCKET_OPTION,
+    ...HELP_OPTION,
+    pid: { type: 'string' },
+    netns: { type: 'string' },
+    userns: { type: 'string' },
+    name: { type: 'string' },
+    ifname: { type: 'string' },
+    mac: { type: 'string' },
+    mtu: { type: 'string' },
+    configure: { type: 'boolean' },
+    ip: { type: 'string' },
+    gateway: { type: 'string' },
+    json: { type: 'boolean' },
+  });
+  if (values.help) return help('attach');
+  const pid = intFlag('attach', 'pid', values.pid, 1, 0x3fffffff);
+  if ((pid === undefined) === (values.netns === undefined)) throw new UsageError('attach: give exactly one of --pid PID or --netns PATH');
+  const params: Record<string, unknown> = {
+    pid,
+    netns: stringFlag(values.netns),
+    userns: stringFlag(values.userns),
+    name: stringFlag(values.name),
+    ifname: stringFlag(values.ifname),
+    mac: stringFlag(values.mac),
+    mtu: intFlag('attach', 'mtu', values.mtu, 68, 65521),
+    configure: values.configure === true ? true : undefined,
+    ip: stringFlag(values.ip),
+    gateway: stringFlag(values.gateway),
+  };
+  for (const k of Object.keys(params)) if (params[k] === undefined) delete params[k];
+  const result = await request<{ name: string }>(socketOf(values), 'attach', params);
+  out(values.json ? JSON.stringify(result) : result.name);
+  return 0;
+}
+
+async function cmdDetach(args: string[]): Promise<number> {
+  const { values, positionals } = parse('detach', args, { ...SOCKET_OPTION, ...HELP_OPTION }, 1);
+  if (values.help) return help('detach');
+  if (positionals.length !== 1) throw new UsageError('detach: give the port NAME (see usernet ports)');
+  await request(socketOf(values), 'detach', { name: positionals[0] });
+  return 0;
+}
+
+async function cmdPorts(args: string[]): Promise<number> {
+  const { values } = parse('ports', args, { ...SOCKET_OPTION, ...HELP_OPTION, json: { type: 'boolean' } });
+  if (values.help) return help('ports');
+  const { ports } = await request<{ ports: PortInfo[] }>(socketOf(values), 'ports');
+  out(values.json ? JSON.stringify(ports, null, 2) : formatPorts(ports));
+  return 0;
+}
+
+async function cmdFdb(args: string[]): Promise<number> {
+  const { values } = parse('fdb', args, { ...SOCKET_OPTION, ...HELP_OPTION, json: { type: 'boolean' } });
+  if (values.help) return help('fdb');
+  const { entries } = await request<{ entries: FdbEntrySnapshot[] }>(socketOf(values), 'fdb');
+  out(values.json ? JSON.stringify(entries, null, 2) : formatFdb(entries));
+  return 0;
+}
+
+async function cmdStatus(args: string[]): Promise<number> {
+  const { values } = parse('status', args, { ...SOCKET_OPTION, ...HELP_OPTION, json: { type: 'boolean' } });
+  if (values.help) return help('status');
+  const status = await request<Record<string, unknown>>(socketOf(values), 'status');
+  out(values.json ? JSON.stringify(status, null, 2) : Object.entries(status).map(([k, v]) => `${k}: ${String(v)}`).join('\n'));
+  return 0;
+}
+
+async function cmdCapture(args: string[]): Promise<number> {
+  const { values } = parse('capture', args, {
+    ...SOCKET_OPTION,
+    ...HELP_OPTION,
+    port: { type: 'string' },
+    write: { type: 'string', short: 'w' },
+    count: { type: 'string', short: 'c' },
+  });
+  if (values.help) return help('capture');
+  const port = stringFlag(values.port);
+  const file = stringFlag(values.write);
+  if (!port) throw new UsageError('capture: --port NAME is required (see usernet ports)');
+  if (!file) throw new UsageError('capture: -w FILE is required ("-" for stdout)');
+  const count = intFlag('capture', 'count', values.count, 1, 2 ** 31) ?? 0;
+  const { socket, rest } = await openRequest(socketOf(values), 'capture', { port, ...(count ? { count } : {}) });
+  const sink: WriteStream | NodeJS.WriteStream = file === '-' ? process.stdout : createWriteStream(file, { mode: 0o644 });
+  return new Promise<number>((resolve, reject) => {
+    let bytes = rest.length;
+    if (rest.length) sink.write(rest);
+    socket.on('data', (chunk: Buffer) => {
+      bytes += chunk.length;
+      if (!sink.write(chunk)) {
+        socket.pause();
+        sink.once('drain', () => socket.resume());
+      }
+    });
+    const finish = (): void => {
+      if (sink === process.stdout) resolve(0);
+      else (sink as WriteStream).end(() => resolve(0));
+      if (file !== '-') process.stderr.write(`capture: ${bytes} bytes written to ${file}\n`);
+    };
+    socket.once('end', finish);
+    socket.once('error', (err) => reject(err));
+    // Ctrl-C ends the capture cleanly: close our side, the daemon flushes and ends the stream.
+    const onSignal = (): void => {
+      socket.end();
+    };
+    process.once('SIGINT', onSignal);
+    process.once('SIGTERM', onSignal);
+    socket.resume();
+  });
+}
+
+function help(command: string): number {
+  out(HELP[command] ?? HELP.main);
+  return 0;
+}
+
+export async function main(argv: string[]): Promise<number> {
+  const [command, ...args] = argv;
+  switch (command) {
+    case undefined:
+    case 'help':
+    case '--help':
+    case '-h':
+      return help(args[0] ?? 'main');
+    case '--version':
+    case '-v':
+    case 'version':
+      out(`usernet ${VERSION}`);
+      return 0;
+    case 'daemon':
+      return cmdDaemon(args);
+    case 'attach':
+      return cmdAttach(args);
+    case 'detach':
+      return cmdDetach(args);
+    case 'ports':
+      return cmdPorts(args);
+    case 'fdb':
+      return cmdFdb(args);
+    case 'status':
+      return cmdStatus(args);
+    case 'capture':
+      return cmdCapture(args);
+    case 'demo':
+      if (args.includes('--help') || args.includes('-h')) return help('demo');
+      if (args.length) throw new UsageError(`demo: unexpected argument "${args[0]}"`);
+      return runDemo();
+    default:
+      throw new UsageError(`unknown command "${command}" (see usernet --help)`);
+  }
+}
+
+/** Runs the CLI: prints one line per error, sets the exit code. */
+export function run(argv: string[]): void {
+  main(argv).then(
+    (code) => {
+      if (code >= 0) process.exitCode = code;
+    },
+    (err: unknown) => {
+      const e = toUsernetError(err);
+      process.stderr.write(`usernet: ${e.message}\n`);
+      process.exitCode = err instanceof UsageError ? 2 : 1;
+    },
+  );
+}

@@ -1,0 +1,141 @@
+/**
+ * The control API server: newline-delimited JSON over a UNIX socket (see protocol.ts).
+ *
+ * Every request is answered, whatever it contains: bad JSON, an unknown method or a handler that
+ * throws all become an error response with a stable code, and the daemon goes on. A request line
+ * over the size limit closes that connection (after an error response), nothing else.
+ */
+import { chmodSync, existsSync, unlinkSync } from 'node:fs';
+import { connect, createServer, type Server, type Socket } from 'node:net';
+import type { Logger } from 'pino';
+import { toUsernetError, UsernetError } from '../errors.js';
+import { LineDecoder, LineTooLongError, parseRequest, type ApiResponse } from './protocol.js';
+
+/** A handler's result that turns the connection into a stream after the response line. */
+export class StreamingResult {
+  constructor(
+    readonly result: unknown,
+    readonly start: (socket: Socket) => void,
+  ) {}
+}
+
+export type Handler = (params: Record<string, unknown>) => unknown | Promise<unknown>;
+
+export class ApiServer {
+  private server: Server | null = null;
+  private readonly sockets = new Set<Socket>();
+
+  constructor(
+    readonly socketPath: string,
+    private readonly handlers: Record<string, Handler>,
+    private readonly log: Logger,
+  ) {}
+
+  /** Listens on the socket path. A live daemon there is an error; a stale socket is replaced. */
+  async listen(): Promise<void> {
+    if (existsSync(this.socketPath)) {
+      if (await isAlive(this.socketPath)) {
+        throw new UsernetError('ERR_DAEMON_RUNNING', `another usernet daemon is already listening on ${this.socketPath}`);
+      }
+      unlinkSync(this.socketPath);
+    }
+    const server = createServer({ allowHalfOpen: false }, (socket) => this.onConnection(socket));
+    this.server = server;
+    // umask so the socket is never, even for a moment, reachable by others.
+    const oldMask = process.umask(0o177);
+    try {
+      await new Promise<void>((resolve, reject) => {
+        server.once('error', reject);
+        server.listen(this.socketPath, () => {
+          server.off('error', reject);
+          resolve();
+        });
+      });
+    } finally {
+      process.umask(oldMask);
+    }
+    chmodSync(this.socketPath, 0o600);
+    server.on('error', (err) => this.log.error({ err }, 'control socket error'));
+  }
+
+  async close(): Promise<void> {
+    const server = this.server;
+    this.server = null;
+    if (!server) return;
+    for (const s of this.sockets) s.destroy();
+    await new Promise<void>((resolve) => server.close(() => resolve()));
+    try {
+      unlinkSync(this.socketPath);
+    } catch {
+      // already gone
+    }
+  }
+
+  private onConnection(socket: Socket): void {
+    this.sockets.add(socket);
+    socket.on('close', () => this.sockets.delete(socket));
+    socket.on('error', () => socket.destroy());
+    const decoder = new LineDecoder();
+    let queue = Promise.resolve();
+    let streaming = false;
+    const onData = (chunk: Buffer): void => {
+      let lines: string[];
+      try {
+        lines = decoder.push(chunk);
+      } catch (err) {
+        const e = err as LineTooLongError;
+        socket.end(`${JSON.stringify({ error: { code: e.code, message: e.message } })}\n`);
+        socket.off('data', onData);
+        return;
+      }
+      for (const line of lines) {
+        if (line.trim() === '') continue;
+        // Requests on one connection are answered in order.
+        queue = queue.then(async () => {
+          if (streaming || socket.destroyed) return;
+          const response = await this.dispatch(line);
+          if (response instanceof StreamingResult) {
+            streaming = true;
+            socket.off('data', onData);
+            socket.write(`${JSON.stringify({ id: 1, result: response.result })}\n`);
+            response.start(socket);
+            return;
+          }
+          if (!socket.destroyed) socket.write(`${JSON.stringify(response)}\n`);
+        });
+      }
+    };
+    socket.on('data', onData);
+  }
+
+  private async dispatch(line: string): Promise<ApiResponse | StreamingResult> {
+    let id: unknown;
+    try {
+      const req = parseRequest(line);
+      id = req.id;
+      const handler = Object.hasOwn(this.handlers, req.method) ? this.handlers[req.method] : undefined;
+      if (!handler) {
+        throw new UsernetError('ERR_UNKNOWN_METHOD', `unknown method "${req.method}" (known: ${Object.keys(this.handlers).join(', ')})`);
+      }
+      const result = await handler(req.params ?? {});
+      if (result instanceof StreamingResult) return result;
+      return { id, result: result ?? {} };
+    } catch (err) {
+      const e = toUsernetError(err);
+      if (e.code === 'ERR_INTERNAL') this.log.error({ err }, 'API handler failed');
+      return { id, error: { code: e.code, message: e.message } };
+    }
+  }
+}
+
+/** True when something accepts connections on the socket path. */
+function isAlive(path: string): Promise<boolean> {
+  return new Promise((resolve) => {
+    const s = connect(path);
+    s.once('connect', () => {
+      s.destroy();
+      resolve(true);
+    });
+    s.once('error', () => resolve(false));
+  });
+}

@@ -1,0 +1,545 @@
+/**
+ * The usernet daemon: one per user. It owns the switch, the containers' TAP ports, the control
+ * API and the state file.
+ *
+ * Attachments are state. Attaching a container opens (or creates) a TAP inside its namespaces,
+ * makes it persistent, plugs it into the switch, starts watching the container's life and records
+ * all of it in the state file. Because the TAP is persistent, the container keeps its interface,
+ * addresses and routes while the daemon is down; on start the daemon re-attaches every recorded
+ * container whose network namespace is still the same one (dev + inode), and drops the others.
+ *
+ * A container's end is an event: a pidfd for `--pid`, and for `--netns PATH` a check every second
+ * that the path still names the same namespace (the TAP fd keeps the namespace alive, so nothing
+ * else would ever tell). Detaching, or the container's end, clears the persistent flag and closes
+ * the fd, so the device goes away with the namespace and no fd is left behind.
+ */
+import { existsSync, readFileSync, statSync, unlinkSync, writeFileSync } from 'node:fs';
+import { join } from 'node:path';
+import type { Socket } from 'node:net';
+import type { Logger } from 'pino';
+import { ConflictError, InvalidArgumentError, NotFoundError, SystemError, UsernetError } from '../errors.js';
+import { snapshotCounters, type PortCountersSnapshot } from '../link/counters.js';
+import { PortKind } from '../link/port.js';
+import { TapPort } from '../link/tap-port.js';
+import { native, type TapOpenOptions, type WatchHandle } from '../native/addon.js';
+import { ipv4ToString, parseIpv4, parseIpv4Cidr } from '../packet/ip-address.js';
+import { macFromBytes, macToBytes, macToString, parseMac } from '../packet/mac.js';
+import { Switch } from '../switch/switch.js';
+import type { FdbEntrySnapshot } from '../switch/fdb.js';
+import { ApiServer, StreamingResult } from './api-server.js';
+import { CaptureSession } from './capture.js';
+import { StateFile, type AttachmentRecord, type DaemonState, type NamespaceIdentity } from './state.js';
+import { IFNAME_PATTERN, NAME_PATTERN, onlyKeys, optBool, optInt, optString, reqString } from './validate.js';
+
+export const VERSION = '0.1.0';
+
+export interface DaemonConfig {
+  socketPath: string;
+  stateDir: string;
+  /** MAC ageing time. Default 300 s. */
+  ageingTimeMs?: number;
+  /** MAC table cap. Default 8192. */
+  fdbMaxEntries?: number;
+  /** Inter-container communication. Default true. */
+  icc?: boolean;
+  /** MTU for attachments that do not give one. Default 1500. */
+  defaultMtu?: number;
+  /** Use virtio-net headers with checksum/TSO offloads when the kernel has them. Default true. */
+  offloads?: boolean;
+  /** How often `--netns PATH` attachments are checked. Default 1000 ms. */
+  netnsCheckIntervalMs?: number;
+}
+
+export interface PortInfo {
+  name: string;
+  kind: string;
+  ifname: string;
+  container: string;
+  mac: string;
+  mtu: number;
+  offloads: boolean;
+  state: 'up' | 'down';
+  error?: string;
+  counters: PortCountersSnapshot | null;
+}
+
+export interface AttachResult {
+  name: string;
+  ifname: string;
+  mac: string;
+  mtu: number;
+  offloads: boolean;
+  existed: boolean;
+}
+
+const MIN_MTU = 68;
+const MAX_MTU = 65521;
+/** At most one internal-error log line per port per this many ms. */
+const INTERNAL_ERROR_LOG_INTERVAL = 10_000;
+
+class Attachment {
+  port: TapPort | null = null;
+  watch: WatchHandle | null = null;
+  error: string | null = null;
+  lastInternalLog = 0;
+  constructor(public record: AttachmentRecord) {}
+
+  get container(): string {
+    return this.record.pid !== undefined ? `pid ${this.record.pid}` : `netns ${this.record.netnsPath}`;
+  }
+}
+
+/** The network namespace identity behind a path, or null if the path does not resolve. */
+export function namespaceIdentity(path: string): NamespaceIdentity | null {
+  try {
+    const st = statSync(path, { bigint: true });
+    return { dev: st.dev.toString(), ino: st.ino.toString() };
+  } catch {
+    return null;
+  }
+}
+
+function netnsPathOf(r: AttachmentRecord): string {
+  return r.pid !== undefined ? `/proc/${r.pid}/ns/net` : (r.netnsPath as string);
+}
+
+function sameIdentity(a: NamespaceIdentity | null, b: NamespaceIdentity): boolean {
+  return a !== null && a.dev === b.dev && a.ino === b.ino;
+}
+
+export class Daemon {
+  readonly sw: Switch;
+  readonly config: Required<DaemonConfig>;
+  private readonly attachments = new Map<string, Attachment>();
+  private readonly stateFile: StateFile;
+  private server: ApiServer | null = null;
+  private netnsTimer: NodeJS.Timeout | null = null;
+  private readonly startedAt = Date.now();
+  private stopped = false;
+
+  constructor(
+    config: DaemonConfig,
+    private readonly log: Logger,
+  ) {
+    this.config = {
+      ageingTimeMs: 300_000,
+      fdbMaxEntries: 8192,
+      icc: true,
+      defaultMtu: 1500,
+      offloads: true,
+      netnsCheckIntervalMs: 1000,
+      ...config,
+    };
+    this.sw = new Switch({ ageingTimeMs: this.config.ageingTimeMs, maxEntries: this.config.fdbMaxEntries, icc: this.config.icc });
+    this.stateFile = new StateFile(this.config.stateDir);
+  }
+
+  /** Loads the state, re-attaches the containers still alive, and starts serving the API. */
+  async start(): Promise<void> {
+    this.lockStateDir();
+    const loaded = this.stateFile.load();
+    if (loaded.movedAside) {
+      this.log.error({ file: loaded.movedAside, problem: loaded.problem }, 'state file unreadable: moved aside, starting with no attachments');
+    }
+    this.reattachAll(loaded.state);
+    this.sw.startAgeing();
+    this.netnsTimer = setInterval(() => this.checkNamespaces(), this.config.netnsCheckIntervalMs);
+    this.netnsTimer.unref();
+    this.server = new ApiServer(this.config.socketPath, this.handlers(), this.log);
+    await this.server.listen();
+    this.log.info(
+      { socket: this.config.socketPath, stateDir: this.config.stateDir, pid: process.pid, ports: this.sw.ports.length },
+      'listening',
+    );
+  }
+
+  /**
+   * Stops serving and closes every TAP fd, leaving the TAPs persistent: the containers keep their
+   * interfaces, and the next daemon re-attaches them.
+   */
+  async stop(): Promise<void> {
+    if (this.stopped) return;
+    this.stopped = true;
+    if (this.netnsTimer) clearInterval(this.netnsTimer);
+    this.sw.stopAgeing();
+    await this.server?.close();
+    for (const a of this.attachments.values()) this.release(a, false);
+    this.unlockStateDir();
+    this.log.info('stopped');
+  }
+
+  // ------------------------------------------------------------------------------------------
+  // API
+  // ------------------------------------------------------------------------------------------
+
+  private handlers(): Record<string, (p: Record<string, unknown>) => unknown> {
+    return {
+      status: () => this.status(),
+      attach: (p) => this.attach(p),
+      detach: (p) => {
+        onlyKeys(p, ['name'], 'detach');
+        this.detach(reqString(p, 'name'));
+        return {};
+      },
+      ports: () => ({ ports: this.listPorts() }),
+      fdb: () => ({ entries: this.fdb(), ageingTime: this.config.ageingTimeMs / 1000, maxEntries: this.config.fdbMaxEntries }),
+      capture: (p) => this.capture(p),
+    };
+  }
+
+  status(): Record<string, unknown> {
+    return {
+      version: VERSION,
+      pid: process.pid,
+      socket: this.config.socketPath,
+      stateDir: this.config.stateDir,
+      uptime: Math.round((Date.now() - this.startedAt) / 1000),
+      attachments: this.attachments.size,
+      icc: this.sw.icc,
+      ageingTime: this.config.ageingTimeMs / 1000,
+    };
+  }
+
+  /** Attaches a container (API params as in `usernet attach`). */
+  attach(p: Record<string, unknown>): AttachResult {
+    onlyKeys(p, ['pid', 'netns', 'userns', 'name', 'ifname', 'mac', 'mtu', 'configure', 'ip', 'gateway'], 'attach');
+    const pid = optInt(p, 'pid', 1, 0x3fffffff);
+    const netnsPath = optString(p, 'netns', { max: 4096 });
+    const usernsPath = optString(p, 'userns', { max: 4096 });
+    if ((pid === undefined) === (netnsPath === undefined)) throw new InvalidArgumentError('attach needs exactly one of --pid PID or --netns PATH');
+    if (usernsPath !== undefined && netnsPath === undefined) throw new InvalidArgumentError('--userns goes with --netns');
+    const ifname = optString(p, 'ifname', { pattern: IFNAME_PATTERN, what: 'must be 1-15 letters, digits, "_", "." or "-"' }) ?? 'eth0';
+    let name = optString(p, 'name', { pattern: NAME_PATTERN, what: 'must be 1-64 letters, digits, "_", "." or "-", starting with a letter or digit' });
+    const macText = optString(p, 'mac');
+    const mac = macText === undefined ? undefined : parseMac(macText);
+    if (mac !== undefined && (Math.floor(mac / 2 ** 40) & 1) === 1) throw new InvalidArgumentError(`--mac ${macText} is a multicast address`);
+    if (mac === 0) throw new InvalidArgumentError('--mac must not be all zeros');
+    const mtu = optInt(p, 'mtu', MIN_MTU, MAX_MTU) ?? this.config.defaultMtu;
+    const configure = optBool(p, 'configure') ?? false;
+    const ipText = optString(p, 'ip');
+    const ip = ipText === undefined ? undefined : parseIpv4Cidr(ipText);
+    const gwText = optString(p, 'gateway');
+    const gateway = gwText === undefined ? undefined : parseIpv4(gwText);
+    if ((ip || gateway !== undefined) && !configure) throw new InvalidArgumentError('--ip and --gateway are applied by --configure: add --configure');
+    if (ip && (ip.prefix < 1 || ip.prefix > 32)) throw new InvalidArgumentError(`--ip ${ipText}: prefix must be 1-32`);
+
+    // The container must exist now, and be a network namespace.
+    let nsPath: string;
+    if (pid !== undefined) {
+      if (!existsSync(`/proc/${pid}`)) throw new NotFoundError(`no process with PID ${pid}`, 'ERR_NO_SUCH_PROCESS');
+      nsPath = `/proc/${pid}/ns/net`;
+    } else {
+      nsPath = netnsPath as string;
+      if (!existsSync(nsPath)) throw new NotFoundError(`network namespace ${nsPath} does not exist`, 'ERR_NO_SUCH_NAMESPACE');
+      const self = namespaceIdentity('/proc/self/ns/net');
+      const st = namespaceIdentity(nsPath);
+      if (!self || !st || st.dev !== self.dev) {
+        throw new InvalidArgumentError(`${nsPath} is not a namespace file (expected something like /run/netns/NAME or /proc/PID/ns/net)`);
+      }
+    }
+    const identity = namespaceIdentity(nsPath);
+    if (!identity) throw new NotFoundError(`cannot read the network namespace of ${pid !== undefined ? `PID ${pid}` : nsPath}`, 'ERR_NO_SUCH_NAMESPACE');
+    if (sameIdentity(namespaceIdentity('/proc/self/ns/net'), identity)) {
+      throw new InvalidArgumentError('that is the daemon\'s own network namespace, not a container\'s');
+    }
+
+    if (name !== undefined && this.attachments.has(name)) throw new ConflictError(`a port named ${name} already exists`, 'ERR_NAME_IN_USE');
+    for (const a of this.attachments.values()) {
+      if (sameIdentity(a.record.netns, identity) && a.record.ifname === ifname) {
+        throw new ConflictError(`${ifname} in that container is already attached as port ${a.record.name}`, 'ERR_ALREADY_ATTACHED');
+      }
+    }
+    name ??= this.freeName();
+
+    const record: AttachmentRecord = {
+      name,
+      ...(pid !== undefined ? { pid } : { netnsPath }),
+      ...(usernsPath !== undefined ? { usernsPath } : {}),
+      netns: identity,
+      ifname,
+      mac: mac === undefined ? '' : macToString(mac),
+      mtu,
+      configure,
+      ...(ip ? { ip: `${ipv4ToString(ip.address)}/${ip.prefix}` } : {}),
+      ...(gateway !== undefined ? { gateway: ipv4ToString(gateway) } : {}),
+      attachedAt: new Date().toISOString(),
+    };
+    const a = new Attachment(record);
+    const existed = this.open(a, false);
+    this.attachments.set(name, a);
+    try {
+      this.saveState();
+    } catch (err) {
+      // Nothing half-applied: without a record the attachment would be lost on restart.
+      this.attachments.delete(name);
+      this.release(a, true);
+      throw new UsernetError('ERR_STATE_WRITE', `cannot record the attachment in ${this.stateFile.path}: ${(err as Error).message}`);
+    }
+    this.log.info({ port: name, container: a.container, ifname, mac: record.mac, mtu: record.mtu, existed }, 'attached');
+    return { name, ifname, mac: record.mac, mtu: record.mtu, offloads: a.port?.offloads ?? false, existed };
+  }
+
+  /** Detaches a port: the TAP stops being persistent and disappears from the container. */
+  detach(name: string): void {
+    const a = this.attachments.get(name);
+    if (!a) throw new NotFoundError(`no port named ${name}`, 'ERR_NO_SUCH_PORT');
+    this.attachments.delete(name);
+    this.release(a, true);
+    this.saveState();
+    this.log.info({ port: name }, 'detached');
+  }
+
+  listPorts(): PortInfo[] {
+    const out: PortInfo[] = [];
+    for (const a of this.attachments.values()) {
+      const r = a.record;
+      out.push({
+        name: r.name,
+        kind: PortKind.CONTAINER,
+        ifname: r.ifname,
+        container: a.container,
+        mac: r.mac,
+        mtu: a.port?.mtu ?? r.mtu,
+        offloads: a.port?.offloads ?? false,
+        state: a.port ? 'up' : 'down',
+        ...(a.error ? { error: a.error } : {}),
+        counters: a.port ? snapshotCounters(a.port.counters) : null,
+      });
+    }
+    return out;
+  }
+
+  fdb(): FdbEntrySnapshot[] {
+    return this.sw.fdb.snapshot(performance.now());
+  }
+
+  private capture(p: Record<string, unknown>): StreamingResult {
+    onlyKeys(p, ['port', 'count'], 'capture');
+    const name = reqString(p, 'port');
+    const count = optInt(p, 'count', 0, 2 ** 31) ?? 0;
+    const a = this.attachments.get(name);
+    if (!a) throw new NotFoundError(`no port named ${name}`, 'ERR_NO_SUCH_PORT');
+    const port = a.port;
+    if (!port) throw new UsernetError('ERR_PORT_DOWN', `port ${name} is down: ${a.error ?? 'not attached'}`);
+    return new StreamingResult({ port: name, linktype: 'ethernet' }, (socket: Socket) => {
+      const session = new CaptureSession(port, socket, count, (s) => {
+        this.log.info({ port: name, frames: s.frames, dropped: s.dropped }, 'capture ended');
+      });
+      port.taps = [...port.taps, session];
+      this.log.info({ port: name, count }, 'capture started');
+    });
+  }
+
+  // ------------------------------------------------------------------------------------------
+  // Attachments
+  // ------------------------------------------------------------------------------------------
+
+  private freeName(): string {
+    for (let i = 1; ; i++) if (!this.attachments.has(`c${i}`)) return `c${i}`;
+  }
+
+  /**
+   * Opens the TAP for an attachment and plugs it in. On re-attach the existing (persistent)
+   * interface is only attached; if it has disappeared it is created and configured again.
+   * Returns whether the interface existed.
+   */
+  private open(a: Attachment, reattach: boolean): boolean {
+    const r = a.record;
+    const base: TapOpenOptions = {
+      ifname: r.ifname,
+      ...(r.pid !== undefined ? { pid: r.pid } : { netnsPath: r.netnsPath }),
+      ...(r.usernsPath !== undefined ? { usernsPath: r.usernsPath } : {}),
+      vnetHdr: this.config.offloads,
+      offload: this.config.offloads,
+      persist: 1,
+    };
+    const full: TapOpenOptions = {
+      ...base,
+      create: true,
+      mtu: r.mtu,
+      ...(r.mac ? { mac: macToBytes(parseMac(r.mac)) } : {}),
+      linkUp: r.configure,
+      loUp: r.configure,
+    };
+    if (r.configure && r.ip) {
+      const ip = parseIpv4Cidr(r.ip);
+      full.address = ip.address;
+      full.prefix = ip.prefix;
+    }
+    if (r.configure && r.gateway) full.gateway = parseIpv4(r.gateway);
+
+    const addon = native();
+    let result;
+    try {
+      if (reattach) {
+        try {
+          result = addon.tapOpen({ ...base, create: false });
+        } catch (err) {
+          if ((err as NodeJS.ErrnoException).code !== 'ENODEV') throw err;
+          result = addon.tapOpen(full);
+        }
+      } else {
+        result = addon.tapOpen(full);
+      }
+    } catch (err) {
+      throw explainTapError(err, r);
+    }
+    r.mac = macToString(macFromBytes(result.mac));
+    r.mtu = result.mtu;
+    const port = new TapPort(
+      { name: r.name, kind: PortKind.CONTAINER, fd: result.fd, vnetHdrLen: result.vnetHdrLen, mtu: result.mtu, ifname: result.ifname },
+      {
+        onFatalError: (_p, message) => this.containerGone(r.name, message),
+        onInternalError: (p, err) => {
+          const now = Date.now();
+          if (now - a.lastInternalLog < INTERNAL_ERROR_LOG_INTERVAL) return;
+          a.lastInternalLog = now;
+          this.log.error({ port: p.name, err }, 'internal error while handling a frame (frame dropped; further errors counted, logged at most every 10 s)');
+        },
+      },
+    );
+    port.plug(this.sw);
+    a.port = port;
+    a.error = null;
+    if (r.pid !== undefined) {
+      try {
+        a.watch = addon.watchPid(r.pid, () => this.containerGone(r.name, `process ${r.pid} exited`));
+      } catch {
+        // The process ended between the open and the watch.
+        queueMicrotask(() => this.containerGone(r.name, `process ${r.pid} exited`));
+      }
+    }
+    return result.existed;
+  }
+
+  /** Unplugs and closes an attachment's port; with clearPersist the TAP goes away with it. */
+  private release(a: Attachment, clearPersist: boolean): void {
+    if (a.watch) {
+      native().unwatch(a.watch);
+      a.watch = null;
+    }
+    const port = a.port;
+    if (!port) return;
+    a.port = null;
+    for (const tap of port.taps) if (tap instanceof CaptureSession) tap.end();
+    if (clearPersist) {
+      try {
+        port.setPersist(false);
+      } catch (err) {
+        this.log.warn({ port: port.name, err: (err as Error).message }, 'could not clear the persistent flag');
+      }
+    }
+    port.close();
+  }
+
+  /** The container went away (or its TAP did): the port goes, and so does its record. */
+  private containerGone(name: string, why: string): void {
+    const a = this.attachments.get(name);
+    if (!a || this.stopped) return;
+    this.attachments.delete(name);
+    this.release(a, true);
+    try {
+      this.saveState();
+    } catch (err) {
+      this.log.error({ err: (err as Error).message }, 'cannot write the state file');
+    }
+    this.log.info({ port: name, reason: why }, 'container gone: port removed');
+  }
+
+  private checkNamespaces(): void {
+    for (const a of [...this.attachments.values()]) {
+      const r = a.record;
+      if (r.netnsPath === undefined) continue;
+      if (!sameIdentity(namespaceIdentity(r.netnsPath), r.netns)) {
+        this.containerGone(r.name, `${r.netnsPath} no longer names the attached network namespace`);
+      }
+    }
+  }
+
+  private reattachAll(state: DaemonState): void {
+    let dropped = 0;
+    for (const record of state.attachments) {
+      if (this.attachments.has(record.name)) continue;
+      if (!sameIdentity(namespaceIdentity(netnsPathOf(record)), record.netns)) {
+        this.log.info({ port: record.name, container: record.pid !== undefined ? `pid ${record.pid}` : record.netnsPath }, 'container gone while the daemon was down: attachment dropped');
+        dropped++;
+        continue;
+      }
+      const a = new Attachment(record);
+      this.attachments.set(record.name, a);
+      try {
+        const existed = this.open(a, true);
+        this.log.info({ port: record.name, container: a.container, existed }, 're-attached');
+      } catch (err) {
+        a.error = (err as Error).message;
+        this.log.error({ port: record.name, err: a.error }, 're-attach failed: kept in the state file, shown as down');
+      }
+    }
+    if (dropped) this.saveState();
+  }
+
+  private saveState(): void {
+    this.stateFile.save({ version: 1, attachments: [...this.attachments.values()].map((a) => a.record) });
+  }
+
+  // ------------------------------------------------------------------------------------------
+  // One daemon per state directory
+  // ------------------------------------------------------------------------------------------
+
+  private get pidFile(): string {
+    return join(this.config.stateDir, 'daemon.pid');
+  }
+
+  private lockStateDir(): void {
+    const file = this.pidFile;
+    if (existsSync(file)) {
+      const other = Number(readFileSync(file, 'utf8').trim());
+      if (Number.isInteger(other) && other > 0 && other !== process.pid && isUsernetProcess(other)) {
+        throw new UsernetError('ERR_STATE_DIR_BUSY', `another usernet daemon (pid ${other}) is using the state directory ${this.config.stateDir}`);
+      }
+    }
+    writeFileSync(file, `${process.pid}\n`, { mode: 0o600 });
+  }
+
+  private unlockStateDir(): void {
+    try {
+      if (readFileSync(this.pidFile, 'utf8').trim() === String(process.pid)) unlinkSync(this.pidFile);
+    } catch {
+      // gone already
+    }
+  }
+}
+
+function isUsernetProcess(pid: number): boolean {
+  try {
+    return readFileSync(`/proc/${pid}/cmdline`, 'utf8').includes('usernet');
+  } catch {
+    return false;
+  }
+}
+
+/** Adds the likely cause and the fix to the addon's errno errors. */
+function explainTapError(err: unknown, r: AttachmentRecord): Error {
+  const e = err as NodeJS.ErrnoException;
+  const what = r.pid !== undefined ? `the container of PID ${r.pid}` : `the namespace ${r.netnsPath}`;
+  let hint = '';
+  if (e.syscall === 'open(/dev/net/tun)' && (e.code === 'EACCES' || e.code === 'EPERM')) {
+    hint = ' — /dev/net/tun is not open to this user; distributions ship it mode 0666: sudo chmod 0666 /dev/net/tun';
+  } else if (e.syscall === 'open(/dev/net/tun)' && e.code === 'ENOENT') {
+    hint = ' — the tun module is missing: sudo modprobe tun';
+  } else if (e.syscall === 'setns(CLONE_NEWUSER)' && e.code === 'EPERM') {
+    hint = ` — not allowed to enter the user namespace of ${what}: it must belong to the user running the daemon`;
+  } else if (e.syscall === 'setns(CLONE_NEWNET)' && e.code === 'EPERM') {
+    hint = ` — not allowed to enter the network namespace of ${what}`;
+  } else if (e.syscall === 'ioctl(TUNSETIFF)' && e.code === 'EBUSY') {
+    hint = ` — ${r.ifname} in ${what} is already in use by another process (another usernet daemon?)`;
+  } else if (e.syscall === 'ioctl(TUNSETIFF)' && e.code === 'EPERM') {
+    hint = ` — no right to create or attach ${r.ifname} in ${what}`;
+  } else if (e.code === 'ENOENT' && e.syscall?.startsWith('open(/proc')) {
+    hint = ` — ${what} no longer exists`;
+  }
+  if (typeof e.code === 'string' && typeof e.errno === 'number') {
+    return new SystemError(e.code, e.errno, e.syscall ?? '', `${e.message}${hint}`);
+  }
+  return err instanceof Error ? err : new Error(String(err));
+}

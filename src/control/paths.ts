@@ -1,0 +1,58 @@
+/**
+ * Where the daemon listens and keeps its state, by default:
+ *   socket: /run/usernet/usernet.sock for root; $XDG_RUNTIME_DIR/usernet/usernet.sock; else
+ *           /tmp/usernet-$UID/usernet.sock (directory mode 0700, refused if someone else owns it)
+ *   state:  $XDG_STATE_HOME/usernet, else ~/.local/state/usernet
+ * `--socket` / USERNET_SOCKET and `--state-dir` override them.
+ */
+import { lstatSync, mkdirSync, chmodSync } from 'node:fs';
+import { homedir } from 'node:os';
+import { dirname, join } from 'node:path';
+import { InvalidArgumentError, UsernetError } from '../errors.js';
+
+export function defaultSocketPath(env: NodeJS.ProcessEnv = process.env, uid = process.getuid?.() ?? 0): string {
+  if (env.USERNET_SOCKET) return env.USERNET_SOCKET;
+  if (uid === 0) return '/run/usernet/usernet.sock';
+  if (env.XDG_RUNTIME_DIR) return join(env.XDG_RUNTIME_DIR, 'usernet', 'usernet.sock');
+  return join('/tmp', `usernet-${uid}`, 'usernet.sock');
+}
+
+export function defaultStateDir(env: NodeJS.ProcessEnv = process.env): string {
+  if (env.XDG_STATE_HOME) return join(env.XDG_STATE_HOME, 'usernet');
+  let home = env.HOME;
+  if (!home) {
+    try {
+      home = homedir();
+    } catch {
+      home = '';
+    }
+  }
+  if (!home || home === '/nonexistent') {
+    throw new InvalidArgumentError('no home directory for the default state directory: give --state-dir DIR or set XDG_STATE_HOME');
+  }
+  return join(home, '.local', 'state', 'usernet');
+}
+
+/**
+ * Creates `dir` (and parents) with mode 0700, or checks an existing one: it must be a directory
+ * owned by us, and it is tightened to 0700 (a shared /tmp must not let others reach the socket).
+ */
+export function ensurePrivateDir(dir: string): void {
+  mkdirSync(dir, { recursive: true, mode: 0o700 });
+  const st = lstatSync(dir);
+  if (!st.isDirectory()) throw new UsernetError('ERR_NOT_A_DIRECTORY', `${dir} exists and is not a directory`);
+  const uid = process.getuid?.() ?? 0;
+  if (st.uid !== uid) throw new UsernetError('ERR_DIR_OWNER', `${dir} belongs to uid ${st.uid}, not to us (uid ${uid}): refusing to use it`);
+  if ((st.mode & 0o777) !== 0o700) chmodSync(dir, 0o700);
+}
+
+/** Unix socket paths are limited to 107 bytes by sockaddr_un. */
+export function checkSocketPath(path: string): void {
+  if (Buffer.byteLength(path) > 107) {
+    throw new InvalidArgumentError(`socket path too long (${Buffer.byteLength(path)} bytes, the limit is 107): ${path}`);
+  }
+}
+
+export function socketDir(path: string): string {
+  return dirname(path);
+}

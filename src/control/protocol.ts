@@ -1,0 +1,93 @@
+/**
+ * The control API: JSON over a UNIX socket (mode 0600), one request per line, one response per
+ * line, several requests per connection allowed.
+ *
+ *   request:  {"id": 1, "method": "attach", "params": {...}}
+ *   response: {"id": 1, "result": {...}}   or   {"id": 1, "error": {"code": "ERR_...", "message": "..."}}
+ *
+ * `capture` is the one streaming method: after its success response line, the connection
+ * carries a pcap file (global header, then records) until either side closes it.
+ *
+ * LineDecoder is the sans-I/O part: fed bytes, it returns complete lines, and refuses lines
+ * longer than a limit (a client cannot make the daemon buffer without end).
+ */
+export const MAX_REQUEST_LINE = 1024 * 1024;
+
+export interface ApiRequest {
+  id?: unknown;
+  method: string;
+  params?: Record<string, unknown>;
+}
+
+export interface ApiErrorBody {
+  code: string;
+  message: string;
+}
+
+export interface ApiResponse {
+  id?: unknown;
+  result?: unknown;
+  error?: ApiErrorBody;
+}
+
+export class LineTooLongError extends Error {
+  readonly code = 'ERR_REQUEST_TOO_LARGE';
+}
+
+export class LineDecoder {
+  private pending: Buffer[] = [];
+  private pendingLength = 0;
+
+  constructor(private readonly maxLine = MAX_REQUEST_LINE) {}
+
+  /** Feeds bytes; returns the complete lines they finish (without the newline). */
+  push(chunk: Buffer): string[] {
+    const lines: string[] = [];
+    let start = 0;
+    for (;;) {
+      const nl = chunk.indexOf(0x0a, start);
+      if (nl < 0) break;
+      const piece = chunk.subarray(start, nl);
+      if (this.pendingLength + piece.length > this.maxLine) throw new LineTooLongError(`request line longer than ${this.maxLine} bytes`);
+      if (this.pending.length) {
+        this.pending.push(piece);
+        lines.push(Buffer.concat(this.pending).toString('utf8'));
+        this.pending = [];
+        this.pendingLength = 0;
+      } else {
+        lines.push(piece.toString('utf8'));
+      }
+      start = nl + 1;
+    }
+    if (start < chunk.length) {
+      const rest = chunk.subarray(start);
+      if (this.pendingLength + rest.length > this.maxLine) throw new LineTooLongError(`request line longer than ${this.maxLine} bytes`);
+      this.pending.push(Buffer.from(rest));
+      this.pendingLength += rest.length;
+    }
+    return lines;
+  }
+}
+
+/** Parses one request line; throws an error with a stable code when it is not a request. */
+export function parseRequest(line: string): ApiRequest {
+  let value: unknown;
+  try {
+    value = JSON.parse(line);
+  } catch (err) {
+    const e = new Error(`request is not valid JSON: ${(err as Error).message}`) as Error & { code: string };
+    e.code = 'ERR_BAD_JSON';
+    throw e;
+  }
+  if (typeof value !== 'object' || value === null || Array.isArray(value)) {
+    throw Object.assign(new Error('request must be a JSON object with a "method"'), { code: 'ERR_BAD_REQUEST' });
+  }
+  const v = value as Record<string, unknown>;
+  if (typeof v.method !== 'string' || v.method === '') {
+    throw Object.assign(new Error('request has no "method" string'), { code: 'ERR_BAD_REQUEST' });
+  }
+  if (v.params !== undefined && (typeof v.params !== 'object' || v.params === null || Array.isArray(v.params))) {
+    throw Object.assign(new Error('"params" must be a JSON object'), { code: 'ERR_BAD_REQUEST' });
+  }
+  return { id: v.id, method: v.method, params: (v.params as Record<string, unknown> | undefined) ?? {} };
+}

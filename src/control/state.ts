@@ -1,0 +1,109 @@
+/**
+ * The state file: what must survive a daemon restart or crash. Written atomically (temp file,
+ * fsync, rename, fsync of the directory), so a crash leaves either the old or the new file,
+ * never half of one. A file that cannot be read is kept aside (state.json.corrupt-<time>), never
+ * silently overwritten.
+ */
+import { closeSync, existsSync, fsyncSync, openSync, readFileSync, renameSync, writeSync } from 'node:fs';
+import { join } from 'node:path';
+import { UsernetError } from '../errors.js';
+
+export const STATE_VERSION = 1;
+
+export interface NamespaceIdentity {
+  /** st_dev and st_ino of the network namespace, as decimal strings (they are 64-bit). */
+  dev: string;
+  ino: string;
+}
+
+export interface AttachmentRecord {
+  name: string;
+  /** The container: a holder process, or a network namespace path (with its user namespace). */
+  pid?: number;
+  netnsPath?: string;
+  usernsPath?: string;
+  netns: NamespaceIdentity;
+  ifname: string;
+  mac: string;
+  mtu: number;
+  /** Applied when the TAP has to be created again. */
+  configure: boolean;
+  ip?: string;
+  gateway?: string;
+  attachedAt: string;
+}
+
+export interface DaemonState {
+  version: number;
+  attachments: AttachmentRecord[];
+}
+
+export function emptyState(): DaemonState {
+  return { version: STATE_VERSION, attachments: [] };
+}
+
+export interface LoadResult {
+  state: DaemonState;
+  /** Set when a bad file was moved aside. */
+  movedAside?: string;
+  problem?: string;
+}
+
+export class StateFile {
+  readonly path: string;
+
+  constructor(readonly dir: string) {
+    this.path = join(dir, 'state.json');
+  }
+
+  load(): LoadResult {
+    if (!existsSync(this.path)) return { state: emptyState() };
+    let problem: string;
+    try {
+      const parsed: unknown = JSON.parse(readFileSync(this.path, 'utf8'));
+      const state = validateState(parsed);
+      return { state };
+    } catch (err) {
+      problem = err instanceof Error ? err.message : String(err);
+    }
+    const aside = `${this.path}.corrupt-${new Date().toISOString().replace(/[:.]/g, '-')}`;
+    renameSync(this.path, aside);
+    return { state: emptyState(), movedAside: aside, problem };
+  }
+
+  save(state: DaemonState): void {
+    const tmp = `${this.path}.tmp-${process.pid}`;
+    const data = `${JSON.stringify(state, null, 2)}\n`;
+    const fd = openSync(tmp, 'w', 0o600);
+    try {
+      writeSync(fd, data);
+      fsyncSync(fd);
+    } finally {
+      closeSync(fd);
+    }
+    renameSync(tmp, this.path);
+    const dfd = openSync(this.dir, 'r');
+    try {
+      fsyncSync(dfd);
+    } finally {
+      closeSync(dfd);
+    }
+  }
+}
+
+function validateState(value: unknown): DaemonState {
+  if (typeof value !== 'object' || value === null) throw new UsernetError('ERR_STATE', 'state file is not a JSON object');
+  const v = value as Record<string, unknown>;
+  if (v.version !== STATE_VERSION) throw new UsernetError('ERR_STATE', `state file version ${String(v.version)} is not ${STATE_VERSION}`);
+  if (!Array.isArray(v.attachments)) throw new UsernetError('ERR_STATE', 'state file has no attachments list');
+  for (const a of v.attachments as unknown[]) {
+    const r = a as Record<string, unknown>;
+    if (typeof r !== 'object' || r === null || typeof r.name !== 'string' || typeof r.ifname !== 'string') {
+      throw new UsernetError('ERR_STATE', 'state file has a malformed attachment');
+    }
+    if (typeof r.pid !== 'number' && typeof r.netnsPath !== 'string') throw new UsernetError('ERR_STATE', `attachment ${r.name} names no container`);
+    const ns = r.netns as Record<string, unknown> | undefined;
+    if (!ns || typeof ns.dev !== 'string' || typeof ns.ino !== 'string') throw new UsernetError('ERR_STATE', `attachment ${r.name} has no namespace identity`);
+  }
+  return v as unknown as DaemonState;
+}
