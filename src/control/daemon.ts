@@ -238,7 +238,19 @@ export class Daemon {
       }
     }
     const identity = namespaceIdentity(nsPath);
-    if (!identity) throw new NotFoundError(`cannot read the network namespace of ${pid !== undefined ? `PID ${pid}` : nsPath}`, 'ERR_NO_SUCH_NAMESPACE');
+    if (!identity) {
+      const what = pid !== undefined ? `PID ${pid}` : nsPath;
+      let code = '';
+      try {
+        statSync(nsPath);
+      } catch (err) {
+        code = (err as NodeJS.ErrnoException).code ?? '';
+      }
+      if (code === 'EACCES' || code === 'EPERM') {
+        throw new UsernetError('EACCES', `permission denied on the network namespace of ${what}: the container belongs to another user`);
+      }
+      throw new NotFoundError(`cannot read the network namespace of ${what}`, 'ERR_NO_SUCH_NAMESPACE');
+    }
     if (sameIdentity(namespaceIdentity('/proc/self/ns/net'), identity)) {
       throw new InvalidArgumentError('that is the daemon\'s own network namespace, not a container\'s');
     }

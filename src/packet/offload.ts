@@ -116,6 +116,8 @@ export function segmentGso(
   const l4 = frameOff + vnet.csumStart;
   const minL3 = isV4 ? 20 : 40;
   if (l4 < l3 + minL3 || l4 + (isUdp ? 8 : 20) > end) return ParseStatus.BAD_OFFLOAD;
+  // IPv4: L4 must start right after the header (IHL), which is rewritten and checksummed as l4 - l3 bytes.
+  if (isV4 && l4 !== l3 + (srcDv.getUint8(l3) & 15) * 4) return ParseStatus.BAD_OFFLOAD;
   const l4Len = isUdp ? 8 : (srcDv.getUint8(l4 + 12) >> 4) * 4;
   if (l4Len < (isUdp ? 8 : 20) || l4 + l4Len > end) return ParseStatus.BAD_OFFLOAD;
   const l4Proto = isUdp ? IPPROTO_UDP : IPPROTO_TCP;

@@ -165,13 +165,19 @@ export class Switch {
     ingress.counters[RX_FLOODED]++;
     const ports = this.ports;
     const iccBlocked = !this.icc && ingress.kind === PortKind.CONTAINER;
+    let skipped = false;
     for (let i = 0; i < ports.length; i++) {
       const p = ports[i];
       if (p === ingress) continue;
-      if (iccBlocked && p.kind === PortKind.CONTAINER) continue;
+      if (iccBlocked && p.kind === PortKind.CONTAINER) {
+        skipped = true;
+        continue;
+      }
       if (fitsMtu(f, p)) p.transmit(f);
       else p.counters[DROP_MTU]++;
     }
+    // A flood that --icc=false kept from other containers counts once as an icc drop.
+    if (skipped) ingress.counters[DROP_ICC]++;
   }
 }
 
