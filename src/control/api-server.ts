@@ -5,7 +5,7 @@
  * throws all become an error response with a stable code, and the daemon goes on. A request line
  * over the size limit closes that connection (after an error response), nothing else.
  */
-import { chmodSync, existsSync, unlinkSync } from 'node:fs';
+import { chmodSync, existsSync, lstatSync, unlinkSync } from 'node:fs';
 import { connect, createServer, type Server, type Socket } from 'node:net';
 import type { Logger } from 'pino';
 import { toUsernetError, UsernetError } from '../errors.js';
@@ -36,6 +36,10 @@ export class ApiServer {
     if (existsSync(this.socketPath)) {
       if (await isAlive(this.socketPath)) {
         throw new UsernetError('ERR_DAEMON_RUNNING', `another usernet daemon is already listening on ${this.socketPath}`);
+      }
+      // Only a stale socket is ours to replace; never delete a file someone pointed --socket at.
+      if (!lstatSync(this.socketPath).isSocket()) {
+        throw new UsernetError('ERR_NOT_A_SOCKET', `${this.socketPath} exists and is not a socket: refusing to replace it`);
       }
       unlinkSync(this.socketPath);
     }
@@ -91,24 +95,31 @@ export class ApiServer {
       for (const line of lines) {
         if (line.trim() === '') continue;
         // Requests on one connection are answered in order.
-        queue = queue.then(async () => {
-          if (streaming || socket.destroyed) return;
-          const response = await this.dispatch(line);
-          if (response instanceof StreamingResult) {
-            streaming = true;
-            socket.off('data', onData);
-            socket.write(`${JSON.stringify({ id: 1, result: response.result })}\n`);
-            response.start(socket);
-            return;
-          }
-          if (!socket.destroyed) socket.write(`${JSON.stringify(response)}\n`);
-        });
+        queue = queue
+          .then(async () => {
+            if (streaming || socket.destroyed) return;
+            const { text, stream } = await this.dispatch(line);
+            if (stream) {
+              streaming = true;
+              socket.off('data', onData);
+              socket.write(`${text}\n`);
+              stream.start(socket);
+              return;
+            }
+            if (!socket.destroyed) socket.write(`${text}\n`);
+          })
+          .catch((err: unknown) => {
+            // A failing stream start must not become an unhandled rejection (the daemon exits on those).
+            this.log.error({ err }, 'API connection failed');
+            socket.destroy();
+          });
       }
     };
     socket.on('data', onData);
   }
 
-  private async dispatch(line: string): Promise<ApiResponse | StreamingResult> {
+  /** Runs one request line; returns the response line (serialized here, so a result JSON cannot hold is an error response too). */
+  private async dispatch(line: string): Promise<{ text: string; stream?: StreamingResult }> {
     let id: unknown;
     try {
       const req = parseRequest(line);
@@ -118,12 +129,12 @@ export class ApiServer {
         throw new UsernetError('ERR_UNKNOWN_METHOD', `unknown method "${req.method}" (known: ${Object.keys(this.handlers).join(', ')})`);
       }
       const result = await handler(req.params ?? {});
-      if (result instanceof StreamingResult) return result;
-      return { id, result: result ?? {} };
+      if (result instanceof StreamingResult) return { text: JSON.stringify({ id, result: result.result } satisfies ApiResponse), stream: result };
+      return { text: JSON.stringify({ id, result: result ?? {} } satisfies ApiResponse) };
     } catch (err) {
       const e = toUsernetError(err);
       if (e.code === 'ERR_INTERNAL') this.log.error({ err }, 'API handler failed');
-      return { id, error: { code: e.code, message: e.message } };
+      return { text: JSON.stringify({ id, error: { code: e.code, message: e.message } } satisfies ApiResponse) };
     }
   }
 }

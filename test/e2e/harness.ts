@@ -97,6 +97,13 @@ export function userTempDir(prefix = 'usernet-e2e-'): string {
   return dir;
 }
 
+/** A temp dir owned by root (for daemons run as root). */
+export function rootTempDir(prefix = 'usernet-e2e-'): string {
+  const dir = mkdtempSync(join(tmpdir(), prefix));
+  tempDirs.push(dir);
+  return dir;
+}
+
 /** Argv prefix that runs a command as the unprivileged test user. */
 export function asUser(argv: string[]): string[] {
   const u = testUser();
@@ -277,7 +284,7 @@ export class Daemon {
   /** Starts a daemon (as the test user unless rootless: false) and waits for "listening". */
   static async start(options: { args?: string[]; rootless?: boolean; dir?: string } = {}): Promise<Daemon> {
     const rootless = options.rootless ?? true;
-    const dir = options.dir ?? userTempDir();
+    const dir = options.dir ?? (rootless ? userTempDir() : rootTempDir());
     const d = new Daemon(dir, options.args ?? [], rootless);
     await d.launch();
     return d;
