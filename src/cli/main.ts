@@ -64,6 +64,8 @@ Options:
   --configure        bring the interface and lo up; with --ip/--gateway also set them
   --ip A.B.C.D/NN    address and prefix (with --configure)
   --gateway A.B.C.D  default route via this address (with --configure)
+  --offload=BOOL     virtio-net checksum/TSO offloads on this TAP (default: the daemon's);
+                     false makes the switch complete checksums and segment GSO frames for it
   --json             print the result as JSON`,
   detach: `Usage: usernet detach NAME
 
@@ -174,6 +176,7 @@ async function cmdAttach(args: string[]): Promise<number> {
     configure: { type: 'boolean' },
     ip: { type: 'string' },
     gateway: { type: 'string' },
+    offload: { type: 'string' },
     json: { type: 'boolean' },
   });
   if (values.help) return help('attach');
@@ -190,6 +193,7 @@ async function cmdAttach(args: string[]): Promise<number> {
     configure: values.configure === true ? true : undefined,
     ip: stringFlag(values.ip),
     gateway: stringFlag(values.gateway),
+    offload: boolFlag('attach', 'offload', values.offload),
   };
   for (const k of Object.keys(params)) if (params[k] === undefined) delete params[k];
   const result = await request<{ name: string }>(socketOf(values), 'attach', params);

@@ -202,7 +202,7 @@ export class Daemon {
 
   /** Attaches a container (API params as in `usernet attach`). */
   attach(p: Record<string, unknown>): AttachResult {
-    onlyKeys(p, ['pid', 'netns', 'userns', 'name', 'ifname', 'mac', 'mtu', 'configure', 'ip', 'gateway'], 'attach');
+    onlyKeys(p, ['pid', 'netns', 'userns', 'name', 'ifname', 'mac', 'mtu', 'configure', 'ip', 'gateway', 'offload'], 'attach');
     const pid = optInt(p, 'pid', 1, 0x3fffffff);
     const netnsPath = optString(p, 'netns', { max: 4096 });
     const usernsPath = optString(p, 'userns', { max: 4096 });
@@ -216,6 +216,7 @@ export class Daemon {
     if (mac === 0) throw new InvalidArgumentError('--mac must not be all zeros');
     const mtu = optInt(p, 'mtu', MIN_MTU, MAX_MTU) ?? this.config.defaultMtu;
     const configure = optBool(p, 'configure') ?? false;
+    const offload = optBool(p, 'offload');
     const ipText = optString(p, 'ip');
     const ip = ipText === undefined ? undefined : parseIpv4Cidr(ipText);
     const gwText = optString(p, 'gateway');
@@ -274,6 +275,7 @@ export class Daemon {
       configure,
       ...(ip ? { ip: `${ipv4ToString(ip.address)}/${ip.prefix}` } : {}),
       ...(gateway !== undefined ? { gateway: ipv4ToString(gateway) } : {}),
+      ...(offload !== undefined ? { offload } : {}),
       attachedAt: new Date().toISOString(),
     };
     const a = new Attachment(record);
@@ -361,8 +363,8 @@ export class Daemon {
       ifname: r.ifname,
       ...(r.pid !== undefined ? { pid: r.pid } : { netnsPath: r.netnsPath }),
       ...(r.usernsPath !== undefined ? { usernsPath: r.usernsPath } : {}),
-      vnetHdr: this.config.offloads,
-      offload: this.config.offloads,
+      vnetHdr: r.offload ?? this.config.offloads,
+      offload: r.offload ?? this.config.offloads,
       persist: 1,
     };
     const full: TapOpenOptions = {

@@ -30,6 +30,8 @@ export interface AttachmentRecord {
   configure: boolean;
   ip?: string;
   gateway?: string;
+  /** Virtio-net offloads for this TAP; absent: the daemon's setting. */
+  offload?: boolean;
   attachedAt: string;
 }
 

@@ -16,9 +16,13 @@
 import { finish, pseudoHeaderSumV4, pseudoHeaderSumV6, sum16 } from './checksum.js';
 import { ETH_P_8021AD, ETH_P_8021Q, ETH_P_IPV4, ETH_P_IPV6 } from './ethernet.js';
 import { IPPROTO_TCP, IPPROTO_UDP } from './ipv4.js';
+import { Ipv6View } from './ipv6.js';
 import { ParseStatus } from './status.js';
 import { TCP_CWR, TCP_FIN, TCP_PSH } from './tcp.js';
 import { VNET_GSO_ECN, VNET_GSO_NONE, VNET_GSO_TCPV4, VNET_GSO_TCPV6, VNET_GSO_UDP_L4, type VnetHeader } from './virtio-net.js';
+
+/** Reused to walk IPv6 extension headers in segmentGso() (the data path is single-threaded). */
+const ipv6 = new Ipv6View();
 
 /** Receives the segments produced by segmentGso(). */
 export interface SegmentSink {
@@ -116,12 +120,19 @@ export function segmentGso(
   const l4 = frameOff + vnet.csumStart;
   const minL3 = isV4 ? 20 : 40;
   if (l4 < l3 + minL3 || l4 + (isUdp ? 8 : 20) > end) return ParseStatus.BAD_OFFLOAD;
-  // IPv4: L4 must start right after the header (IHL), which is rewritten and checksummed as l4 - l3 bytes.
-  if (isV4 && l4 !== l3 + (srcDv.getUint8(l3) & 15) * 4) return ParseStatus.BAD_OFFLOAD;
+  const l4Proto = isUdp ? IPPROTO_UDP : IPPROTO_TCP;
+  if (isV4) {
+    // L4 must start right after the header (IHL), which is rewritten and checksummed as l4 - l3 bytes.
+    const vihl = srcDv.getUint8(l3);
+    if (vihl >> 4 !== 4 || l4 !== l3 + (vihl & 15) * 4) return ParseStatus.BAD_OFFLOAD;
+    if (srcDv.getUint8(l3 + 9) !== l4Proto) return ParseStatus.BAD_OFFLOAD;
+  } else {
+    // L4 must be where the extension-header chain ends, and be the protocol the GSO type says.
+    if (ipv6.bind(srcDv, l3, end - l3) !== ParseStatus.OK || ipv6.findUpperLayer() !== ParseStatus.OK) return ParseStatus.BAD_OFFLOAD;
+    if (ipv6.upperOffset !== l4 || ipv6.upperProtocol !== l4Proto) return ParseStatus.BAD_OFFLOAD;
+  }
   const l4Len = isUdp ? 8 : (srcDv.getUint8(l4 + 12) >> 4) * 4;
   if (l4Len < (isUdp ? 8 : 20) || l4 + l4Len > end) return ParseStatus.BAD_OFFLOAD;
-  const l4Proto = isUdp ? IPPROTO_UDP : IPPROTO_TCP;
-  if (isV4 && srcDv.getUint8(l3 + 9) !== l4Proto) return ParseStatus.BAD_OFFLOAD;
 
   const hdrLen = l4 + l4Len - frameOff; // headers from the Ethernet header to the end of L4's
   const payloadStart = frameOff + hdrLen;
