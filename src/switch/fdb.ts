@@ -96,7 +96,7 @@ export class Fdb {
     }
     const e = this.dynamic.peek(mac);
     if (e === undefined) return null;
-    if (now - e.updatedAt > this.ageingTimeMs) {
+    if (now - e.updatedAt >= this.ageingTimeMs) {
       this.dynamic.delete(mac);
       return null;
     }
@@ -125,7 +125,7 @@ export class Fdb {
     const victims: number[] = [];
     // rvalues(): least recently refreshed first.
     for (const e of this.dynamic.rvalues()) {
-      if (e === undefined || now - e.updatedAt <= this.ageingTimeMs) break;
+      if (e === undefined || now - e.updatedAt < this.ageingTimeMs) break;
       victims.push(e.mac);
     }
     for (const mac of victims) this.dynamic.delete(mac);
@@ -142,7 +142,7 @@ export class Fdb {
     for (const e of this.statics.values()) out.push({ mac: macToString(e.mac), port: e.port.name, static: true, age: 0 });
     for (const [, e] of this.dynamic.entries()) {
       const age = now - e.updatedAt;
-      if (age > this.ageingTimeMs) continue;
+      if (age >= this.ageingTimeMs) continue;
       out.push({ mac: macToString(e.mac), port: e.port.name, static: false, age: Math.round(age / 10) / 100 });
     }
     return out;
