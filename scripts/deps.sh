@@ -27,6 +27,12 @@ for pkg in "${PACKAGES[@]}"; do
   [ "$status" = "install ok installed" ] || missing+=("$pkg")
 done
 
+# Rootless containers open /dev/net/tun as their own user: distributions ship it mode 0666, some
+# minimal images 0600. Make it what distributions ship.
+if [ -c /dev/net/tun ] && [ "$(stat -c %a /dev/net/tun)" != 666 ]; then
+  chmod 0666 /dev/net/tun && echo "deps.sh: /dev/net/tun made mode 0666 (as distributions ship it)"
+fi
+
 if [ ${#missing[@]} -eq 0 ]; then
   echo "deps.sh: all ${#PACKAGES[@]} packages already installed"
   exit 0

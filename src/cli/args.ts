@@ -29,8 +29,13 @@ export function parse(command: string, args: string[], options: Options, maxPosi
     const flag = /'(-[^']*)'/.exec(e.message)?.[1];
     if (e.code === 'ERR_PARSE_ARGS_UNKNOWN_OPTION') throw new UsageError(`${command}: unknown option ${flag ?? ''} (see usernet ${command} --help)`);
     if (e.code === 'ERR_PARSE_ARGS_INVALID_OPTION_VALUE') {
-      const m = /Option '(-[^']*)/.exec(e.message);
-      throw new UsageError(`${command}: option ${m?.[1]?.split(' ')[0] ?? flag ?? ''} needs a value (see usernet ${command} --help)`);
+      // Node names the option as "--name <value>", "-c, --count <value>" or "--json": prefer the long form.
+      const spec = /Option '(-[^']*)/.exec(e.message)?.[1] ?? flag ?? '';
+      const name = /--[^\s,]+/.exec(spec)?.[0] ?? spec.split(/[\s,]/)[0];
+      if (e.message.includes('does not take an argument')) {
+        throw new UsageError(`${command}: option ${name} does not take a value (see usernet ${command} --help)`);
+      }
+      throw new UsageError(`${command}: option ${name} needs a value (see usernet ${command} --help)`);
     }
     throw new UsageError(`${command}: ${e.message}`);
   }

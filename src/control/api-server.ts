@@ -23,6 +23,7 @@ export type Handler = (params: Record<string, unknown>) => unknown | Promise<unk
 
 export class ApiServer {
   private server: Server | null = null;
+  private socketIno = -1;
   private readonly sockets = new Set<Socket>();
 
   constructor(
@@ -45,20 +46,24 @@ export class ApiServer {
     }
     const server = createServer({ allowHalfOpen: false }, (socket) => this.onConnection(socket));
     this.server = server;
-    // umask so the socket is never, even for a moment, reachable by others.
+    // umask so the socket is never, even for a moment, reachable by others. The bind happens
+    // synchronously inside listen(), so the process-wide umask is restored right after it.
+    const listening = new Promise<void>((resolve, reject) => {
+      server.once('error', reject);
+      server.once('listening', () => {
+        server.off('error', reject);
+        resolve();
+      });
+    });
     const oldMask = process.umask(0o177);
     try {
-      await new Promise<void>((resolve, reject) => {
-        server.once('error', reject);
-        server.listen(this.socketPath, () => {
-          server.off('error', reject);
-          resolve();
-        });
-      });
+      server.listen(this.socketPath);
     } finally {
       process.umask(oldMask);
     }
+    await listening;
     chmodSync(this.socketPath, 0o600);
+    this.socketIno = lstatSync(this.socketPath).ino;
     server.on('error', (err) => this.log.error({ err }, 'control socket error'));
   }
 
@@ -69,7 +74,8 @@ export class ApiServer {
     for (const s of this.sockets) s.destroy();
     await new Promise<void>((resolve) => server.close(() => resolve()));
     try {
-      unlinkSync(this.socketPath);
+      // Only our own socket: another daemon may have taken the path over meanwhile.
+      if (lstatSync(this.socketPath).ino === this.socketIno) unlinkSync(this.socketPath);
     } catch {
       // already gone
     }

@@ -26,7 +26,8 @@ function connectionError(socketPath: string, err: NodeJS.ErrnoException): Userne
 export function openRequest(socketPath: string, method: string, params: Record<string, unknown> = {}): Promise<{ result: unknown; socket: Socket; rest: Buffer }> {
   return new Promise((resolve, reject) => {
     const socket = connect(socketPath);
-    const decoder = new LineDecoder();
+    // Responses can be much larger than requests (a full MAC table): allow 256 MiB.
+    const decoder = new LineDecoder(256 * 1024 * 1024);
     let done = false;
     const fail = (err: Error): void => {
       if (done) return;

@@ -13,14 +13,15 @@ import { InvalidArgumentError, UsernetError } from '../errors.js';
 export function defaultSocketPath(env: NodeJS.ProcessEnv = process.env, uid = process.getuid?.() ?? 0): string {
   if (env.USERNET_SOCKET) return env.USERNET_SOCKET;
   if (uid === 0) return '/run/usernet/usernet.sock';
-  if (env.XDG_RUNTIME_DIR) return join(env.XDG_RUNTIME_DIR, 'usernet', 'usernet.sock');
+  // The XDG spec says relative paths in these variables are invalid and must be ignored.
+  if (env.XDG_RUNTIME_DIR?.startsWith('/')) return join(env.XDG_RUNTIME_DIR, 'usernet', 'usernet.sock');
   return join('/tmp', `usernet-${uid}`, 'usernet.sock');
 }
 
 export function defaultStateDir(env: NodeJS.ProcessEnv = process.env): string {
-  if (env.XDG_STATE_HOME) return join(env.XDG_STATE_HOME, 'usernet');
+  if (env.XDG_STATE_HOME?.startsWith('/')) return join(env.XDG_STATE_HOME, 'usernet');
   let home = env.HOME;
-  if (!home) {
+  if (!home && env === process.env) {
     try {
       home = homedir();
     } catch {
@@ -38,7 +39,14 @@ export function defaultStateDir(env: NodeJS.ProcessEnv = process.env): string {
  * owned by us, and it is tightened to 0700 (a shared /tmp must not let others reach the socket).
  */
 export function ensurePrivateDir(dir: string): void {
-  mkdirSync(dir, { recursive: true, mode: 0o700 });
+  try {
+    mkdirSync(dir, { recursive: true, mode: 0o700 });
+  } catch (err) {
+    if ((err as NodeJS.ErrnoException).code === 'EEXIST' || (err as NodeJS.ErrnoException).code === 'ENOTDIR') {
+      throw new UsernetError('ERR_NOT_A_DIRECTORY', `${dir} exists and is not a directory`);
+    }
+    throw err;
+  }
   const st = lstatSync(dir);
   if (!st.isDirectory()) throw new UsernetError('ERR_NOT_A_DIRECTORY', `${dir} exists and is not a directory`);
   const uid = process.getuid?.() ?? 0;

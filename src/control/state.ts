@@ -4,7 +4,7 @@
  * never half of one. A file that cannot be read is kept aside (state.json.corrupt-<time>), never
  * silently overwritten.
  */
-import { closeSync, existsSync, fsyncSync, openSync, readFileSync, renameSync, writeSync } from 'node:fs';
+import { closeSync, existsSync, fsyncSync, openSync, readFileSync, renameSync, rmSync, writeSync } from 'node:fs';
 import { join } from 'node:path';
 import { UsernetError } from '../errors.js';
 
@@ -68,7 +68,7 @@ export class StateFile {
     } catch (err) {
       problem = err instanceof Error ? err.message : String(err);
     }
-    const aside = `${this.path}.corrupt-${new Date().toISOString().replace(/[:.]/g, '-')}`;
+    const aside = `${this.path}.corrupt-${new Date().toISOString().replace(/[:.]/g, '-')}-${process.pid}-${Math.random().toString(36).slice(2, 8)}`;
     renameSync(this.path, aside);
     return { state: emptyState(), movedAside: aside, problem };
   }
@@ -76,14 +76,19 @@ export class StateFile {
   save(state: DaemonState): void {
     const tmp = `${this.path}.tmp-${process.pid}`;
     const data = `${JSON.stringify(state, null, 2)}\n`;
-    const fd = openSync(tmp, 'w', 0o600);
     try {
-      writeSync(fd, data);
-      fsyncSync(fd);
-    } finally {
-      closeSync(fd);
+      const fd = openSync(tmp, 'w', 0o600);
+      try {
+        writeSync(fd, data);
+        fsyncSync(fd);
+      } finally {
+        closeSync(fd);
+      }
+      renameSync(tmp, this.path);
+    } catch (err) {
+      rmSync(tmp, { force: true });
+      throw err;
     }
-    renameSync(tmp, this.path);
     const dfd = openSync(this.dir, 'r');
     try {
       fsyncSync(dfd);
@@ -104,6 +109,9 @@ function validateState(value: unknown): DaemonState {
       throw new UsernetError('ERR_STATE', 'state file has a malformed attachment');
     }
     if (typeof r.pid !== 'number' && typeof r.netnsPath !== 'string') throw new UsernetError('ERR_STATE', `attachment ${r.name} names no container`);
+    if (typeof r.mtu !== 'number' || typeof r.mac !== 'string' || typeof r.configure !== 'boolean') {
+      throw new UsernetError('ERR_STATE', `attachment ${r.name} has a malformed mtu, mac or configure field`);
+    }
     const ns = r.netns as Record<string, unknown> | undefined;
     if (!ns || typeof ns.dev !== 'string' || typeof ns.ino !== 'string') throw new UsernetError('ERR_STATE', `attachment ${r.name} has no namespace identity`);
   }

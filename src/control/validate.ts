@@ -44,4 +44,4 @@ export function onlyKeys(p: Params, allowed: readonly string[], method: string):
 /** Port/attachment names: what a user can type and a log can show without quoting. */
 export const NAME_PATTERN = /^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$/;
 /** Linux interface names: 1-15 bytes, no '/', ':' or whitespace. */
-export const IFNAME_PATTERN = /^[A-Za-z0-9_.-]{1,15}$/;
+export const IFNAME_PATTERN = /^(?!\.{1,2}$)[A-Za-z0-9_.-]{1,15}$/;
