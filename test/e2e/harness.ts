@@ -396,3 +396,18 @@ export async function ping(c: Container, ip: string, count = 3): Promise<number>
   const m = /(\d+) received/.exec(r.stdout);
   return m ? Number(m[1]) : 0;
 }
+
+/**
+ * Sends `bytes` of pseudo-random data over TCP from `from` to `to` (listening on `toIp:port`);
+ * resolves with what each end printed: "<bytes> <sha256>".
+ */
+export async function tcpTransfer(from: Container, to: Container, toIp: string, bytes: number, port: number): Promise<{ sent: string; received: string }> {
+  const script = join(FIXTURES, 'tcp-sha.mjs');
+  const server = await to.startUntil([process.execPath, script, 'server', String(port)], (l) => l === 'ready');
+  let received = '';
+  server.stdout?.on('data', (d: Buffer) => (received += d.toString()));
+  const done = exited(server);
+  const sent = (await from.execOk([process.execPath, script, 'client', toIp, String(port), String(bytes)], { timeoutMs: 150_000 })).trim();
+  await done;
+  return { sent, received: received.trim() };
+}

@@ -5,7 +5,7 @@
 import { existsSync, readFileSync, statSync } from 'node:fs';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { Container, Daemon, FIXTURES, cleanup, ping, requireSandbox, run, runOk, userTempDir, asUser } from './harness.js';
+import { CLI, Container, Daemon, cleanup, ping, requireSandbox, run, runOk, tcpTransfer, userTempDir, asUser } from './harness.js';
 import { readPcap } from '../../src/packet/pcap.js';
 
 requireSandbox();
@@ -68,15 +68,9 @@ describe('two rootless containers on the switch', () => {
   });
 
   it('moves 1 GiB of TCP between them with the same sha256 at both ends', async () => {
-    const total = 1024 * 1024 * 1024;
-    const server = await b.startUntil([process.execPath, join(FIXTURES, 'tcp-sha.mjs'), 'server', '5001'], (l) => l === 'ready');
-    let received = '';
-    server.stdout?.on('data', (d: Buffer) => (received += d.toString()));
-    const serverDone = new Promise<void>((r) => server.once('exit', () => r()));
-    const sent = (await a.execOk([process.execPath, join(FIXTURES, 'tcp-sha.mjs'), 'client', '10.0.9.2', '5001', String(total)], { timeoutMs: 150_000 })).trim();
-    await serverDone;
+    const { sent, received } = await tcpTransfer(a, b, '10.0.9.2', 1024 * 1024 * 1024, 5001);
     expect(sent).toMatch(/^1073741824 [0-9a-f]{64}$/);
-    expect(received.trim()).toBe(sent);
+    expect(received).toBe(sent);
   });
 
   it('captures a ping to a pcap file that tshark reads without malformed packets', async () => {
@@ -141,7 +135,7 @@ describe('two rootless containers on the switch', () => {
   });
 
   it('a second daemon on the same socket refuses to start', async () => {
-    const r = await run(asUser([process.execPath, join(FIXTURES, '..', '..', 'bin', 'usernet.js'), 'daemon', '--socket', daemon.socket, '--state-dir', join(daemon.dir, 'other-state')]));
+    const r = await run(asUser([process.execPath, CLI, 'daemon', '--socket', daemon.socket, '--state-dir', join(daemon.dir, 'other-state')]));
     expect(r.code).toBe(1);
     expect(r.stderr).toContain('another usernet daemon is already listening on');
   });

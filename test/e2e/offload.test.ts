@@ -3,23 +3,12 @@
  * TSO frames with partial checksums) talks to one without (which must get MTU-sized frames with
  * complete checksums, cut by usernet in software); and sizes judged against the egress port.
  */
-import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { Container, Daemon, FIXTURES, cleanup, ping, requireSandbox } from './harness.js';
+import { Container, Daemon, cleanup, ping, requireSandbox, tcpTransfer } from './harness.js';
 
 requireSandbox();
 
 type Ports = Array<{ name: string; offloads: boolean; counters: { rx_frames: number; tx_frames: number; drops: Record<string, number> } }>;
-
-async function transfer(from: Container, to: Container, toIp: string, bytes: number, port: number): Promise<[string, string]> {
-  const server = await to.startUntil([process.execPath, join(FIXTURES, 'tcp-sha.mjs'), 'server', String(port)], (l) => l === 'ready');
-  let received = '';
-  server.stdout?.on('data', (d: Buffer) => (received += d.toString()));
-  const done = new Promise<void>((r) => server.once('exit', () => r()));
-  const sent = (await from.execOk([process.execPath, join(FIXTURES, 'tcp-sha.mjs'), 'client', toIp, String(port), String(bytes)], { timeoutMs: 120_000 })).trim();
-  await done;
-  return [sent, received.trim()];
-}
 
 describe('a port with offloads and a port without', () => {
   let daemon: Daemon;
@@ -47,7 +36,7 @@ describe('a port with offloads and a port without', () => {
 
   it('segments TSO frames in software towards the plain port: 256 MiB arrive intact', async () => {
     const before = await daemon.cliJson<Ports>(['ports']);
-    const [sent, received] = await transfer(fast, plain, '10.0.9.2', 256 * 1024 * 1024, 5002);
+    const { sent, received } = await tcpTransfer(fast, plain, '10.0.9.2', 256 * 1024 * 1024, 5002);
     expect(sent).toMatch(/^268435456 [0-9a-f]{64}$/);
     expect(received).toBe(sent);
     const after = await daemon.cliJson<Ports>(['ports']);
@@ -65,7 +54,7 @@ describe('a port with offloads and a port without', () => {
   });
 
   it('carries the other direction with an empty virtio-net header: 64 MiB intact', async () => {
-    const [sent, received] = await transfer(plain, fast, '10.0.9.1', 64 * 1024 * 1024, 5003);
+    const { sent, received } = await tcpTransfer(plain, fast, '10.0.9.1', 64 * 1024 * 1024, 5003);
     expect(received).toBe(sent);
   });
 });
