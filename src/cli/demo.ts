@@ -21,8 +21,27 @@ function say(text: string): void {
   process.stdout.write(`${text}\n`);
 }
 
-function commandExists(cmd: string): boolean {
-  return spawnSync('sh', ['-c', `command -v ${cmd}`], { stdio: 'ignore' }).status === 0;
+/** Finds `cmd` on PATH (no shell involved). */
+function onPath(cmd: string): boolean {
+  for (const dir of (process.env.PATH ?? '').split(':')) {
+    if (!dir) continue;
+    try {
+      accessSync(join(dir, cmd), constants.X_OK);
+      return true;
+    } catch {
+      // next
+    }
+  }
+  return false;
+}
+
+/** Quotes an argument for a POSIX shell when it needs it, so printed commands can be pasted. */
+function shellQuote(arg: string): string {
+  return /^[A-Za-z0-9_@%+=:,./-]+$/.test(arg) ? arg : `'${arg.replace(/'/g, `'\\''`)}'`;
+}
+
+function commandLine(argv: string[]): string {
+  return argv.map(shellQuote).join(' ');
 }
 
 /** Checks what the demo needs and fails with the one-line fix. */
@@ -33,21 +52,23 @@ function preflight(): void {
     throw new UsernetError('ERR_NO_TUN', 'cannot open /dev/net/tun as this user; distributions ship it mode 0666. Fix: sudo chmod 0666 /dev/net/tun (or sudo modprobe tun if it is missing)');
   }
   for (const [cmd, pkg] of [['unshare', 'util-linux'], ['nsenter', 'util-linux'], ['ping', 'iputils-ping']]) {
-    if (!commandExists(cmd)) throw new UsernetError('ERR_MISSING_TOOL', `the demo needs "${cmd}". Fix: sudo apt-get install -y ${pkg}`);
+    if (!onPath(cmd)) {
+      throw new UsernetError('ERR_MISSING_TOOL', `the demo needs "${cmd}", which is not on your PATH. Fix: sudo apt-get install -y ${pkg} (or add its directory to PATH)`);
+    }
   }
   const probe = spawnSync('unshare', ['--user', '--map-root-user', '--net', 'true'], { encoding: 'utf8' });
   if (probe.status !== 0) {
     throw new UsernetError(
       'ERR_NO_USERNS',
-      `user namespaces are not available to this user (${(probe.stderr || '').trim() || `exit ${probe.status}`}). Fix: sudo sysctl -w kernel.unprivileged_userns_clone=1 user.max_user_namespaces=15000`,
+      `user namespaces are not available to this user (${(probe.stderr || '').trim().split('\n')[0] || `exit ${probe.status}`}). Fix: sudo sysctl -w user.max_user_namespaces=15000 (on Ubuntu also kernel.apparmor_restrict_unprivileged_userns=0; on old Debian kernels kernel.unprivileged_userns_clone=1)`,
     );
   }
 }
 
 /** Starts `cmd` and resolves once a stdout/stderr line matches `ready`. */
-function startAndWait(cmd: string, args: string[], ready: (line: string) => boolean, stream: 'stdout' | 'stderr', timeoutMs = 15000): Promise<ChildProcess> {
+function startAndWait(cmd: string, args: string[], ready: (line: string) => boolean, stream: 'stdout' | 'stderr', env?: NodeJS.ProcessEnv, timeoutMs = 15000): Promise<ChildProcess> {
   return new Promise((resolve, reject) => {
-    const child = spawn(cmd, args, { stdio: ['ignore', 'pipe', 'pipe'] });
+    const child = spawn(cmd, args, { stdio: ['ignore', 'pipe', 'pipe'], env: env ?? process.env });
     const lines: string[] = [];
     const timer = setTimeout(() => {
       child.kill('SIGKILL');
@@ -64,7 +85,9 @@ function startAndWait(cmd: string, args: string[], ready: (line: string) => bool
     });
     child.once('exit', (code) => {
       clearTimeout(timer);
-      reject(new UsernetError('ERR_DEMO', `${cmd} exited (${code}) before it was ready:\n${lines.join('\n')}`));
+      // One line: the last thing it said (for the daemon, its own one-line error).
+      const last = lines.filter((l) => l.trim() !== '').pop() ?? `exit ${code}`;
+      reject(new UsernetError('ERR_DEMO', `${cmd === process.execPath ? 'the daemon' : cmd} did not start: ${last.replace(/^usernet: /, '')}`));
     });
     child.once('error', (err) => {
       clearTimeout(timer);
@@ -73,12 +96,15 @@ function startAndWait(cmd: string, args: string[], ready: (line: string) => bool
   });
 }
 
-function run(cmd: string, args: string[], show = true): string {
-  if (show) say(bold(`$ ${[cmd, ...args].join(' ')}`));
-  const r = spawnSync(cmd, args, { encoding: 'utf8' });
+function run(cmd: string, args: string[], show = true, env?: NodeJS.ProcessEnv): string {
+  if (show) say(bold(`$ ${commandLine([cmd, ...args])}`));
+  const r = spawnSync(cmd, args, { encoding: 'utf8', env: env ?? process.env });
   const output = `${r.stdout ?? ''}${r.stderr ?? ''}`.trimEnd();
   if (show && output) say(output);
-  if (r.status !== 0) throw new UsernetError('ERR_DEMO', `"${[cmd, ...args].join(' ')}" failed (exit ${r.status})${show ? '' : `: ${output}`}`);
+  if (r.status !== 0) {
+    const why = output.split('\n').filter((l) => l.trim() !== '').pop() ?? `exit ${r.status}`;
+    throw new UsernetError('ERR_DEMO', `"${commandLine([cmd, ...args])}" failed: ${why.replace(/^usernet: /, '')}`);
+  }
   return output;
 }
 
@@ -89,9 +115,11 @@ export async function runDemo(): Promise<number> {
   const dir = mkdtempSync(join(tmpdir(), 'usernet-demo-'));
   const socket = join(dir, 'usernet.sock');
   const children: ChildProcess[] = [];
-  const usernet = (...args: string[]): string => run(process.execPath, [cli, ...args, '--socket', socket], false);
+  // The CLI finds the daemon through USERNET_SOCKET, so the commands printed are exactly those run.
+  const cliEnv = { ...process.env, USERNET_SOCKET: socket };
+  const usernet = (...args: string[]): string => run(process.execPath, [cli, ...args], false, cliEnv);
   const show = (label: string, args: string[]): string => {
-    say(bold(`$ usernet ${args.join(' ')}`));
+    say(bold(`$ usernet ${commandLine(args)}`));
     const text = usernet(...args);
     if (text) say(text);
     return label;
@@ -116,12 +144,15 @@ export async function runDemo(): Promise<number> {
     children.push(alpha);
     const beta = await startAndWait('unshare', holder, (l) => l === 'ready', 'stdout');
     children.push(beta);
-    say(`   $ unshare ${holder.join(' ')}   -> alpha, pid ${alpha.pid}`);
-    say(`   $ unshare ${holder.join(' ')}   -> beta, pid ${beta.pid}\n`);
+    say(bold(`$ ${commandLine(['unshare', ...holder])} &`));
+    say(`   alpha: pid ${alpha.pid}`);
+    say(bold(`$ ${commandLine(['unshare', ...holder])} &`));
+    say(`   beta: pid ${beta.pid}\n`);
 
     say('2. The daemon: a learning switch in this process tree, controlled over a UNIX socket.');
-    say(bold(`$ usernet daemon --socket ${socket} --state-dir ${join(dir, 'state')}`));
-    daemon = await startAndWait(process.execPath, [cli, 'daemon', '--socket', socket, '--state-dir', join(dir, 'state')], (l) => l.includes('"msg":"listening"'), 'stderr');
+    say(bold(`$ export USERNET_SOCKET=${shellQuote(socket)}`));
+    say(bold(`$ usernet daemon --state-dir ${shellQuote(join(dir, 'state'))} &`));
+    daemon = await startAndWait(process.execPath, [cli, 'daemon', '--state-dir', join(dir, 'state')], (l) => l.includes('"msg":"listening"'), 'stderr', cliEnv);
     say('   listening\n');
 
     say('3. Give each container a TAP port (eth0, created inside its namespace) on the switch.');

@@ -2,13 +2,17 @@
  * `usernet`: the command line. Every command but `daemon` and `demo` is a client of the daemon's
  * control API. Usage errors exit 2, runtime errors 1, each with one line on stderr.
  */
-import { createWriteStream, type WriteStream } from 'node:fs';
+import { closeSync, createWriteStream, openSync, rmSync, type WriteStream } from 'node:fs';
+import { resolve } from 'node:path';
 import pino from 'pino';
 import { Daemon, VERSION } from '../control/daemon.js';
 import { openRequest, request } from '../control/client.js';
-import { checkSocketPath, defaultSocketPath, defaultStateDir, ensurePrivateDir, socketDir } from '../control/paths.js';
+import { checkSocketPath, defaultSocketPath, defaultStateDir, ensureDir, ensurePrivateDir, socketDir } from '../control/paths.js';
 import type { PortInfo } from '../control/daemon.js';
-import { toUsernetError } from '../errors.js';
+import { toUsernetError, UsernetError } from '../errors.js';
+import { IFNAME_PATTERN, NAME_PATTERN } from '../control/validate.js';
+import { parseIpv4, parseIpv4Cidr } from '../packet/ip-address.js';
+import { parseMac } from '../packet/mac.js';
 import type { FdbEntrySnapshot } from '../switch/fdb.js';
 import { boolFlag, intFlag, parse, stringFlag, UsageError } from './args.js';
 import { formatFdb, formatPorts } from './format.js';
@@ -57,9 +61,11 @@ Options:
   --pid PID          the container: a process in it (its user + network namespaces are used)
   --netns PATH       the container: a network namespace file (e.g. /run/netns/NAME)
   --userns PATH      with --netns: the user namespace to join (default: the netns's owner)
-  --name NAME        port name (default c1, c2, ...)
+  --name NAME        port name: letters, digits, "_", "." or "-", starting with a letter or
+                     digit (default c1, c2, ...)
   --ifname NAME      interface name in the container (default eth0)
-  --mac MAC          interface MAC address (default: chosen by the kernel)
+  --mac MAC          interface MAC address (default: 02:42 + the --ip address, as Docker
+                     does; without --ip, chosen by the kernel)
   --mtu N            interface MTU, 68-65521 (default: the daemon's, 1500)
   --configure        bring the interface and lo up; with --ip/--gateway also set them
   --ip A.B.C.D/NN    address and prefix (with --configure)
@@ -97,9 +103,18 @@ const SOCKET_OPTION = { socket: { type: 'string' as const } };
 const HELP_OPTION = { help: { type: 'boolean' as const, short: 'h' } };
 
 function socketOf(values: Record<string, unknown>): string {
-  const s = typeof values.socket === 'string' ? values.socket : defaultSocketPath();
+  const s = resolve(typeof values.socket === 'string' ? values.socket : defaultSocketPath());
   checkSocketPath(s);
   return s;
+}
+
+/** Checks a flag's value with the same parser the daemon uses, as a usage error (exit 2). */
+function checkValue(command: string, check: () => unknown): void {
+  try {
+    check();
+  } catch (err) {
+    throw new UsageError(`${command}: ${(err as Error).message}`);
+  }
 }
 
 function out(text: string): void {
@@ -132,8 +147,12 @@ async function cmdDaemon(args: string[]): Promise<number> {
   const offloads = boolFlag('daemon', 'offload', values.offload) ?? true;
 
   const log = pino({ level, base: { pid: process.pid }, timestamp: pino.stdTimeFunctions.isoTime }, pino.destination({ fd: 2, sync: true }));
-  ensurePrivateDir(socketDir(socketPath));
-  ensurePrivateDir(stateDir);
+  // Only usernet's own default socket directory is made private (0700, ours); a directory the
+  // user named is used as it is.
+  const ownSocketDir = typeof values.socket !== 'string' && !process.env.USERNET_SOCKET;
+  if (ownSocketDir) ensurePrivateDir(socketDir(socketPath));
+  else ensureDir(socketDir(socketPath));
+  ensureDir(stateDir);
   const daemon = new Daemon({ socketPath, stateDir, ageingTimeMs: ageing * 1000, fdbMaxEntries: fdbMax, defaultMtu: mtu, icc, offloads }, log);
 
   let stopping = false;
@@ -182,6 +201,18 @@ async function cmdAttach(args: string[]): Promise<number> {
   if (values.help) return help('attach');
   const pid = intFlag('attach', 'pid', values.pid, 1, 0x3fffffff);
   if ((pid === undefined) === (values.netns === undefined)) throw new UsageError('attach: give exactly one of --pid PID or --netns PATH');
+  const name = stringFlag(values.name);
+  const ifname = stringFlag(values.ifname);
+  if (name !== undefined && !NAME_PATTERN.test(name)) {
+    throw new UsageError(`attach: --name "${name}" must be 1-64 letters, digits, "_", "." or "-", starting with a letter or digit`);
+  }
+  if (ifname !== undefined && !IFNAME_PATTERN.test(ifname)) throw new UsageError(`attach: --ifname "${ifname}" must be 1-15 letters, digits, "_", "." or "-"`);
+  if (typeof values.mac === 'string') checkValue('attach', () => parseMac(values.mac as string));
+  if (typeof values.ip === 'string') checkValue('attach', () => parseIpv4Cidr(values.ip as string, undefined, 1));
+  if (typeof values.gateway === 'string') checkValue('attach', () => parseIpv4(values.gateway as string));
+  if ((values.ip !== undefined || values.gateway !== undefined) && values.configure !== true) {
+    throw new UsageError('attach: --ip and --gateway are applied by --configure: add --configure');
+  }
   const params: Record<string, unknown> = {
     pid,
     netns: stringFlag(values.netns),
@@ -247,8 +278,28 @@ async function cmdCapture(args: string[]): Promise<number> {
   if (!port) throw new UsageError('capture: --port NAME is required (see usernet ports)');
   if (!file) throw new UsageError('capture: -w FILE is required ("-" for stdout)');
   const count = intFlag('capture', 'count', values.count, 1, 2 ** 31) ?? 0;
-  const { socket, rest } = await openRequest(socketOf(values), 'capture', { port, ...(count ? { count } : {}) });
-  const sink: WriteStream | NodeJS.WriteStream = file === '-' ? process.stdout : createWriteStream(file, { mode: 0o644 });
+  // Open the file first: a path we cannot write is an error before any capture starts.
+  let fd = -1;
+  if (file !== '-') {
+    try {
+      fd = openSync(file, 'w', 0o644);
+    } catch (err) {
+      const e = err as NodeJS.ErrnoException;
+      throw new UsernetError(e.code ?? 'EIO', `capture: cannot write ${file}: ${e.code === 'ENOENT' ? 'no such directory' : e.code === 'EACCES' ? 'permission denied' : e.message}`);
+    }
+  }
+  let opened;
+  try {
+    opened = await openRequest(socketOf(values), 'capture', { port, ...(count ? { count } : {}) });
+  } catch (err) {
+    if (fd >= 0) {
+      closeSync(fd);
+      rmSync(file, { force: true });
+    }
+    throw err;
+  }
+  const { socket, rest } = opened;
+  const sink: WriteStream | NodeJS.WriteStream = file === '-' ? process.stdout : createWriteStream(file, { fd });
   return new Promise<number>((resolve, reject) => {
     let bytes = rest.length;
     if (rest.length) sink.write(rest);
@@ -266,6 +317,10 @@ async function cmdCapture(args: string[]): Promise<number> {
     };
     socket.once('end', finish);
     socket.once('error', (err) => reject(err));
+    sink.once('error', (err: Error) => {
+      socket.destroy();
+      reject(new UsernetError('EIO', `capture: writing ${file} failed: ${err.message}`));
+    });
     // Ctrl-C ends the capture cleanly: close our side, the daemon flushes and ends the stream.
     const onSignal = (): void => {
       socket.end();

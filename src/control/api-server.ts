@@ -138,6 +138,7 @@ export class ApiServer {
       if (result instanceof StreamingResult) return { text: JSON.stringify({ id, result: result.result } satisfies ApiResponse), stream: result };
       return { text: JSON.stringify({ id, result: result ?? {} } satisfies ApiResponse) };
     } catch (err) {
+      if (id === undefined && err !== null && typeof err === 'object' && 'requestId' in err) id = (err as { requestId: unknown }).requestId;
       const e = toUsernetError(err);
       if (e.code === 'ERR_INTERNAL') this.log.error({ err }, 'API handler failed');
       return { text: JSON.stringify({ id, error: { code: e.code, message: e.message } } satisfies ApiResponse) };

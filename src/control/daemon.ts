@@ -134,23 +134,33 @@ export class Daemon {
     this.stateFile = new StateFile(this.config.stateDir);
   }
 
-  /** Loads the state, re-attaches the containers still alive, and starts serving the API. */
+  /**
+   * Takes the state directory, listens on the control socket, then re-attaches the recorded
+   * containers that are still alive. A daemon that cannot start leaves nothing behind: no pid
+   * file, no TAP opened (it fails before re-attaching).
+   */
   async start(): Promise<void> {
     this.lockStateDir();
-    const loaded = this.stateFile.load();
-    if (loaded.movedAside) {
-      this.log.error({ file: loaded.movedAside, problem: loaded.problem }, 'state file unreadable: moved aside, starting with no attachments');
+    try {
+      const loaded = this.stateFile.load();
+      if (loaded.movedAside) {
+        this.log.error({ file: loaded.movedAside, problem: loaded.problem }, 'state file unreadable: moved aside, starting with no attachments');
+      }
+      this.server = new ApiServer(this.config.socketPath, this.handlers(), this.log);
+      await this.server.listen();
+      // Synchronous from here to the log line: no request is served before re-attaching is done.
+      this.reattachAll(loaded.state);
+    } catch (err) {
+      await this.server?.close();
+      this.server = null;
+      this.unlockStateDir();
+      throw err;
     }
-    this.reattachAll(loaded.state);
     this.sw.startAgeing();
     this.netnsTimer = setInterval(() => this.checkNamespaces(), this.config.netnsCheckIntervalMs);
     this.netnsTimer.unref();
-    this.server = new ApiServer(this.config.socketPath, this.handlers(), this.log);
-    await this.server.listen();
-    this.log.info(
-      { socket: this.config.socketPath, stateDir: this.config.stateDir, pid: process.pid, ports: this.sw.ports.length },
-      'listening',
-    );
+    const down = [...this.attachments.values()].filter((a) => !a.port).length;
+    this.log.info({ socket: this.config.socketPath, stateDir: this.config.stateDir, attachments: this.attachments.size, down }, 'listening');
   }
 
   /**
@@ -163,7 +173,7 @@ export class Daemon {
     if (this.netnsTimer) clearInterval(this.netnsTimer);
     this.sw.stopAgeing();
     await this.server?.close();
-    for (const a of this.attachments.values()) this.release(a, false);
+    await Promise.all([...this.attachments.values()].map((a) => this.release(a, false)));
     this.unlockStateDir();
     this.log.info('stopped');
   }
@@ -174,15 +184,24 @@ export class Daemon {
 
   private handlers(): Record<string, (p: Record<string, unknown>) => unknown> {
     return {
-      status: () => this.status(),
+      status: (p) => {
+        onlyKeys(p, [], 'status');
+        return this.status();
+      },
       attach: (p) => this.attach(p),
-      detach: (p) => {
+      detach: async (p) => {
         onlyKeys(p, ['name'], 'detach');
-        this.detach(reqString(p, 'name'));
+        await this.detach(reqString(p, 'name'));
         return {};
       },
-      ports: () => ({ ports: this.listPorts() }),
-      fdb: () => ({ entries: this.fdb(), ageingTime: this.config.ageingTimeMs / 1000, maxEntries: this.config.fdbMaxEntries }),
+      ports: (p) => {
+        onlyKeys(p, [], 'ports');
+        return { ports: this.listPorts() };
+      },
+      fdb: (p) => {
+        onlyKeys(p, [], 'fdb');
+        return { entries: this.fdb(), ageingTime: this.config.ageingTimeMs / 1000, maxEntries: this.config.fdbMaxEntries };
+      },
       capture: (p) => this.capture(p),
     };
   }
@@ -201,7 +220,7 @@ export class Daemon {
   }
 
   /** Attaches a container (API params as in `usernet attach`). */
-  attach(p: Record<string, unknown>): AttachResult {
+  async attach(p: Record<string, unknown>): Promise<AttachResult> {
     onlyKeys(p, ['pid', 'netns', 'userns', 'name', 'ifname', 'mac', 'mtu', 'configure', 'ip', 'gateway', 'offload'], 'attach');
     const pid = optInt(p, 'pid', 1, 0x3fffffff);
     const netnsPath = optString(p, 'netns', { max: 4096 });
@@ -218,11 +237,10 @@ export class Daemon {
     const configure = optBool(p, 'configure') ?? false;
     const offload = optBool(p, 'offload');
     const ipText = optString(p, 'ip');
-    const ip = ipText === undefined ? undefined : parseIpv4Cidr(ipText);
+    const ip = ipText === undefined ? undefined : parseIpv4Cidr(ipText, undefined, 1);
     const gwText = optString(p, 'gateway');
     const gateway = gwText === undefined ? undefined : parseIpv4(gwText);
     if ((ip || gateway !== undefined) && !configure) throw new InvalidArgumentError('--ip and --gateway are applied by --configure: add --configure');
-    if (ip && (ip.prefix < 1 || ip.prefix > 32)) throw new InvalidArgumentError(`--ip ${ipText}: prefix must be 1-32`);
 
     // The container must exist now, and be a network namespace.
     let nsPath: string;
@@ -231,7 +249,11 @@ export class Daemon {
       nsPath = `/proc/${pid}/ns/net`;
     } else {
       nsPath = netnsPath as string;
-      if (!existsSync(nsPath)) throw new NotFoundError(`network namespace ${nsPath} does not exist`, 'ERR_NO_SUCH_NAMESPACE');
+      const code = statError(nsPath);
+      if (code === 'EACCES' || code === 'EPERM') {
+        throw new UsernetError('EACCES', `permission denied on ${nsPath}: the namespace belongs to another user`);
+      }
+      if (code !== '') throw new NotFoundError(`network namespace ${nsPath} does not exist`, 'ERR_NO_SUCH_NAMESPACE');
       const self = namespaceIdentity('/proc/self/ns/net');
       const st = namespaceIdentity(nsPath);
       if (!self || !st || st.dev !== self.dev) {
@@ -241,12 +263,7 @@ export class Daemon {
     const identity = namespaceIdentity(nsPath);
     if (!identity) {
       const what = pid !== undefined ? `PID ${pid}` : nsPath;
-      let code = '';
-      try {
-        statSync(nsPath);
-      } catch (err) {
-        code = (err as NodeJS.ErrnoException).code ?? '';
-      }
+      const code = statError(nsPath);
       if (code === 'EACCES' || code === 'EPERM') {
         throw new UsernetError('EACCES', `permission denied on the network namespace of ${what}: the container belongs to another user`);
       }
@@ -264,13 +281,15 @@ export class Daemon {
     }
     name ??= this.freeName();
 
+    // Docker's convention: 02:42 + the four bytes of the address, when there is one.
+    const chosenMac = mac ?? (ip ? 0x0242_0000_0000 + ip.address : undefined);
     const record: AttachmentRecord = {
       name,
       ...(pid !== undefined ? { pid } : { netnsPath }),
       ...(usernsPath !== undefined ? { usernsPath } : {}),
       netns: identity,
       ifname,
-      mac: mac === undefined ? '' : macToString(mac),
+      mac: chosenMac === undefined ? '' : macToString(chosenMac),
       mtu,
       configure,
       ...(ip ? { ip: `${ipv4ToString(ip.address)}/${ip.prefix}` } : {}),
@@ -280,26 +299,31 @@ export class Daemon {
     };
     const a = new Attachment(record);
     const existed = this.open(a, false);
+    // A TAP that was there before (persistent, made by someone else) is left as it was on detach.
+    record.ownsDevice = !existed;
     this.attachments.set(name, a);
     try {
       this.saveState();
     } catch (err) {
       // Nothing half-applied: without a record the attachment would be lost on restart.
       this.attachments.delete(name);
-      this.release(a, true);
+      await this.release(a, record.ownsDevice);
       throw new UsernetError('ERR_STATE_WRITE', `cannot record the attachment in ${this.stateFile.path}: ${(err as Error).message}`);
     }
     this.log.info({ port: name, container: a.container, ifname, mac: record.mac, mtu: record.mtu, existed }, 'attached');
     return { name, ifname, mac: record.mac, mtu: record.mtu, offloads: a.port?.offloads ?? false, existed };
   }
 
-  /** Detaches a port: the TAP stops being persistent and disappears from the container. */
-  detach(name: string): void {
+  /**
+   * Detaches a port: a TAP usernet created stops being persistent and disappears from the
+   * container; one that was there before is left there. Resolves once the fd is closed.
+   */
+  async detach(name: string): Promise<void> {
     const a = this.attachments.get(name);
     if (!a) throw new NotFoundError(`no port named ${name}`, 'ERR_NO_SUCH_PORT');
     this.attachments.delete(name);
-    this.release(a, true);
     this.saveState();
+    await this.release(a, a.record.ownsDevice !== false);
     this.log.info({ port: name }, 'detached');
   }
 
@@ -403,7 +427,7 @@ export class Daemon {
     const port = new TapPort(
       { name: r.name, kind: PortKind.CONTAINER, fd: result.fd, vnetHdrLen: result.vnetHdrLen, mtu: result.mtu, ifname: result.ifname },
       {
-        onFatalError: (_p, message) => this.containerGone(r.name, message),
+        onFatalError: (_p, message) => void this.containerGone(r.name, message),
         onInternalError: (p, err) => {
           const now = Date.now();
           if (now - a.lastInternalLog < INTERNAL_ERROR_LOG_INTERVAL) return;
@@ -415,19 +439,27 @@ export class Daemon {
     port.plug(this.sw);
     a.port = port;
     a.error = null;
-    if (r.pid !== undefined) {
-      try {
-        a.watch = addon.watchPid(r.pid, () => this.containerGone(r.name, `process ${r.pid} exited`));
-      } catch {
-        // The process ended between the open and the watch.
-        queueMicrotask(() => this.containerGone(r.name, `process ${r.pid} exited`));
-      }
-    }
+    this.watch(a);
     return result.existed;
   }
 
-  /** Unplugs and closes an attachment's port; with clearPersist the TAP goes away with it. */
-  private release(a: Attachment, clearPersist: boolean): void {
+  /** Watches a `--pid` container's process (also for an attachment that is down). */
+  private watch(a: Attachment): void {
+    const r = a.record;
+    if (r.pid === undefined || a.watch) return;
+    try {
+      a.watch = native().watchPid(r.pid, () => void this.containerGone(r.name, `process ${r.pid} exited`));
+    } catch {
+      // The process ended between the open and the watch.
+      queueMicrotask(() => void this.containerGone(r.name, `process ${r.pid} exited`));
+    }
+  }
+
+  /**
+   * Unplugs and closes an attachment's port; with clearPersist the TAP goes away with it.
+   * Resolves once the fd is closed.
+   */
+  private async release(a: Attachment, clearPersist: boolean): Promise<void> {
     if (a.watch) {
       native().unwatch(a.watch);
       a.watch = null;
@@ -443,20 +475,20 @@ export class Daemon {
         this.log.warn({ port: port.name, err: (err as Error).message }, 'could not clear the persistent flag');
       }
     }
-    port.close();
+    await port.close();
   }
 
   /** The container went away (or its TAP did): the port goes, and so does its record. */
-  private containerGone(name: string, why: string): void {
+  private async containerGone(name: string, why: string): Promise<void> {
     const a = this.attachments.get(name);
     if (!a || this.stopped) return;
     this.attachments.delete(name);
-    this.release(a, true);
     try {
       this.saveState();
     } catch (err) {
       this.log.error({ err: (err as Error).message }, 'cannot write the state file');
     }
+    await this.release(a, a.record.ownsDevice !== false);
     this.log.info({ port: name, reason: why }, 'container gone: port removed');
   }
 
@@ -465,7 +497,7 @@ export class Daemon {
       const r = a.record;
       if (r.netnsPath === undefined) continue;
       if (!sameIdentity(namespaceIdentity(r.netnsPath), r.netns)) {
-        this.containerGone(r.name, `${r.netnsPath} no longer names the attached network namespace`);
+        void this.containerGone(r.name, `${r.netnsPath} no longer names the attached network namespace`);
       }
     }
   }
@@ -487,6 +519,8 @@ export class Daemon {
       } catch (err) {
         a.error = (err as Error).message;
         this.log.error({ port: record.name, err: a.error }, 're-attach failed: kept in the state file, shown as down');
+        // Still watched: if the container ends, its record goes.
+        this.watch(a);
       }
     }
     if (dropped) this.saveState();
@@ -524,6 +558,16 @@ export class Daemon {
   }
 }
 
+/** The errno code of stat(path), or '' when it succeeds. */
+function statError(path: string): string {
+  try {
+    statSync(path);
+    return '';
+  } catch (err) {
+    return (err as NodeJS.ErrnoException).code ?? 'EIO';
+  }
+}
+
 function isUsernetProcess(pid: number): boolean {
   try {
     return readFileSync(`/proc/${pid}/cmdline`, 'utf8').includes('usernet');
@@ -552,8 +596,10 @@ function explainTapError(err: unknown, r: AttachmentRecord): Error {
   } else if (e.code === 'ENOENT' && e.syscall?.startsWith('open(/proc')) {
     hint = ` — ${what} no longer exists`;
   }
-  if (typeof e.code === 'string' && typeof e.errno === 'number') {
-    return new SystemError(e.code, e.errno, e.syscall ?? '', `${e.message}${hint}`);
-  }
+  // The addon prefixes its own context ("tapOpen(pid N): "); say it in the user's terms.
+  const detail = (e.message ?? String(err)).replace(/^tapOpen\([^)]*\): /, '');
+  const message = `cannot open ${r.ifname} in ${what}: ${detail}${hint}`;
+  if (typeof e.code === 'string' && typeof e.errno === 'number') return new SystemError(e.code, e.errno, e.syscall ?? '', message);
+  if (typeof e.code === 'string') return new UsernetError(e.code, message);
   return err instanceof Error ? err : new Error(String(err));
 }

@@ -35,23 +35,43 @@ export function defaultStateDir(env: NodeJS.ProcessEnv = process.env): string {
 }
 
 /**
- * Creates `dir` (and parents) with mode 0700, or checks an existing one: it must be a directory
- * owned by us, and it is tightened to 0700 (a shared /tmp must not let others reach the socket).
+ * For usernet's own default directories (/tmp/usernet-$UID, $XDG_RUNTIME_DIR/usernet,
+ * /run/usernet): creates `dir` with mode 0700, or checks an existing one — it must be a
+ * directory owned by us, and it is tightened to 0700 (a shared /tmp must not let others reach
+ * the socket). Never use it on a directory the user named: that one is not ours to chmod.
  */
 export function ensurePrivateDir(dir: string): void {
-  try {
-    mkdirSync(dir, { recursive: true, mode: 0o700 });
-  } catch (err) {
-    if ((err as NodeJS.ErrnoException).code === 'EEXIST' || (err as NodeJS.ErrnoException).code === 'ENOTDIR') {
-      throw new UsernetError('ERR_NOT_A_DIRECTORY', `${dir} exists and is not a directory`);
-    }
-    throw err;
-  }
+  ensureDir(dir);
   const st = lstatSync(dir);
-  if (!st.isDirectory()) throw new UsernetError('ERR_NOT_A_DIRECTORY', `${dir} exists and is not a directory`);
   const uid = process.getuid?.() ?? 0;
   if (st.uid !== uid) throw new UsernetError('ERR_DIR_OWNER', `${dir} belongs to uid ${st.uid}, not to us (uid ${uid}): refusing to use it`);
   if ((st.mode & 0o777) !== 0o700) chmodSync(dir, 0o700);
+}
+
+/**
+ * Makes sure `dir` exists: missing parents are created with the default mode, a missing `dir`
+ * itself with mode 0700. An existing directory is left exactly as it is.
+ */
+export function ensureDir(dir: string): void {
+  let st;
+  try {
+    st = lstatSync(dir);
+  } catch (err) {
+    if ((err as NodeJS.ErrnoException).code !== 'ENOENT') throw err;
+  }
+  if (st === undefined) {
+    try {
+      mkdirSync(dirname(dir), { recursive: true });
+      mkdirSync(dir, { mode: 0o700 });
+    } catch (err) {
+      const code = (err as NodeJS.ErrnoException).code;
+      if (code === 'EEXIST' || code === 'ENOTDIR') throw new UsernetError('ERR_NOT_A_DIRECTORY', `${dir} (or a parent) exists and is not a directory`);
+      if (code === 'EACCES' || code === 'EPERM') throw new UsernetError('EACCES', `cannot create ${dir}: permission denied`);
+      throw err;
+    }
+    return;
+  }
+  if (!st.isDirectory()) throw new UsernetError('ERR_NOT_A_DIRECTORY', `${dir} exists and is not a directory`);
 }
 
 /** Unix socket paths are limited to 107 bytes by sockaddr_un. */

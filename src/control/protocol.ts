@@ -83,11 +83,12 @@ export function parseRequest(line: string): ApiRequest {
     throw Object.assign(new Error('request must be a JSON object with a "method"'), { code: 'ERR_BAD_REQUEST' });
   }
   const v = value as Record<string, unknown>;
+  // The id goes back with the error too, so a client can match it.
   if (typeof v.method !== 'string' || v.method === '') {
-    throw Object.assign(new Error('request has no "method" string'), { code: 'ERR_BAD_REQUEST' });
+    throw Object.assign(new Error('request has no "method" string'), { code: 'ERR_BAD_REQUEST', requestId: v.id });
   }
   if (v.params !== undefined && (typeof v.params !== 'object' || v.params === null || Array.isArray(v.params))) {
-    throw Object.assign(new Error('"params" must be a JSON object'), { code: 'ERR_BAD_REQUEST' });
+    throw Object.assign(new Error('"params" must be a JSON object'), { code: 'ERR_BAD_REQUEST', requestId: v.id });
   }
   return { id: v.id, method: v.method, params: (v.params as Record<string, unknown> | undefined) ?? {} };
 }

@@ -30,6 +30,8 @@ export interface AttachmentRecord {
   configure: boolean;
   ip?: string;
   gateway?: string;
+  /** False when the TAP existed before the attachment: detach then leaves it in place. */
+  ownsDevice?: boolean;
   /** Virtio-net offloads for this TAP; absent: the daemon's setting. */
   offload?: boolean;
   attachedAt: string;

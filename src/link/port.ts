@@ -88,8 +88,8 @@ export abstract class Port implements SegmentSink {
   protected abstract writeLink(buf: Uint8Array, off: number, len: number): number;
   /** As writeLink, from two pieces (a header built elsewhere, then the frame). */
   protected abstract writeLink2(b1: Uint8Array, o1: number, l1: number, b2: Uint8Array, o2: number, l2: number): number;
-  /** Unplugs and releases the port's resources. */
-  abstract close(): void;
+  /** Unplugs and releases the port's resources (resolves once they are released). */
+  abstract close(): void | Promise<void>;
 
   /** Sends a frame out of this port, adapting offloads to what the link takes. */
   transmit(f: Frame): void {

@@ -45,6 +45,7 @@ export class TapPort extends Port {
   private reader: ReaderHandle | null = null;
   private sw: Switch | null = null;
   private closed = false;
+  private closing: Promise<void> = Promise.resolve();
   private readonly events: TapPortEvents;
   private readonly addon = native();
 
@@ -123,14 +124,24 @@ export class TapPort extends Port {
     native().setPersist(this.fd, on);
   }
 
-  /** Unplugs and closes the fd (after libuv has stopped polling it). No callback after this. */
-  close(): void {
-    if (this.closed) return;
+  /**
+   * Unplugs and closes the fd. No frame callback runs after this returns; the promise resolves
+   * once the fd is really closed (libuv releases it on its next turn).
+   */
+  close(): Promise<void> {
+    if (this.closed) return this.closing;
     this.closed = true;
     this.sw?.removePort(this);
     this.sw = null;
-    if (this.reader !== null) native().closeReader(this.reader);
-    else native().closeFd(this.fd);
+    const reader = this.reader;
     this.reader = null;
+    this.closing = new Promise<void>((resolve) => {
+      if (reader !== null) this.addon.closeReader(reader, resolve);
+      else {
+        this.addon.closeFd(this.fd);
+        resolve();
+      }
+    });
+    return this.closing;
   }
 }

@@ -77,7 +77,8 @@ export interface NativeAddon {
     onBatch: (count: number, error: number) => void,
     closeFd: boolean,
   ): ReaderHandle;
-  closeReader(handle: ReaderHandle): void;
+  /** Stops reading now; closes the fd once libuv has let go of it, then calls onClosed. */
+  closeReader(handle: ReaderHandle, onClosed?: () => void): void;
   pauseReader(handle: ReaderHandle, paused: boolean): void;
   watchPid(pid: number, onExit: (status: number) => void): WatchHandle;
   unwatch(handle: WatchHandle): void;

@@ -741,16 +741,39 @@ typedef struct reader {
   napi_ref slab_ref;
   napi_ref meta_ref;
   napi_ref cb_ref;
+  napi_ref closed_ref; /* optional onClosed callback, NULL when none */
   napi_async_context actx;
 } reader_t;
 
+/* libuv has released the handle: only now may the fd be closed (closing it while libuv still
+ * knew it could make libuv act on a reused fd number). Then tell JS, if it asked. */
 static void reader_on_closed(uv_handle_t *h) {
   reader_t *r = h->data;
+  napi_env env = r->env;
   if (r->close_fd && r->fd >= 0) close(r->fd);
-  napi_delete_reference(r->env, r->slab_ref);
-  napi_delete_reference(r->env, r->meta_ref);
-  napi_delete_reference(r->env, r->cb_ref);
-  napi_async_destroy(r->env, r->actx);
+  if (r->closed_ref) {
+    napi_handle_scope scope;
+    if (napi_open_handle_scope(env, &scope) == napi_ok) {
+      napi_value cb, recv, ret;
+      napi_get_reference_value(env, r->closed_ref, &cb);
+      napi_get_global(env, &recv);
+      if (napi_make_callback(env, r->actx, recv, cb, 0, NULL, &ret) != napi_ok) {
+        bool pending = false;
+        napi_is_exception_pending(env, &pending);
+        if (pending) {
+          napi_value exc;
+          napi_get_and_clear_last_exception(env, &exc);
+          napi_fatal_exception(env, exc);
+        }
+      }
+      napi_close_handle_scope(env, scope);
+    }
+    napi_delete_reference(env, r->closed_ref);
+  }
+  napi_delete_reference(env, r->slab_ref);
+  napi_delete_reference(env, r->meta_ref);
+  napi_delete_reference(env, r->cb_ref);
+  napi_async_destroy(env, r->actx);
   free(r);
 }
 
@@ -893,18 +916,24 @@ static reader_t *get_reader(napi_env env, napi_value v) {
   return p;
 }
 
-/* closeReader(handle): stops polling at once (no callback after this returns) and closes the fd
- * (if the reader owns it) once libuv has released the handle. Idempotent. */
+/* closeReader(handle[, onClosed]): stops polling at once (no batch callback after this returns)
+ * and closes the fd (if the reader owns it) once libuv has released the handle, then calls
+ * onClosed(). Idempotent: a second call does nothing (and never calls its onClosed). */
 static napi_value close_reader(napi_env env, napi_callback_info info) {
-  size_t argc = 1;
-  napi_value argv[1];
+  size_t argc = 2;
+  napi_value argv[2];
   NAPI_CALL(env, napi_get_cb_info(env, info, &argc, argv, NULL, NULL));
   reader_t *r = argc ? get_reader(env, argv[0]) : NULL;
   if (!r) {
-    napi_throw_type_error(env, "ERR_INVALID_ARG_TYPE", "closeReader(handle)");
+    napi_throw_type_error(env, "ERR_INVALID_ARG_TYPE", "closeReader(handle[, onClosed])");
     return NULL;
   }
   if (!r->closing) {
+    if (argc >= 2) {
+      napi_valuetype t;
+      napi_typeof(env, argv[1], &t);
+      if (t == napi_function) napi_create_reference(env, argv[1], 1, &r->closed_ref);
+    }
     r->closing = 1;
     uv_poll_stop(&r->poll);
     uv_close((uv_handle_t *)&r->poll, reader_on_closed);

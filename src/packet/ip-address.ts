@@ -42,8 +42,8 @@ export interface Ipv4Cidr {
   prefix: number;
 }
 
-/** Parses `10.0.2.100/24` (prefix required unless `defaultPrefix` is given). */
-export function parseIpv4Cidr(text: string, defaultPrefix?: number): Ipv4Cidr {
+/** Parses `10.0.2.100/24` (prefix required unless `defaultPrefix` is given; at least `minPrefix`). */
+export function parseIpv4Cidr(text: string, defaultPrefix?: number, minPrefix = 0): Ipv4Cidr {
   const slash = text.indexOf('/');
   const addrText = slash < 0 ? text : text.slice(0, slash);
   let prefix: number;
@@ -54,8 +54,8 @@ export function parseIpv4Cidr(text: string, defaultPrefix?: number): Ipv4Cidr {
     prefix = defaultPrefix;
   } else {
     const p = text.slice(slash + 1);
-    if (!/^\d{1,2}$/.test(p) || Number(p) > 32) {
-      throw new InvalidArgumentError(`invalid prefix length in "${text}": must be 0-32`);
+    if (!/^\d{1,2}$/.test(p) || Number(p) > 32 || Number(p) < minPrefix) {
+      throw new InvalidArgumentError(`invalid prefix length in "${text}": must be ${minPrefix}-32`);
     }
     prefix = Number(p);
   }

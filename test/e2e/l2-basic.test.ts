@@ -35,6 +35,8 @@ describe('two rootless containers on the switch', () => {
     expect(link.linkinfo?.info_kind).toBe('tun');
     expect(link.mtu).toBe(1500);
     expect(link.flags).toContain('UP');
+    // Docker's convention: 02:42 + the address.
+    expect(link.address).toBe('02:42:0a:00:09:01');
     const details = await a.execOk(['ip', '-d', 'link', 'show', 'eth0']);
     expect(details).toMatch(/tun type tap pi off vnet_hdr on persist on/);
     expect(await a.execOk(['ip', '-4', 'addr', 'show', 'eth0'])).toContain('10.0.9.1/24');
@@ -121,6 +123,11 @@ describe('two rootless containers on the switch', () => {
     expect(badFlag.stderr.trim()).toBe('usernet: attach: unknown option --frobnicate (see usernet attach --help)');
     const badMtu = await daemon.cli(['attach', '--pid', String(b.pid), '--mtu', '70000']);
     expect(badMtu.code).toBe(2);
+    const badMac = await daemon.cli(['attach', '--pid', String(b.pid), '--mac', 'zz']);
+    expect(badMac.code).toBe(2);
+    expect(badMac.stderr.trim()).toBe('usernet: attach: invalid MAC address "zz" (expected six hex bytes like 02:42:0a:00:02:64)');
+    const badIp = await daemon.cli(['attach', '--pid', String(b.pid), '--configure', '--ip', '10.0.9.300/24']);
+    expect(badIp.code).toBe(2);
     const nodetach = await daemon.cli(['detach', 'nosuch']);
     expect(nodetach.stderr.trim()).toBe('usernet: no port named nosuch');
     // Someone else's container: root's namespace is not the test user's to enter.

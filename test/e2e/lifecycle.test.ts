@@ -60,6 +60,47 @@ describe('daemon restarts', () => {
   });
 });
 
+describe('attachments that are down, and TAPs that were there before', () => {
+  afterEach(cleanup);
+
+  it('a re-attach that fails is shown as down, and goes when its container ends', async () => {
+    const a = await Container.start();
+    const daemon = await Daemon.start();
+    await daemon.attach(a, 'a', '10.0.9.1/24');
+    await daemon.kill('SIGKILL');
+    // Someone else takes the (persistent, single-queue) TAP while the daemon is down.
+    const holdTap = [PYTHON, '-c', [
+      'import fcntl, os, signal, struct',
+      "fd = os.open('/dev/net/tun', os.O_RDWR)",
+      "fcntl.ioctl(fd, 0x400454ca, struct.pack('16sH', b'eth0', 0x0002 | 0x1000))",
+      "print('ready', flush=True)",
+      'signal.pause()',
+    ].join('\n')];
+    await a.startUntil(holdTap, (l) => l === 'ready');
+    await daemon.launch();
+    const failed = await daemon.waitForLog((l) => l.msg === 're-attach failed: kept in the state file, shown as down', 10_000, 0);
+    expect(String(failed.err)).toContain('EBUSY');
+    const ports = await daemon.cliJson<Array<{ name: string; state: string; error?: string }>>(['ports']);
+    expect(ports).toEqual([expect.objectContaining({ name: 'a', state: 'down' })]);
+    expect(ports[0].error).toMatch(/already in use by another process/);
+    const since = daemon.logs.length;
+    await a.stop();
+    await daemon.waitForLog((l) => l.msg === 'container gone: port removed' && l.port === 'a', 5000, since);
+    expect(await daemon.cliJson<unknown[]>(['ports'])).toEqual([]);
+  });
+
+  it('detach leaves a TAP that existed before the attachment where it was', async () => {
+    const a = await Container.start();
+    await a.execOk(['ip', 'tuntap', 'add', 'dev', 'eth0', 'mode', 'tap']);
+    const daemon = await Daemon.start();
+    const result = JSON.parse(await daemon.cliOk(['attach', '--pid', String(a.pid), '--name', 'pre', '--json'])) as { existed: boolean };
+    expect(result.existed).toBe(true);
+    await daemon.cliOk(['detach', 'pre']);
+    expect(await a.execOk(['ip', '-d', 'link', 'show', 'eth0'])).toMatch(/tun type tap .*persist on/);
+    expect(daemon.tunFds()).toEqual([]);
+  });
+});
+
 describe("a container's end", () => {
   afterEach(cleanup);
 

@@ -96,6 +96,27 @@ describe('main', () => {
     expect(await rejection(main(['demo', 'x']))).toBeInstanceOf(UsageError);
   });
 
+  it('checks attach values before contacting a daemon (usage errors, exit 2)', async () => {
+    for (const [args, text] of [
+      [['--mac', 'zz'], 'invalid MAC address "zz"'],
+      [['--configure', '--ip', '10.0.0.300/24'], 'invalid IPv4 address'],
+      [['--configure', '--ip', '10.0.0.1/0'], 'must be 1-32'],
+      [['--configure', '--gateway', 'x'], 'invalid IPv4 address "x"'],
+      [['--name=-bad'], '--name "-bad" must be'],
+      [['--ifname', 'way-too-long-name'], '--ifname'],
+      [['--ip', '10.0.0.1/24'], 'add --configure'],
+    ] as const) {
+      const e = await rejection(main(['attach', '--pid', '1', '--socket', sock, ...args]));
+      expect(e).toBeInstanceOf(UsageError);
+      expect(e.message).toContain(text);
+    }
+  });
+
+  it('fails capture at once, in one line, when the file cannot be written', async () => {
+    const e = await rejection(main(['capture', '--port', 'a', '-w', '/nonexistent/dir/x.pcap', '--socket', sock]));
+    expect(e.message).toBe('capture: cannot write /nonexistent/dir/x.pcap: no such directory');
+  });
+
   it('reports ERR_NO_DAEMON when nothing listens on the socket', async () => {
     const e = await rejection(main(['ports', '--socket', sock]));
     expect(e.code).toBe('ERR_NO_DAEMON');

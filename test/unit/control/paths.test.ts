@@ -2,7 +2,7 @@ import { afterEach, beforeEach, describe, expect, it, vi } from 'vitest';
 import { chmodSync, chownSync, mkdirSync, mkdtempSync, rmSync, statSync, symlinkSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { checkSocketPath, defaultSocketPath, defaultStateDir, ensurePrivateDir, socketDir } from '../../../src/control/paths.js';
+import { checkSocketPath, defaultSocketPath, defaultStateDir, ensureDir, ensurePrivateDir, socketDir } from '../../../src/control/paths.js';
 import { InvalidArgumentError, UsernetError } from '../../../src/errors.js';
 
 function thrown(fn: () => unknown): UsernetError {
@@ -88,12 +88,12 @@ describe('ensurePrivateDir', () => {
     rmSync(base, { recursive: true, force: true });
   });
 
-  it('creates a missing directory (and its parents) with mode 0700', () => {
+  it('creates a missing directory with mode 0700 (its parents with the default mode)', () => {
     const d = join(base, 'a', 'b');
     ensurePrivateDir(d);
     expect(statSync(d).isDirectory()).toBe(true);
     expect(statSync(d).mode & 0o777).toBe(0o700);
-    expect(statSync(join(base, 'a')).mode & 0o077).toBe(0);
+    expect(statSync(join(base, 'a')).isDirectory()).toBe(true);
   });
 
   it('creates 0700 even under a permissive umask', () => {
@@ -177,5 +177,37 @@ describe('checkSocketPath / socketDir', () => {
 
   it('socketDir is the directory of the socket', () => {
     expect(socketDir('/tmp/usernet-1000/usernet.sock')).toBe('/tmp/usernet-1000');
+  });
+});
+
+describe('ensureDir (directories the user named)', () => {
+  let base: string;
+  beforeEach(() => {
+    base = mkdtempSync(join(tmpdir(), 'usernet-paths-'));
+  });
+  afterEach(() => {
+    chmodSync(base, 0o700);
+    rmSync(base, { recursive: true, force: true });
+  });
+
+  it('never changes the mode of an existing directory', () => {
+    chmodSync(base, 0o1777);
+    ensureDir(base);
+    expect(statSync(base).mode & 0o7777).toBe(0o1777);
+    chmodSync(base, 0o500);
+    ensureDir(base);
+    expect(statSync(base).mode & 0o777).toBe(0o500);
+  });
+
+  it('creates a missing one with mode 0700', () => {
+    const d = join(base, 'x', 'y');
+    ensureDir(d);
+    expect(statSync(d).mode & 0o777).toBe(0o700);
+  });
+
+  it('refuses a path that is a file, with ERR_NOT_A_DIRECTORY', () => {
+    const f = join(base, 'file');
+    writeFileSync(f, '');
+    expect(() => ensureDir(f)).toThrow(expect.objectContaining({ code: 'ERR_NOT_A_DIRECTORY' }));
   });
 });
