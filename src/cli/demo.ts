@@ -3,8 +3,9 @@
  *
  * Two rootless "containers" (processes in their own user + network namespaces, made with
  * `unshare --user --map-root-user --net`), a daemon on a temporary socket, both attached with
- * addresses on 10.0.9.0/24, a ping from one to the other, the port counters and the MAC table,
- * then everything removed. Every command is printed as it runs, so the demo doubles as a
+ * addresses from the default network (10.0.2.0/24: gateway .2, DNS .3, containers from .100),
+ * a ping from one to the other and to the gateway, the port counters and the MAC table, then
+ * everything removed. Every command is printed as it runs, so the demo doubles as a
  * walkthrough. Packets never leave the two namespaces it made.
  */
 import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
@@ -51,7 +52,7 @@ function preflight(): void {
   } catch {
     throw new UsernetError('ERR_NO_TUN', 'cannot open /dev/net/tun as this user; distributions ship it mode 0666. Fix: sudo chmod 0666 /dev/net/tun (or sudo modprobe tun if it is missing)');
   }
-  for (const [cmd, pkg] of [['unshare', 'util-linux'], ['nsenter', 'util-linux'], ['ping', 'iputils-ping']]) {
+  for (const [cmd, pkg] of [['unshare', 'util-linux'], ['nsenter', 'util-linux'], ['ip', 'iproute2'], ['ping', 'iputils-ping']]) {
     if (!onPath(cmd)) {
       throw new UsernetError('ERR_MISSING_TOOL', `the demo needs "${cmd}", which is not on your PATH. Fix: sudo apt-get install -y ${pkg} (or add its directory to PATH)`);
     }
@@ -155,13 +156,19 @@ export async function runDemo(): Promise<number> {
     daemon = await startAndWait(process.execPath, [cli, 'daemon', '--state-dir', join(dir, 'state')], (l) => l.includes('"msg":"listening"'), 'stderr', cliEnv);
     say('   listening\n');
 
-    say('3. Give each container a TAP port (eth0, created inside its namespace) on the switch.');
-    show('alpha', ['attach', '--pid', String(alpha.pid), '--name', 'alpha', '--configure', '--ip', '10.0.9.1/24']);
-    show('beta', ['attach', '--pid', String(beta.pid), '--name', 'beta', '--configure', '--ip', '10.0.9.2/24']);
+    say('3. Give each container a TAP port (eth0, created inside its namespace) on the default network:');
+    say('   the next free address, a default route via the gateway 10.0.2.2, MTU, link up.');
+    show('alpha', ['attach', '--pid', String(alpha.pid), '--name', 'alpha', '--configure']);
+    show('beta', ['attach', '--pid', String(beta.pid), '--name', 'beta', '--configure']);
+    const enter = (pid: number | undefined, ...cmd: string[]): string =>
+      run('nsenter', ['--target', String(pid), '--user', '--net', '--preserve-credentials', ...cmd]);
+    enter(alpha.pid, 'ip', '-4', 'addr', 'show', 'eth0');
     say('');
 
-    say('4. alpha pings beta: ARP is flooded, the reply is switched by MAC, then ICMP both ways.');
-    run('nsenter', ['--target', String(alpha.pid), '--user', '--net', '--preserve-credentials', 'ping', '-c', '3', '-i', '0.2', '-W', '2', '10.0.9.2']);
+    say('4. alpha pings beta: ARP is flooded, the reply is switched by MAC, then ICMP both ways;');
+    say('   then the gateway, which answers ARP and ping for its addresses itself.');
+    enter(alpha.pid, 'ping', '-c', '3', '-i', '0.2', '-W', '2', '10.0.2.101');
+    enter(alpha.pid, 'ping', '-c', '2', '-i', '0.2', '-W', '2', '10.0.2.2');
     say('');
 
     say('5. What the switch saw: ports with their counters, and the MAC table it learned.');

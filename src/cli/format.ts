@@ -1,6 +1,5 @@
 /** Text output of the CLI: aligned tables and the `bridge fdb show` style. */
-import type { PortInfo } from '../control/daemon.js';
-import type { FdbEntrySnapshot } from '../switch/fdb.js';
+import type { FdbEntryInfo, PortInfo } from '../control/daemon.js';
 
 /** Left-aligned columns separated by two spaces. */
 export function table(header: string[], rows: string[][]): string {
@@ -10,13 +9,14 @@ export function table(header: string[], rows: string[][]): string {
 }
 
 export function formatPorts(ports: PortInfo[]): string {
-  if (ports.length === 0) return 'no ports (attach a container with: usernet attach --pid PID)';
+  if (ports.length === 0) return 'no ports';
   const rows = ports.map((p) => {
     const c = p.counters;
     const drops = c ? Object.entries(c.drops).filter(([, n]) => n > 0).map(([k, n]) => `${k}=${n}`).join(',') : '';
     return [
       p.name,
-      p.state,
+      p.network,
+      p.kind === 'gateway' ? 'gateway' : p.state,
       p.ifname,
       p.container,
       p.mac,
@@ -29,12 +29,31 @@ export function formatPorts(ports: PortInfo[]): string {
       c ? (drops === '' ? '0' : drops) : (p.error ?? '-'),
     ];
   });
-  return table(['NAME', 'STATE', 'IFNAME', 'CONTAINER', 'MAC', 'MTU', 'OFFLOAD', 'RX_FRAMES', 'RX_BYTES', 'TX_FRAMES', 'TX_BYTES', 'DROPS'], rows);
+  return table(['NAME', 'NETWORK', 'STATE', 'IFNAME', 'CONTAINER', 'MAC', 'MTU', 'OFFLOAD', 'RX_FRAMES', 'RX_BYTES', 'TX_FRAMES', 'TX_BYTES', 'DROPS'], rows);
 }
 
-/** One line per entry, like `bridge fdb show` (with the entry's age, like `bridge -s fdb`). */
-export function formatFdb(entries: FdbEntrySnapshot[], bridge = 'usernet'): string {
+/** One line per entry, like `bridge fdb show` (with the entry's age, like `bridge -s fdb`); the network is the bridge. */
+export function formatFdb(entries: FdbEntryInfo[]): string {
   return entries
-    .map((e) => (e.static ? `${e.mac} dev ${e.port} master ${bridge} permanent` : `${e.mac} dev ${e.port} master ${bridge} age ${e.age.toFixed(2)}s`))
+    .map((e) => (e.static ? `${e.mac} dev ${e.port} master ${e.network} permanent` : `${e.mac} dev ${e.port} master ${e.network} age ${e.age.toFixed(2)}s`))
     .join('\n');
+}
+
+export interface NetworkInfo {
+  name: string;
+  subnet: string;
+  gateway: string;
+  dns: string | null;
+  range: string;
+  mtu: number;
+  icc: boolean;
+  ports: number;
+  dnsSearch: string[];
+}
+
+export function formatNetworks(networks: NetworkInfo[]): string {
+  return table(
+    ['NAME', 'SUBNET', 'GATEWAY', 'DNS', 'RANGE', 'MTU', 'ICC', 'PORTS', 'SEARCH'],
+    networks.map((n) => [n.name, n.subnet, n.gateway, n.dns ?? 'off', n.range, String(n.mtu), n.icc ? 'on' : 'off', String(n.ports), n.dnsSearch.join(',') || '-']),
+  );
 }

@@ -2,20 +2,20 @@
  * `usernet`: the command line. Every command but `daemon` and `demo` is a client of the daemon's
  * control API. Usage errors exit 2, runtime errors 1, each with one line on stderr.
  */
-import { closeSync, createWriteStream, openSync, rmSync, type WriteStream } from 'node:fs';
+import { closeSync, createWriteStream, openSync, renameSync, rmSync, writeFileSync, type WriteStream } from 'node:fs';
 import { resolve } from 'node:path';
 import pino from 'pino';
 import { Daemon, VERSION } from '../control/daemon.js';
 import { openRequest, request } from '../control/client.js';
 import { checkSocketPath, defaultSocketPath, defaultStateDir, ensureDir, ensurePrivateDir, socketDir } from '../control/paths.js';
-import type { PortInfo } from '../control/daemon.js';
+import type { AttachResult, FdbEntryInfo, PortInfo } from '../control/daemon.js';
+import { parseUpstream } from '../control/resolv.js';
 import { toUsernetError, UsernetError } from '../errors.js';
 import { IFNAME_PATTERN, NAME_PATTERN } from '../control/validate.js';
-import { parseIpv4, parseIpv4Cidr } from '../packet/ip-address.js';
+import { parseIpv4Cidr } from '../packet/ip-address.js';
 import { parseMac } from '../packet/mac.js';
-import type { FdbEntrySnapshot } from '../switch/fdb.js';
 import { boolFlag, intFlag, parse, stringFlag, UsageError } from './args.js';
-import { formatFdb, formatPorts } from './format.js';
+import { formatFdb, formatNetworks, formatPorts, type NetworkInfo } from './format.js';
 import { runDemo } from './demo.js';
 
 const HELP: Record<string, string> = {
@@ -24,8 +24,9 @@ const HELP: Record<string, string> = {
 Usage: usernet COMMAND [OPTIONS]
 
 Commands:
-  daemon     run the daemon (switch + control API) in the foreground
-  attach     give a container a TAP port on the switch
+  daemon     run the daemon (networks + control API) in the foreground
+  network    create, list, inspect and remove networks
+  attach     give a container a TAP port on a network
   detach     remove a container's port
   ports      list ports and their counters
   fdb        show the MAC table (like "bridge fdb show")
@@ -38,9 +39,11 @@ Every client command takes --socket PATH (or USERNET_SOCKET); default:
 Run "usernet COMMAND --help" for a command's options.`,
   daemon: `Usage: usernet daemon [OPTIONS]
 
-Runs the daemon in the foreground: the learning switch, the containers' TAP ports and the JSON
-control API on a UNIX socket (mode 0600). Attachments are kept in the state directory and
-re-attached when the daemon starts again.
+Runs the daemon in the foreground: the networks (each a learning switch with a gateway that
+answers ARP, ping, DHCP and DNS), the containers' TAP ports and the JSON control API on a UNIX
+socket (mode 0600). Networks, attachments and DHCP leases are kept in the state directory and
+restored when the daemon starts again. The default network is 10.0.2.0/24 (gateway 10.0.2.2,
+DNS 10.0.2.3, containers from 10.0.2.100), as slirp4netns.
 
 Options:
   --socket PATH         control socket (default: $XDG_RUNTIME_DIR/usernet/usernet.sock,
@@ -49,13 +52,21 @@ Options:
   --log-level LEVEL     fatal, error, warn, info (default), debug, trace, silent
   --ageing-time SEC     MAC table ageing time, 1-1000000 seconds (default 300)
   --fdb-max N           MAC table size cap, LRU eviction beyond it (default 8192)
-  --icc=true|false      allow container-to-container traffic (default true)
-  --mtu N               default MTU for attached containers (default 1500)
-  --offload=true|false  virtio-net checksum/TSO offloads on TAPs (default true)`,
+  --icc=true|false      container-to-container traffic on the default network (default true)
+  --mtu N               MTU of the default network (default 1500)
+  --offload=true|false  virtio-net checksum/TSO offloads on TAPs (default true)
+  --dns-upstream IP[:PORT]
+                        resolver(s) the DNS forwarders use, repeatable (default: the
+                        nameservers of /etc/resolv.conf, re-read when it changes)
+  --dns-search DOMAIN   search domain(s) for DHCP and --resolv-conf, repeatable or
+                        comma-separated (default: the search line of /etc/resolv.conf)
+  --disable-dns         no DNS forwarder on the default network`,
   attach: `Usage: usernet attach (--pid PID | --netns PATH [--userns PATH]) [OPTIONS]
 
 Creates a TAP interface inside the container's network namespace (joining its user namespace,
-so this works rootless) and plugs it into the switch. Prints the port name.
+so this works rootless), plugs it into a network's switch and gives it an address (the next
+free one of the network's range, or --ip). Prints the port name. The container gets its
+address by --configure, or by running a DHCP client.
 
 Options:
   --pid PID          the container: a process in it (its user + network namespaces are used)
@@ -64,12 +75,15 @@ Options:
   --name NAME        port name: letters, digits, "_", "." or "-", starting with a letter or
                      digit (default c1, c2, ...)
   --ifname NAME      interface name in the container (default eth0)
-  --mac MAC          interface MAC address (default: 02:42 + the --ip address, as Docker
-                     does; without --ip, chosen by the kernel)
+  --network NAME     the network (default: default, 10.0.2.0/24)
+  --mac MAC          interface MAC address (default: 02:42 + its IPv4 address, as Docker does)
   --mtu N            interface MTU, 68-65521 (default: the daemon's, 1500)
-  --configure        bring the interface and lo up; with --ip/--gateway also set them
-  --ip A.B.C.D/NN    address and prefix (with --configure)
-  --gateway A.B.C.D  default route via this address (with --configure)
+  --ip A.B.C.D       this address rather than the next free one (refused if taken or
+                     outside the network); /NN may follow if it is the network's prefix
+  --configure        set the address, the default route via the gateway and the MTU, and
+                     bring the interface and lo up, from inside (no ip binary needed)
+  --resolv-conf FILE write a resolv.conf for the container (nameserver = the network's DNS
+                     address, search list), for the container runtime to bind-mount
   --offload=BOOL     virtio-net checksum/TSO offloads on this TAP (default: the daemon's);
                      false makes the switch complete checksums and segment GSO frames for it
   --json             print the result as JSON`,
@@ -79,9 +93,10 @@ Removes the port: the TAP disappears from the container.`,
   ports: `Usage: usernet ports [--json]
 
 Lists the ports with their state, counters and drops by reason.`,
-  fdb: `Usage: usernet fdb [--json]
+  fdb: `Usage: usernet fdb [--network NAME] [--json]
 
-Shows the switch's MAC table in the style of "bridge fdb show": MAC, port, age.`,
+Shows the networks' MAC tables in the style of "bridge fdb show": MAC, port, network, age.
+The gateway's MAC is a permanent entry.`,
   capture: `Usage: usernet capture --port NAME -w FILE [-c COUNT]
 
 Writes the frames received and sent on a port to a pcap file (readable by tshark/Wireshark),
@@ -132,6 +147,9 @@ async function cmdDaemon(args: string[]): Promise<number> {
     icc: { type: 'string' },
     mtu: { type: 'string' },
     offload: { type: 'string' },
+    'dns-upstream': { type: 'string', multiple: true },
+    'dns-search': { type: 'string', multiple: true },
+    'disable-dns': { type: 'boolean' },
   });
   if (values.help) return help('daemon');
   const level = stringFlag(values['log-level']) ?? 'info';
@@ -145,6 +163,9 @@ async function cmdDaemon(args: string[]): Promise<number> {
   const mtu = intFlag('daemon', 'mtu', values.mtu, 68, 65521) ?? 1500;
   const icc = boolFlag('daemon', 'icc', values.icc) ?? true;
   const offloads = boolFlag('daemon', 'offload', values.offload) ?? true;
+  const dnsUpstream = splitList(values['dns-upstream'] as string[] | undefined) ?? [];
+  for (const u of dnsUpstream) checkValue('daemon', () => parseUpstream(u));
+  const dnsSearch = splitList(values['dns-search'] as string[] | undefined) ?? [];
 
   const log = pino({ level, base: { pid: process.pid }, timestamp: pino.stdTimeFunctions.isoTime }, pino.destination({ fd: 2, sync: true }));
   // Only usernet's own default socket directory is made private (0700, ours); a directory the
@@ -153,7 +174,10 @@ async function cmdDaemon(args: string[]): Promise<number> {
   if (ownSocketDir) ensurePrivateDir(socketDir(socketPath));
   else ensureDir(socketDir(socketPath));
   ensureDir(stateDir);
-  const daemon = new Daemon({ socketPath, stateDir, ageingTimeMs: ageing * 1000, fdbMaxEntries: fdbMax, defaultMtu: mtu, icc, offloads }, log);
+  const daemon = new Daemon(
+    { socketPath, stateDir, ageingTimeMs: ageing * 1000, fdbMaxEntries: fdbMax, defaultMtu: mtu, icc, offloads, dnsUpstream, dnsSearch, disableDns: values['disable-dns'] === true },
+    log,
+  );
 
   let stopping = false;
   const stop = (signal: string): void => {
@@ -194,7 +218,8 @@ async function cmdAttach(args: string[]): Promise<number> {
     mtu: { type: 'string' },
     configure: { type: 'boolean' },
     ip: { type: 'string' },
-    gateway: { type: 'string' },
+    network: { type: 'string' },
+    'resolv-conf': { type: 'string' },
     offload: { type: 'string' },
     json: { type: 'boolean' },
   });
@@ -208,11 +233,9 @@ async function cmdAttach(args: string[]): Promise<number> {
   }
   if (ifname !== undefined && !IFNAME_PATTERN.test(ifname)) throw new UsageError(`attach: --ifname "${ifname}" must be 1-15 letters, digits, "_", "." or "-"`);
   if (typeof values.mac === 'string') checkValue('attach', () => parseMac(values.mac as string));
-  if (typeof values.ip === 'string') checkValue('attach', () => parseIpv4Cidr(values.ip as string, undefined, 1));
-  if (typeof values.gateway === 'string') checkValue('attach', () => parseIpv4(values.gateway as string));
-  if ((values.ip !== undefined || values.gateway !== undefined) && values.configure !== true) {
-    throw new UsageError('attach: --ip and --gateway are applied by --configure: add --configure');
-  }
+  if (typeof values.ip === 'string') checkValue('attach', () => parseIpv4Cidr(values.ip as string, 32, 1));
+  if (typeof values.network === 'string' && !NAME_PATTERN.test(values.network)) throw new UsageError(`attach: --network "${values.network}" is not a network name`);
+  const resolvConf = stringFlag(values['resolv-conf']);
   const params: Record<string, unknown> = {
     pid,
     netns: stringFlag(values.netns),
@@ -223,13 +246,126 @@ async function cmdAttach(args: string[]): Promise<number> {
     mtu: intFlag('attach', 'mtu', values.mtu, 68, 65521),
     configure: values.configure === true ? true : undefined,
     ip: stringFlag(values.ip),
-    gateway: stringFlag(values.gateway),
+    network: stringFlag(values.network),
     offload: boolFlag('attach', 'offload', values.offload),
   };
   for (const k of Object.keys(params)) if (params[k] === undefined) delete params[k];
-  const result = await request<{ name: string }>(socketOf(values), 'attach', params);
+  const result = await request<AttachResult>(socketOf(values), 'attach', params);
+  if (resolvConf !== undefined) {
+    try {
+      writeResolvConf(resolvConf, result);
+    } catch (err) {
+      // The attachment stands; say what did not work, and how to get it.
+      throw new UsernetError('ERR_RESOLV_CONF', `attached as ${result.name}, but cannot write ${resolvConf}: ${(err as Error).message}`);
+    }
+  }
   out(values.json ? JSON.stringify(result) : result.name);
   return 0;
+}
+
+/** A resolv.conf for the container: the network's DNS address and search list (atomic write). */
+function writeResolvConf(path: string, r: AttachResult): void {
+  const lines = [`# written by usernet for port ${r.name} on network ${r.network}`];
+  if (r.dns) lines.push(`nameserver ${r.dns}`);
+  else lines.push('# DNS is disabled on this network');
+  if (r.dnsSearch.length) lines.push(`search ${r.dnsSearch.join(' ')}`);
+  const tmp = `${path}.tmp-${process.pid}`;
+  writeFileSync(tmp, `${lines.join('\n')}\n`, { mode: 0o644 });
+  renameSync(tmp, path);
+}
+
+const NETWORK_HELP = `Usage: usernet network create NAME --subnet CIDR [OPTIONS]
+       usernet network ls [--json]
+       usernet network inspect NAME
+       usernet network rm NAME
+
+A network is a switch with its own subnet and gateway (ARP, ping, DHCP, DNS). Networks are
+isolated from each other. "default" (10.0.2.0/24) always exists.
+
+create options:
+  --subnet CIDR        a network address, e.g. 10.0.3.0/24; prefix 1-25 unless --gateway,
+                       --dns and --range are all given
+  --gateway IP         gateway address (default: network + 2)
+  --dns IP             DNS address (default: network + 3)
+  --range FIRST-LAST   addresses for containers (default: network + 100 to broadcast - 1)
+  --mtu N              MTU (default 1500)
+  --icc=true|false     container-to-container traffic (default true)
+  --dns-search DOMAIN  search domains (repeatable or comma-separated; default: the daemon's)
+  --dns-upstream IP[:PORT]  resolvers for this network (repeatable; default: the daemon's)
+  --disable-dns        no DNS forwarder on this network
+  --lease-time SEC     DHCP lease time (default 3600)`;
+
+function splitList(values: string[] | undefined): string[] | undefined {
+  if (!values) return undefined;
+  return values.flatMap((v) => v.split(',')).map((v) => v.trim()).filter((v) => v !== '');
+}
+
+async function cmdNetwork(args: string[]): Promise<number> {
+  const [sub, ...rest] = args;
+  if (sub === undefined || sub === '--help' || sub === '-h' || sub === 'help') {
+    out(NETWORK_HELP);
+    return 0;
+  }
+  if (sub === 'create') {
+    const { values, positionals } = parse('network create', rest, {
+      ...SOCKET_OPTION,
+      ...HELP_OPTION,
+      subnet: { type: 'string' },
+      gateway: { type: 'string' },
+      dns: { type: 'string' },
+      range: { type: 'string' },
+      mtu: { type: 'string' },
+      icc: { type: 'string' },
+      'dns-search': { type: 'string', multiple: true },
+      'dns-upstream': { type: 'string', multiple: true },
+      'disable-dns': { type: 'boolean' },
+      'lease-time': { type: 'string' },
+      json: { type: 'boolean' },
+    }, 1);
+    if (values.help) {
+      out(NETWORK_HELP);
+      return 0;
+    }
+    if (positionals.length !== 1) throw new UsageError('network create: give the network NAME');
+    const subnet = stringFlag(values.subnet);
+    if (!subnet) throw new UsageError('network create: --subnet CIDR is required (e.g. --subnet 10.0.3.0/24)');
+    const params: Record<string, unknown> = {
+      name: positionals[0],
+      subnet,
+      gateway: stringFlag(values.gateway),
+      dns: stringFlag(values.dns),
+      range: stringFlag(values.range),
+      mtu: intFlag('network create', 'mtu', values.mtu, 68, 65521),
+      icc: boolFlag('network create', 'icc', values.icc),
+      dnsSearch: splitList(values['dns-search'] as string[] | undefined),
+      dnsUpstream: splitList(values['dns-upstream'] as string[] | undefined),
+      disableDns: values['disable-dns'] === true ? true : undefined,
+      leaseTime: intFlag('network create', 'lease-time', values['lease-time'], 60, 2 ** 31 - 1),
+    };
+    for (const k of Object.keys(params)) if (params[k] === undefined) delete params[k];
+    const result = await request<Record<string, unknown>>(socketOf(values), 'network.create', params);
+    out(values.json ? JSON.stringify(result, null, 2) : String(result.name));
+    return 0;
+  }
+  if (sub === 'ls' || sub === 'list') {
+    const { values } = parse('network ls', rest, { ...SOCKET_OPTION, ...HELP_OPTION, json: { type: 'boolean' } });
+    const { networks } = await request<{ networks: NetworkInfo[] }>(socketOf(values), 'network.ls');
+    out(values.json ? JSON.stringify(networks, null, 2) : formatNetworks(networks));
+    return 0;
+  }
+  if (sub === 'inspect') {
+    const { values, positionals } = parse('network inspect', rest, { ...SOCKET_OPTION, ...HELP_OPTION }, 1);
+    if (positionals.length !== 1) throw new UsageError('network inspect: give the network NAME');
+    out(JSON.stringify(await request(socketOf(values), 'network.inspect', { name: positionals[0] }), null, 2));
+    return 0;
+  }
+  if (sub === 'rm' || sub === 'remove') {
+    const { values, positionals } = parse('network rm', rest, { ...SOCKET_OPTION, ...HELP_OPTION }, 1);
+    if (positionals.length !== 1) throw new UsageError('network rm: give the network NAME');
+    await request(socketOf(values), 'network.rm', { name: positionals[0] });
+    return 0;
+  }
+  throw new UsageError(`network: unknown subcommand "${sub}" (create, ls, inspect, rm)`);
 }
 
 async function cmdDetach(args: string[]): Promise<number> {
@@ -249,9 +385,10 @@ async function cmdPorts(args: string[]): Promise<number> {
 }
 
 async function cmdFdb(args: string[]): Promise<number> {
-  const { values } = parse('fdb', args, { ...SOCKET_OPTION, ...HELP_OPTION, json: { type: 'boolean' } });
+  const { values } = parse('fdb', args, { ...SOCKET_OPTION, ...HELP_OPTION, json: { type: 'boolean' }, network: { type: 'string' } });
   if (values.help) return help('fdb');
-  const { entries } = await request<{ entries: FdbEntrySnapshot[] }>(socketOf(values), 'fdb');
+  const network = stringFlag(values.network);
+  const { entries } = await request<{ entries: FdbEntryInfo[] }>(socketOf(values), 'fdb', network ? { network } : {});
   out(values.json ? JSON.stringify(entries, null, 2) : formatFdb(entries));
   return 0;
 }
@@ -353,6 +490,8 @@ export async function main(argv: string[]): Promise<number> {
       return cmdDaemon(args);
     case 'attach':
       return cmdAttach(args);
+    case 'network':
+      return cmdNetwork(args);
     case 'detach':
       return cmdDetach(args);
     case 'ports':

@@ -1,6 +1,6 @@
 /**
- * The usernet daemon: one per user. It owns the switch, the containers' TAP ports, the control
- * API and the state file.
+ * The usernet daemon: one per user. It owns the networks (each a switch with its gateway, DHCP
+ * server and DNS forwarder), the containers' TAP ports, the control API and the state file.
  *
  * Attachments are state. Attaching a container opens (or creates) a TAP inside its namespaces,
  * makes it persistent, plugs it into the switch, starts watching the container's life and records
@@ -22,14 +22,16 @@ import { snapshotCounters, type PortCountersSnapshot } from '../link/counters.js
 import { PortKind } from '../link/port.js';
 import { TapPort } from '../link/tap-port.js';
 import { native, type TapOpenOptions, type WatchHandle } from '../native/addon.js';
-import { ipv4ToString, parseIpv4, parseIpv4Cidr } from '../packet/ip-address.js';
+import { ipv4ToString, parseIpv4 } from '../packet/ip-address.js';
 import { macFromBytes, macToBytes, macToString, parseMac } from '../packet/mac.js';
-import { Switch } from '../switch/switch.js';
 import type { FdbEntrySnapshot } from '../switch/fdb.js';
+import { HOLD_ATTACHMENT, HOLD_LEASE } from '../gateway/address-pool.js';
+import { DEFAULT_NETWORK, DEFAULT_SUBNET, Network, parseMemberAddress, validateNetworkSpec, type NetworkSpec } from '../gateway/network.js';
 import { ApiServer, StreamingResult } from './api-server.js';
 import { CaptureSession } from './capture.js';
-import { StateFile, type AttachmentRecord, type DaemonState, type NamespaceIdentity } from './state.js';
-import { IFNAME_PATTERN, NAME_PATTERN, onlyKeys, optBool, optInt, optString, reqString } from './validate.js';
+import { ResolvConf, parseUpstream, type Upstream } from './resolv.js';
+import { STATE_VERSION, StateFile, type AttachmentRecord, type DaemonState, type LeaseRecord, type NamespaceIdentity } from './state.js';
+import { IFNAME_PATTERN, NAME_PATTERN, onlyKeys, optBool, optInt, optString, optStringList, reqString } from './validate.js';
 
 export const VERSION = '0.1.0';
 
@@ -40,10 +42,20 @@ export interface DaemonConfig {
   ageingTimeMs?: number;
   /** MAC table cap. Default 8192. */
   fdbMaxEntries?: number;
-  /** Inter-container communication. Default true. */
+  /** Inter-container communication on the default network. Default true. */
   icc?: boolean;
-  /** MTU for attachments that do not give one. Default 1500. */
+  /** MTU of the default network. Default 1500. */
   defaultMtu?: number;
+  /** Upstream resolvers IP[:PORT] for every network that names none; default: the host's. */
+  dnsUpstream?: string[];
+  /** Search domains for every network that names none; default: the host's. */
+  dnsSearch?: string[];
+  /** No DNS forwarder on the default network. */
+  disableDns?: boolean;
+  /** Where the host's resolvers are read from. Default /etc/resolv.conf. */
+  resolvConfPath?: string;
+  /** Time a forwarded DNS query may take before SERVFAIL. Default 3000 ms. */
+  dnsTimeoutMs?: number;
   /** Use virtio-net headers with checksum/TSO offloads when the kernel has them. Default true. */
   offloads?: boolean;
   /** How often `--netns PATH` attachments are checked. Default 1000 ms. */
@@ -52,6 +64,7 @@ export interface DaemonConfig {
 
 export interface PortInfo {
   name: string;
+  network: string;
   kind: string;
   ifname: string;
   container: string;
@@ -65,17 +78,31 @@ export interface PortInfo {
 
 export interface AttachResult {
   name: string;
+  network: string;
   ifname: string;
   mac: string;
   mtu: number;
+  /** The container's address and prefix, its gateway and DNS server, the search list. */
+  ip: string | null;
+  prefix: number;
+  gateway: string;
+  dns: string | null;
+  dnsSearch: string[];
   offloads: boolean;
   existed: boolean;
+}
+
+export interface FdbEntryInfo extends FdbEntrySnapshot {
+  network: string;
 }
 
 const MIN_MTU = 68;
 const MAX_MTU = 65521;
 /** At most one internal-error log line per port per this many ms. */
 const INTERNAL_ERROR_LOG_INTERVAL = 10_000;
+/** Lease changes are written to the state file at most this often. */
+const LEASE_SAVE_DELAY_MS = 200;
+const NETWORK_PARAMS = ['name', 'subnet', 'gateway', 'dns', 'range', 'mtu', 'icc', 'dnsSearch', 'dnsUpstream', 'disableDns', 'leaseTime'] as const;
 
 class Attachment {
   port: TapPort | null = null;
@@ -108,9 +135,14 @@ function sameIdentity(a: NamespaceIdentity | null, b: NamespaceIdentity): boolea
 }
 
 export class Daemon {
-  readonly sw: Switch;
   readonly config: Required<DaemonConfig>;
+  readonly networks = new Map<string, Network>();
   private readonly attachments = new Map<string, Attachment>();
+  /** Network specs from the state file that no longer validate: kept, reported, never dropped. */
+  private invalidNetworks: NetworkSpec[] = [];
+  private readonly resolvConf: ResolvConf;
+  private readonly daemonUpstreams: Upstream[] | null;
+  private leaseSaveTimer: NodeJS.Timeout | null = null;
   private readonly stateFile: StateFile;
   private server: ApiServer | null = null;
   private netnsTimer: NodeJS.Timeout | null = null;
@@ -128,10 +160,47 @@ export class Daemon {
       defaultMtu: 1500,
       offloads: true,
       netnsCheckIntervalMs: 1000,
+      dnsUpstream: [],
+      dnsSearch: [],
+      disableDns: false,
+      resolvConfPath: '/etc/resolv.conf',
+      dnsTimeoutMs: 3000,
       ...config,
     };
-    this.sw = new Switch({ ageingTimeMs: this.config.ageingTimeMs, maxEntries: this.config.fdbMaxEntries, icc: this.config.icc });
     this.stateFile = new StateFile(this.config.stateDir);
+    this.resolvConf = new ResolvConf(this.config.resolvConfPath);
+    this.daemonUpstreams = this.config.dnsUpstream.length ? this.config.dnsUpstream.map((u) => parseUpstream(u)) : null;
+    this.addNetwork(
+      {
+        name: DEFAULT_NETWORK,
+        subnet: DEFAULT_SUBNET,
+        mtu: this.config.defaultMtu,
+        icc: this.config.icc,
+        disableDns: this.config.disableDns,
+      },
+      false,
+    );
+  }
+
+  /** The default network (10.0.2.0/24). */
+  get defaultNetwork(): Network {
+    return this.networks.get(DEFAULT_NETWORK) as Network;
+  }
+
+  private addNetwork(spec: NetworkSpec, check = true): Network {
+    const others = check ? [...this.networks.values()].map((n) => n.config) : [];
+    const config = validateNetworkSpec(spec, others);
+    const net = new Network(config, spec, {
+      log: this.log,
+      ageingTimeMs: this.config.ageingTimeMs,
+      fdbMaxEntries: this.config.fdbMaxEntries,
+      upstreams: () => this.daemonUpstreams ?? this.resolvConf.nameservers(),
+      search: () => (this.config.dnsSearch.length ? this.config.dnsSearch : this.resolvConf.search()),
+      dnsTimeoutMs: this.config.dnsTimeoutMs,
+    });
+    net.dhcp.onLeasesChanged = () => this.scheduleLeaseSave();
+    this.networks.set(spec.name, net);
+    return net;
   }
 
   /**
@@ -149,18 +218,22 @@ export class Daemon {
       this.server = new ApiServer(this.config.socketPath, this.handlers(), this.log);
       await this.server.listen();
       // Synchronous from here to the log line: no request is served before re-attaching is done.
+      this.restoreNetworks(loaded.state);
       this.reattachAll(loaded.state);
+      this.restoreLeases(loaded.state);
     } catch (err) {
       await this.server?.close();
       this.server = null;
       this.unlockStateDir();
       throw err;
     }
-    this.sw.startAgeing();
     this.netnsTimer = setInterval(() => this.checkNamespaces(), this.config.netnsCheckIntervalMs);
     this.netnsTimer.unref();
     const down = [...this.attachments.values()].filter((a) => !a.port).length;
-    this.log.info({ socket: this.config.socketPath, stateDir: this.config.stateDir, attachments: this.attachments.size, down }, 'listening');
+    this.log.info(
+      { socket: this.config.socketPath, stateDir: this.config.stateDir, networks: this.networks.size, attachments: this.attachments.size, down },
+      'listening',
+    );
   }
 
   /**
@@ -171,9 +244,14 @@ export class Daemon {
     if (this.stopped) return;
     this.stopped = true;
     if (this.netnsTimer) clearInterval(this.netnsTimer);
-    this.sw.stopAgeing();
     await this.server?.close();
     await Promise.all([...this.attachments.values()].map((a) => this.release(a, false)));
+    if (this.leaseSaveTimer) {
+      clearTimeout(this.leaseSaveTimer);
+      this.leaseSaveTimer = null;
+      this.trySaveState();
+    }
+    await Promise.all([...this.networks.values()].map((n) => n.close()));
     this.unlockStateDir();
     this.log.info('stopped');
   }
@@ -199,11 +277,152 @@ export class Daemon {
         return { ports: this.listPorts() };
       },
       fdb: (p) => {
-        onlyKeys(p, [], 'fdb');
-        return { entries: this.fdb(), ageingTime: this.config.ageingTimeMs / 1000, maxEntries: this.config.fdbMaxEntries };
+        onlyKeys(p, ['network'], 'fdb');
+        const network = optString(p, 'network');
+        if (network !== undefined) this.network(network);
+        return { entries: this.fdb(network), ageingTime: this.config.ageingTimeMs / 1000, maxEntries: this.config.fdbMaxEntries };
       },
       capture: (p) => this.capture(p),
+      'network.create': (p) => this.createNetwork(p),
+      'network.ls': (p) => {
+        onlyKeys(p, [], 'network.ls');
+        return { networks: [...this.networks.values()].map((n) => n.describe()), invalid: this.invalidNetworks };
+      },
+      'network.inspect': (p) => {
+        onlyKeys(p, ['name'], 'network.inspect');
+        return this.inspectNetwork(reqString(p, 'name'));
+      },
+      'network.rm': async (p) => {
+        onlyKeys(p, ['name'], 'network.rm');
+        await this.removeNetwork(reqString(p, 'name'));
+        return {};
+      },
     };
+  }
+
+  private network(name: string): Network {
+    const n = this.networks.get(name);
+    if (!n) throw new NotFoundError(`no network named ${name} (see usernet network ls)`, 'ERR_NO_SUCH_NETWORK');
+    return n;
+  }
+
+  // ------------------------------------------------------------------------------------------
+  // Networks
+  // ------------------------------------------------------------------------------------------
+
+  private createNetwork(p: Record<string, unknown>): Record<string, unknown> {
+    onlyKeys(p, NETWORK_PARAMS, 'network.create');
+    const spec: NetworkSpec = {
+      name: reqString(p, 'name'),
+      subnet: reqString(p, 'subnet'),
+    };
+    const gateway = optString(p, 'gateway');
+    const dns = optString(p, 'dns');
+    const range = optString(p, 'range');
+    const mtu = optInt(p, 'mtu', MIN_MTU, MAX_MTU);
+    const icc = optBool(p, 'icc');
+    const dnsSearch = optStringList(p, 'dnsSearch');
+    const dnsUpstream = optStringList(p, 'dnsUpstream');
+    const disableDns = optBool(p, 'disableDns');
+    const leaseTime = optInt(p, 'leaseTime', 60, 2 ** 31 - 1);
+    if (gateway !== undefined) spec.gateway = gateway;
+    if (dns !== undefined) spec.dns = dns;
+    if (range !== undefined) spec.range = range;
+    if (mtu !== undefined) spec.mtu = mtu;
+    if (icc !== undefined) spec.icc = icc;
+    if (dnsSearch !== undefined) spec.dnsSearch = dnsSearch;
+    if (dnsUpstream !== undefined) spec.dnsUpstream = dnsUpstream;
+    if (disableDns !== undefined) spec.disableDns = disableDns;
+    if (leaseTime !== undefined) spec.leaseTime = leaseTime;
+    if (spec.name === DEFAULT_NETWORK) throw new ConflictError('the default network always exists (its settings are daemon flags)', 'ERR_NETWORK_EXISTS');
+    if (this.networks.has(spec.name)) throw new ConflictError(`a network named ${spec.name} already exists`, 'ERR_NETWORK_EXISTS');
+    const net = this.addNetwork(spec);
+    try {
+      this.saveState();
+    } catch (err) {
+      this.networks.delete(spec.name);
+      void net.close();
+      throw new UsernetError('ERR_STATE_WRITE', `cannot record the network in ${this.stateFile.path}: ${(err as Error).message}`);
+    }
+    this.log.info({ network: spec.name, subnet: spec.subnet }, 'network created');
+    return net.describe();
+  }
+
+  private async removeNetwork(name: string): Promise<void> {
+    if (name === DEFAULT_NETWORK) throw new ConflictError('the default network cannot be removed', 'ERR_NETWORK_IN_USE');
+    const net = this.network(name);
+    const users = [...this.attachments.values()].filter((a) => a.record.network === name).map((a) => a.record.name);
+    if (users.length) {
+      throw new ConflictError(`network ${name} still has ${users.length} attached port${users.length > 1 ? 's' : ''} (${users.join(', ')}): detach ${users.length > 1 ? 'them' : 'it'} first`, 'ERR_NETWORK_IN_USE');
+    }
+    this.networks.delete(name);
+    this.saveState();
+    await net.close();
+    this.log.info({ network: name }, 'network removed');
+  }
+
+  private inspectNetwork(name: string): Record<string, unknown> {
+    const net = this.network(name);
+    const now = Date.now();
+    return {
+      ...net.describe(),
+      addresses: net.pool.holdings().map((h) => ({
+        ip: ipv4ToString(h.ip),
+        mac: macToString(h.mac),
+        kind: h.kind,
+        ...(h.kind === HOLD_LEASE ? { bound: h.bound, expiresIn: Math.max(0, Math.round((h.expiresAt - now) / 1000)) } : {}),
+        ...(h.kind === HOLD_ATTACHMENT ? { port: [...this.attachments.values()].find((a) => a.record.network === name && parseMac(a.record.mac) === h.mac)?.record.name ?? null } : {}),
+      })),
+      neighbours: net.gateway.neighbourTable().map((e) => ({ ip: ipv4ToString(e.ip), mac: macToString(e.mac), age: Math.round(e.age / 100) / 10 })),
+    };
+  }
+
+  private restoreNetworks(state: DaemonState): void {
+    for (const spec of state.networks ?? []) {
+      try {
+        this.addNetwork(spec);
+      } catch (err) {
+        this.invalidNetworks.push(spec);
+        this.log.error({ network: spec.name, err: (err as Error).message }, 'network from the state file is not valid: kept in the state file, not created');
+      }
+    }
+  }
+
+  /** Leases from the state file go back into their pools (unless expired or now taken). */
+  private restoreLeases(state: DaemonState): void {
+    const now = Date.now();
+    for (const l of state.leases ?? []) {
+      const net = this.networks.get(l.network);
+      if (!net || l.expiresAt <= now) continue;
+      let ip: number;
+      let mac: number;
+      try {
+        ip = parseIpv4(l.ip);
+        mac = parseMac(l.mac);
+      } catch {
+        continue;
+      }
+      if (net.pool.whyNot(ip, mac, now) !== '' || net.pool.holdingOf(mac)) continue;
+      net.pool.hold(ip, mac, HOLD_LEASE, l.expiresAt, true);
+    }
+  }
+
+  private scheduleLeaseSave(): void {
+    if (this.leaseSaveTimer || this.stopped) return;
+    this.leaseSaveTimer = setTimeout(() => {
+      this.leaseSaveTimer = null;
+      this.trySaveState();
+      this.log.debug('leases saved');
+    }, LEASE_SAVE_DELAY_MS);
+    this.leaseSaveTimer.unref();
+  }
+
+  private trySaveState(): void {
+    try {
+      this.saveState();
+    } catch (err) {
+      this.log.error({ err: (err as Error).message }, 'cannot write the state file');
+    }
   }
 
   status(): Record<string, unknown> {
@@ -214,14 +433,16 @@ export class Daemon {
       stateDir: this.config.stateDir,
       uptime: Math.round((Date.now() - this.startedAt) / 1000),
       attachments: this.attachments.size,
-      icc: this.sw.icc,
+      networks: [...this.networks.keys()],
       ageingTime: this.config.ageingTimeMs / 1000,
+      dnsUpstream: (this.daemonUpstreams ?? this.resolvConf.nameservers()).map((u) => (u.family === 6 ? `[${u.address}]:${u.port}` : `${u.address}:${u.port}`)),
     };
   }
 
   /** Attaches a container (API params as in `usernet attach`). */
   async attach(p: Record<string, unknown>): Promise<AttachResult> {
-    onlyKeys(p, ['pid', 'netns', 'userns', 'name', 'ifname', 'mac', 'mtu', 'configure', 'ip', 'gateway', 'offload'], 'attach');
+    onlyKeys(p, ['pid', 'netns', 'userns', 'network', 'name', 'ifname', 'mac', 'mtu', 'configure', 'ip', 'offload'], 'attach');
+    const net = this.network(optString(p, 'network') ?? DEFAULT_NETWORK);
     const pid = optInt(p, 'pid', 1, 0x3fffffff);
     const netnsPath = optString(p, 'netns', { max: 4096 });
     const usernsPath = optString(p, 'userns', { max: 4096 });
@@ -233,14 +454,11 @@ export class Daemon {
     const mac = macText === undefined ? undefined : parseMac(macText);
     if (mac !== undefined && (Math.floor(mac / 2 ** 40) & 1) === 1) throw new InvalidArgumentError(`--mac ${macText} is a multicast address`);
     if (mac === 0) throw new InvalidArgumentError('--mac must not be all zeros');
-    const mtu = optInt(p, 'mtu', MIN_MTU, MAX_MTU) ?? this.config.defaultMtu;
+    const mtu = optInt(p, 'mtu', MIN_MTU, MAX_MTU) ?? net.config.mtu;
     const configure = optBool(p, 'configure') ?? false;
     const offload = optBool(p, 'offload');
     const ipText = optString(p, 'ip');
-    const ip = ipText === undefined ? undefined : parseIpv4Cidr(ipText, undefined, 1);
-    const gwText = optString(p, 'gateway');
-    const gateway = gwText === undefined ? undefined : parseIpv4(gwText);
-    if ((ip || gateway !== undefined) && !configure) throw new InvalidArgumentError('--ip and --gateway are applied by --configure: add --configure');
+    const wantedIp = ipText === undefined ? undefined : parseMemberAddress(ipText, net.config);
 
     // The container must exist now, and be a network namespace.
     let nsPath: string;
@@ -281,24 +499,44 @@ export class Daemon {
     }
     name ??= this.freeName();
 
-    // Docker's convention: 02:42 + the four bytes of the address, when there is one.
-    const chosenMac = mac ?? (ip ? 0x0242_0000_0000 + ip.address : undefined);
+    // The address: the one asked for, if it is free on this network, or the next of the range.
+    const now = Date.now();
+    let ip: number;
+    if (wantedIp !== undefined) {
+      const why = net.pool.whyNot(wantedIp, mac ?? -1, now);
+      if (why !== '') throw new ConflictError(`--ip ${ipText}: ${why} on network ${net.name}`, 'ERR_ADDRESS_UNAVAILABLE');
+      ip = wantedIp;
+    } else {
+      ip = net.pool.next(mac ?? -1, now);
+      if (ip < 0) throw new ConflictError(`network ${net.name} has no free address left in its range`, 'ERR_NO_ADDRESS');
+    }
+    // Docker's convention: 02:42 + the four bytes of the address.
+    const chosenMac = mac ?? 0x0242_0000_0000 + ip;
+    const other = net.pool.holdingOf(chosenMac);
+    if (other && other.kind === HOLD_ATTACHMENT) throw new ConflictError(`MAC ${macToString(chosenMac)} is already attached on network ${net.name}`, 'ERR_MAC_IN_USE');
     const record: AttachmentRecord = {
       name,
+      network: net.name,
       ...(pid !== undefined ? { pid } : { netnsPath }),
       ...(usernsPath !== undefined ? { usernsPath } : {}),
       netns: identity,
       ifname,
-      mac: chosenMac === undefined ? '' : macToString(chosenMac),
+      mac: macToString(chosenMac),
       mtu,
       configure,
-      ...(ip ? { ip: `${ipv4ToString(ip.address)}/${ip.prefix}` } : {}),
-      ...(gateway !== undefined ? { gateway: ipv4ToString(gateway) } : {}),
+      ip: ipv4ToString(ip),
       ...(offload !== undefined ? { offload } : {}),
       attachedAt: new Date().toISOString(),
     };
     const a = new Attachment(record);
-    const existed = this.open(a, false);
+    net.pool.hold(ip, chosenMac, HOLD_ATTACHMENT, Infinity, true);
+    let existed: boolean;
+    try {
+      existed = this.open(a, false);
+    } catch (err) {
+      net.pool.release(chosenMac, HOLD_ATTACHMENT);
+      throw err;
+    }
     // A TAP that was there before (persistent, made by someone else) is left as it was on detach.
     record.ownsDevice = !existed;
     this.attachments.set(name, a);
@@ -307,11 +545,26 @@ export class Daemon {
     } catch (err) {
       // Nothing half-applied: without a record the attachment would be lost on restart.
       this.attachments.delete(name);
+      net.pool.release(chosenMac, HOLD_ATTACHMENT);
       await this.release(a, record.ownsDevice);
       throw new UsernetError('ERR_STATE_WRITE', `cannot record the attachment in ${this.stateFile.path}: ${(err as Error).message}`);
     }
-    this.log.info({ port: name, container: a.container, ifname, mac: record.mac, mtu: record.mtu, existed }, 'attached');
-    return { name, ifname, mac: record.mac, mtu: record.mtu, offloads: a.port?.offloads ?? false, existed };
+    this.log.info({ port: name, network: net.name, container: a.container, ifname, mac: record.mac, ip: record.ip, mtu: record.mtu, existed }, 'attached');
+    const c = net.config;
+    return {
+      name,
+      network: net.name,
+      ifname,
+      mac: record.mac,
+      mtu: record.mtu,
+      ip: record.ip ?? null,
+      prefix: c.prefix,
+      gateway: ipv4ToString(c.gateway),
+      dns: c.disableDns ? null : ipv4ToString(c.dns),
+      dnsSearch: net.searchList(),
+      offloads: a.port?.offloads ?? false,
+      existed,
+    };
   }
 
   /**
@@ -322,6 +575,7 @@ export class Daemon {
     const a = this.attachments.get(name);
     if (!a) throw new NotFoundError(`no port named ${name}`, 'ERR_NO_SUCH_PORT');
     this.attachments.delete(name);
+    this.releaseAddress(a);
     this.saveState();
     await this.release(a, a.record.ownsDevice !== false);
     this.log.info({ port: name }, 'detached');
@@ -329,10 +583,26 @@ export class Daemon {
 
   listPorts(): PortInfo[] {
     const out: PortInfo[] = [];
+    for (const net of this.networks.values()) {
+      const g = net.gateway;
+      out.push({
+        name: g.name,
+        network: net.name,
+        kind: PortKind.GATEWAY,
+        ifname: '-',
+        container: `${ipv4ToString(net.config.gateway)}${net.config.disableDns ? '' : `, ${ipv4ToString(net.config.dns)}`}`,
+        mac: macToString(g.mac),
+        mtu: net.config.mtu,
+        offloads: true,
+        state: 'up',
+        counters: snapshotCounters(g.counters),
+      });
+    }
     for (const a of this.attachments.values()) {
       const r = a.record;
       out.push({
         name: r.name,
+        network: r.network ?? DEFAULT_NETWORK,
         kind: PortKind.CONTAINER,
         ifname: r.ifname,
         container: a.container,
@@ -347,8 +617,13 @@ export class Daemon {
     return out;
   }
 
-  fdb(): FdbEntrySnapshot[] {
-    return this.sw.fdb.snapshot(performance.now());
+  fdb(network?: string): FdbEntryInfo[] {
+    const out: FdbEntryInfo[] = [];
+    for (const net of this.networks.values()) {
+      if (network !== undefined && net.name !== network) continue;
+      for (const e of net.sw.fdb.snapshot(performance.now())) out.push({ ...e, network: net.name });
+    }
+    return out;
   }
 
   private capture(p: Record<string, unknown>): StreamingResult {
@@ -383,6 +658,7 @@ export class Daemon {
    */
   private open(a: Attachment, reattach: boolean): boolean {
     const r = a.record;
+    const net = this.network(r.network ?? DEFAULT_NETWORK);
     const base: TapOpenOptions = {
       ifname: r.ifname,
       ...(r.pid !== undefined ? { pid: r.pid } : { netnsPath: r.netnsPath }),
@@ -400,11 +676,10 @@ export class Daemon {
       loUp: r.configure,
     };
     if (r.configure && r.ip) {
-      const ip = parseIpv4Cidr(r.ip);
-      full.address = ip.address;
-      full.prefix = ip.prefix;
+      full.address = parseIpv4(r.ip);
+      full.prefix = net.config.prefix;
+      full.gateway = net.config.gateway;
     }
-    if (r.configure && r.gateway) full.gateway = parseIpv4(r.gateway);
 
     const addon = native();
     let result;
@@ -436,9 +711,11 @@ export class Daemon {
         },
       },
     );
-    port.plug(this.sw);
+    port.plug(net.sw);
     a.port = port;
     a.error = null;
+    // Tell the container who the gateway is (gratuitous ARP), in case it remembers an old one.
+    net.gateway.announce(port);
     this.watch(a);
     return result.existed;
   }
@@ -453,6 +730,12 @@ export class Daemon {
       // The process ended between the open and the watch.
       queueMicrotask(() => void this.containerGone(r.name, `process ${r.pid} exited`));
     }
+  }
+
+  /** Gives the attachment's address back to its network. */
+  private releaseAddress(a: Attachment): void {
+    const net = this.networks.get(a.record.network ?? DEFAULT_NETWORK);
+    if (net && a.record.mac) net.pool.release(parseMac(a.record.mac), HOLD_ATTACHMENT);
   }
 
   /**
@@ -483,11 +766,8 @@ export class Daemon {
     const a = this.attachments.get(name);
     if (!a || this.stopped) return;
     this.attachments.delete(name);
-    try {
-      this.saveState();
-    } catch (err) {
-      this.log.error({ err: (err as Error).message }, 'cannot write the state file');
-    }
+    this.releaseAddress(a);
+    this.trySaveState();
     await this.release(a, a.record.ownsDevice !== false);
     this.log.info({ port: name, reason: why }, 'container gone: port removed');
   }
@@ -511,7 +791,26 @@ export class Daemon {
         dropped++;
         continue;
       }
+      record.network ??= DEFAULT_NETWORK;
       const a = new Attachment(record);
+      const net = this.networks.get(record.network);
+      if (!net) {
+        a.error = `its network ${record.network} does not exist`;
+        this.attachments.set(record.name, a);
+        this.log.error({ port: record.name, network: record.network }, 're-attach failed: network missing; kept in the state file, shown as down');
+        this.watch(a);
+        continue;
+      }
+      // The address stays the attachment's while it is recorded, up or down.
+      if (record.ip && record.mac) {
+        try {
+          const ip = parseIpv4(record.ip);
+          if (net.pool.usable(ip)) net.pool.hold(ip, parseMac(record.mac), HOLD_ATTACHMENT, Infinity, true);
+          else delete record.ip;
+        } catch {
+          delete record.ip;
+        }
+      }
       this.attachments.set(record.name, a);
       try {
         const existed = this.open(a, true);
@@ -527,7 +826,18 @@ export class Daemon {
   }
 
   private saveState(): void {
-    this.stateFile.save({ version: 1, attachments: [...this.attachments.values()].map((a) => a.record) });
+    const leases: LeaseRecord[] = [];
+    for (const net of this.networks.values()) {
+      for (const h of net.pool.holdings()) {
+        if (h.kind === HOLD_LEASE && h.bound) leases.push({ network: net.name, mac: macToString(h.mac), ip: ipv4ToString(h.ip), expiresAt: h.expiresAt });
+      }
+    }
+    this.stateFile.save({
+      version: STATE_VERSION,
+      networks: [...[...this.networks.values()].filter((n) => n.name !== DEFAULT_NETWORK).map((n) => n.spec), ...this.invalidNetworks],
+      attachments: [...this.attachments.values()].map((a) => a.record),
+      leases,
+    });
   }
 
   // ------------------------------------------------------------------------------------------

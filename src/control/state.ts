@@ -8,7 +8,10 @@ import { closeSync, existsSync, fsyncSync, openSync, readFileSync, renameSync, r
 import { join } from 'node:path';
 import { UsernetError } from '../errors.js';
 
-export const STATE_VERSION = 1;
+import type { NetworkSpec } from '../gateway/network.js';
+
+/** 2: networks and DHCP leases. A version 1 file (attachments only) is read and upgraded. */
+export const STATE_VERSION = 2;
 
 export interface NamespaceIdentity {
   /** st_dev and st_ino of the network namespace, as decimal strings (they are 64-bit). */
@@ -18,6 +21,8 @@ export interface NamespaceIdentity {
 
 export interface AttachmentRecord {
   name: string;
+  /** The network it is on (absent in version 1: the default network). */
+  network?: string;
   /** The container: a holder process, or a network namespace path (with its user namespace). */
   pid?: number;
   netnsPath?: string;
@@ -28,8 +33,8 @@ export interface AttachmentRecord {
   mtu: number;
   /** Applied when the TAP has to be created again. */
   configure: boolean;
+  /** The container's address on its network (A.B.C.D). */
   ip?: string;
-  gateway?: string;
   /** False when the TAP existed before the attachment: detach then leaves it in place. */
   ownsDevice?: boolean;
   /** Virtio-net offloads for this TAP; absent: the daemon's setting. */
@@ -37,13 +42,24 @@ export interface AttachmentRecord {
   attachedAt: string;
 }
 
+export interface LeaseRecord {
+  network: string;
+  mac: string;
+  ip: string;
+  /** Epoch ms. */
+  expiresAt: number;
+}
+
 export interface DaemonState {
   version: number;
+  /** User-created networks (the default network comes from the daemon's flags). */
+  networks: NetworkSpec[];
   attachments: AttachmentRecord[];
+  leases: LeaseRecord[];
 }
 
 export function emptyState(): DaemonState {
-  return { version: STATE_VERSION, attachments: [] };
+  return { version: STATE_VERSION, networks: [], attachments: [], leases: [] };
 }
 
 export interface LoadResult {
@@ -103,8 +119,34 @@ export class StateFile {
 function validateState(value: unknown): DaemonState {
   if (typeof value !== 'object' || value === null) throw new UsernetError('ERR_STATE', 'state file is not a JSON object');
   const v = value as Record<string, unknown>;
-  if (v.version !== STATE_VERSION) throw new UsernetError('ERR_STATE', `state file version ${String(v.version)} is not ${STATE_VERSION}`);
+  if (v.version !== STATE_VERSION && v.version !== 1) throw new UsernetError('ERR_STATE', `state file version ${String(v.version)} is not ${STATE_VERSION}`);
   if (!Array.isArray(v.attachments)) throw new UsernetError('ERR_STATE', 'state file has no attachments list');
+  if (v.version === 1) {
+    // Version 1 had no networks: its attachments were on the (only) switch, addresses as CIDR.
+    for (const a of v.attachments as Array<Record<string, unknown>>) {
+      if (a && typeof a === 'object') {
+        if (typeof a.ip === 'string') a.ip = a.ip.split('/')[0];
+        delete a.gateway;
+      }
+    }
+    v.version = STATE_VERSION;
+    v.networks = [];
+    v.leases = [];
+  }
+  if (!Array.isArray(v.networks)) throw new UsernetError('ERR_STATE', 'state file has no networks list');
+  if (!Array.isArray(v.leases)) throw new UsernetError('ERR_STATE', 'state file has no leases list');
+  for (const n of v.networks as unknown[]) {
+    const r = n as Record<string, unknown>;
+    if (typeof r !== 'object' || r === null || typeof r.name !== 'string' || typeof r.subnet !== 'string') {
+      throw new UsernetError('ERR_STATE', 'state file has a malformed network');
+    }
+  }
+  for (const l of v.leases as unknown[]) {
+    const r = l as Record<string, unknown>;
+    if (typeof r !== 'object' || r === null || typeof r.network !== 'string' || typeof r.mac !== 'string' || typeof r.ip !== 'string' || typeof r.expiresAt !== 'number') {
+      throw new UsernetError('ERR_STATE', 'state file has a malformed lease');
+    }
+  }
   for (const a of v.attachments as unknown[]) {
     const r = a as Record<string, unknown>;
     if (typeof r !== 'object' || r === null || typeof r.name !== 'string' || typeof r.ifname !== 'string') {

@@ -27,6 +27,17 @@ export function optInt(p: Params, key: string, min: number, max: number): number
   return v;
 }
 
+/** A list of non-empty strings (or a single string, taken as a one-element list). */
+export function optStringList(p: Params, key: string): string[] | undefined {
+  const v = p[key];
+  if (v === undefined || v === null) return undefined;
+  const list = typeof v === 'string' ? [v] : v;
+  if (!Array.isArray(list) || list.some((x) => typeof x !== 'string' || x === '')) {
+    throw new InvalidArgumentError(`"${key}" must be a list of non-empty strings`);
+  }
+  return list as string[];
+}
+
 export function optBool(p: Params, key: string): boolean | undefined {
   const v = p[key];
   if (v === undefined || v === null) return undefined;

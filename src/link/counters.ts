@@ -18,7 +18,10 @@ export const DROP_RESERVED = 7;
 export const DROP_FILTERED = 8;
 /** Source MAC belongs to a static entry on another port (e.g. the gateway's MAC). */
 export const DROP_SPOOFED = 9;
-/** Container-to-container frame with inter-container communication disabled. */
+/**
+ * Container-to-container frame with inter-container communication disabled: counted on the
+ * ingress port for unicast (the frame is dropped), on each container port a flood skipped.
+ */
 export const DROP_ICC = 10;
 /** Inconsistent virtio-net header (bad checksum position, unknown GSO type). */
 export const DROP_BAD_OFFLOAD = 11;
@@ -36,7 +39,9 @@ export const DROP_TX_ERROR = 16;
 export const DROP_SEGMENTATION = 17;
 /** Frames a capture session could not keep up with. */
 export const DROP_CAPTURE = 18;
-export const COUNTER_COUNT = 19;
+/** Frames received on this port that went to one known port (unicast forwarding). */
+export const RX_UNICAST = 19;
+export const COUNTER_COUNT = 20;
 
 /** Drop reasons by counter index, as shown by `usernet ports`. */
 export const DROP_NAMES: ReadonlyArray<readonly [number, string]> = [
@@ -62,6 +67,7 @@ export interface PortCountersSnapshot {
   tx_frames: number;
   tx_bytes: number;
   rx_flooded: number;
+  rx_unicast: number;
   drops: Record<string, number>;
   drops_total: number;
 }
@@ -73,5 +79,5 @@ export function snapshotCounters(c: Float64Array): PortCountersSnapshot {
     drops[name] = c[i];
     total += c[i];
   }
-  return { rx_frames: c[RX_FRAMES], rx_bytes: c[RX_BYTES], tx_frames: c[TX_FRAMES], tx_bytes: c[TX_BYTES], rx_flooded: c[RX_FLOODED], drops, drops_total: total };
+  return { rx_frames: c[RX_FRAMES], rx_bytes: c[RX_BYTES], tx_frames: c[TX_FRAMES], tx_bytes: c[TX_BYTES], rx_flooded: c[RX_FLOODED], rx_unicast: c[RX_UNICAST], drops, drops_total: total };
 }

@@ -13,3 +13,5 @@ export * from './tcp.js';
 export * from './virtio-net.js';
 export * from './offload.js';
 export * from './pcap.js';
+export * from './dhcp.js';
+export * from './dns.js';

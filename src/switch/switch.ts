@@ -33,8 +33,9 @@ import {
   RX_BYTES,
   RX_FLOODED,
   RX_FRAMES,
+  RX_UNICAST,
 } from '../link/counters.js';
-import type { Frame } from '../link/frame.js';
+import { Frame } from '../link/frame.js';
 import { DIRECTION_RX, PortKind, type Port } from '../link/port.js';
 import { Fdb, LEARN_SPOOFED, type FdbOptions } from './fdb.js';
 
@@ -57,6 +58,8 @@ export class Switch {
   private now = 0;
   private nextPortId = 1;
   private sweepTimer: NodeJS.Timeout | null = null;
+  private depth = 0;
+  private readonly deferred: DeferredFrame[] = [];
 
   constructor(options: SwitchOptions = {}) {
     this.fdb = new Fdb(options);
@@ -107,8 +110,32 @@ export class Switch {
     this.sweepTimer = null;
   }
 
-  /** The forwarding decision for one frame received on `ingress`. The frame is lent. */
+  /**
+   * The forwarding decision for one frame received on `ingress`. The frame is lent.
+   *
+   * Re-entrant calls — a port that answers a frame while the switch is still delivering it, as
+   * the gateway does with ARP and DHCP — are not forwarded inside the outer call: the frame is
+   * copied and forwarded right after it, so every delivery sees the switch in a settled state and
+   * frames keep their order.
+   */
   input(ingress: Port, f: Frame): void {
+    if (this.depth !== 0) {
+      this.deferred.push(new DeferredFrame(ingress, f));
+      return;
+    }
+    this.depth = 1;
+    try {
+      this.forward(ingress, f);
+      while (this.deferred.length !== 0) {
+        const d = this.deferred.shift() as DeferredFrame;
+        if (d.port.id !== -1) this.forward(d.port, d.frame);
+      }
+    } finally {
+      this.depth = 0;
+    }
+  }
+
+  private forward(ingress: Port, f: Frame): void {
     const c = ingress.counters;
     c[RX_FRAMES]++;
     c[RX_BYTES] += f.len;
@@ -153,6 +180,7 @@ export class Switch {
           c[DROP_ICC]++;
           return;
         }
+        c[RX_UNICAST]++;
         if (fitsMtu(f, egress)) egress.transmit(f);
         else egress.counters[DROP_MTU]++;
         return;
@@ -165,19 +193,33 @@ export class Switch {
     ingress.counters[RX_FLOODED]++;
     const ports = this.ports;
     const iccBlocked = !this.icc && ingress.kind === PortKind.CONTAINER;
-    let skipped = false;
     for (let i = 0; i < ports.length; i++) {
       const p = ports[i];
       if (p === ingress) continue;
-      if (iccBlocked && p.kind === PortKind.CONTAINER) {
-        skipped = true;
-        continue;
-      }
-      if (fitsMtu(f, p)) p.transmit(f);
+      // A flood that --icc=false keeps from a container is counted on that container's port.
+      if (iccBlocked && p.kind === PortKind.CONTAINER) p.counters[DROP_ICC]++;
+      else if (fitsMtu(f, p)) p.transmit(f);
       else p.counters[DROP_MTU]++;
     }
-    // A flood that --icc=false kept from other containers counts once as an icc drop.
-    if (skipped) ingress.counters[DROP_ICC]++;
+  }
+}
+
+/** A frame sent into the switch while it was busy: a private copy, forwarded after the current one. */
+class DeferredFrame {
+  readonly frame = new Frame();
+  constructor(
+    readonly port: Port,
+    f: Frame,
+  ) {
+    const start = f.vnetOff >= 0 ? f.vnetOff : f.off;
+    const copy = Buffer.from(f.buf.subarray(start, f.off + f.len));
+    const fr = this.frame;
+    fr.buf = copy;
+    fr.dv = new DataView(copy.buffer, copy.byteOffset, copy.length);
+    fr.vnetOff = f.vnetOff >= 0 ? 0 : -1;
+    fr.off = f.off - start;
+    fr.len = f.len;
+    if (fr.vnetOff >= 0) fr.vnet.read(fr.dv, 0, fr.len);
   }
 }
 

@@ -353,6 +353,11 @@ export class Daemon {
     return JSON.parse(await this.cliOk([...args, '--json'])) as T;
   }
 
+  /** `usernet ports --json`, containers only (not the networks' gateway ports). */
+  async containerPorts<T extends { kind?: string }>(): Promise<T[]> {
+    return (await this.cliJson<T[]>(['ports'])).filter((p) => p.kind === 'container');
+  }
+
   /** Attaches a container with an address; returns the port name. */
   async attach(c: Container, name: string, ip: string, extra: string[] = []): Promise<string> {
     return (await this.cliOk(['attach', '--pid', String(c.pid), '--name', name, '--configure', '--ip', ip, ...extra])).trim();

@@ -18,8 +18,8 @@ describe('two rootless containers on the switch', () => {
   beforeAll(async () => {
     [a, b] = await Promise.all([Container.start(), Container.start()]);
     daemon = await Daemon.start();
-    expect(await daemon.attach(a, 'alpha', '10.0.9.1/24')).toBe('alpha');
-    expect(await daemon.attach(b, 'beta', '10.0.9.2/24')).toBe('beta');
+    expect(await daemon.attach(a, 'alpha', '10.0.2.11/24')).toBe('alpha');
+    expect(await daemon.attach(b, 'beta', '10.0.2.12/24')).toBe('beta');
   });
 
   afterAll(cleanup);
@@ -36,29 +36,29 @@ describe('two rootless containers on the switch', () => {
     expect(link.mtu).toBe(1500);
     expect(link.flags).toContain('UP');
     // Docker's convention: 02:42 + the address.
-    expect(link.address).toBe('02:42:0a:00:09:01');
+    expect(link.address).toBe('02:42:0a:00:02:0b');
     const details = await a.execOk(['ip', '-d', 'link', 'show', 'eth0']);
     expect(details).toMatch(/tun type tap pi off vnet_hdr on persist on/);
-    expect(await a.execOk(['ip', '-4', 'addr', 'show', 'eth0'])).toContain('10.0.9.1/24');
+    expect(await a.execOk(['ip', '-4', 'addr', 'show', 'eth0'])).toContain('10.0.2.11/24');
   });
 
   it('lets the containers ping each other', async () => {
-    expect(await ping(a, '10.0.9.2')).toBe(3);
-    expect(await ping(b, '10.0.9.1')).toBe(3);
+    expect(await ping(a, '10.0.2.12')).toBe(3);
+    expect(await ping(b, '10.0.2.11')).toBe(3);
   });
 
   it('lists both MACs on the right ports in `usernet fdb`', async () => {
     const macA = (await a.link()).address;
     const macB = (await b.link()).address;
     const text = await daemon.cliOk(['fdb']);
-    expect(text).toMatch(new RegExp(`^${macA} dev alpha master usernet age [0-9.]+s$`, 'm'));
-    expect(text).toMatch(new RegExp(`^${macB} dev beta master usernet age [0-9.]+s$`, 'm'));
+    expect(text).toMatch(new RegExp(`^${macA} dev alpha master default age [0-9.]+s$`, 'm'));
+    expect(text).toMatch(new RegExp(`^${macB} dev beta master default age [0-9.]+s$`, 'm'));
     const json = await daemon.cliJson<Array<{ mac: string; port: string }>>(['fdb']);
     expect(json).toEqual(expect.arrayContaining([expect.objectContaining({ mac: macA, port: 'alpha' }), expect.objectContaining({ mac: macB, port: 'beta' })]));
   });
 
   it('shows ports with counters', async () => {
-    const ports = await daemon.cliJson<Array<{ name: string; state: string; offloads: boolean; counters: { rx_frames: number; tx_frames: number } }>>(['ports']);
+    const ports = await daemon.containerPorts<{ name: string; state: string; offloads: boolean; counters: { rx_frames: number; tx_frames: number } } & { kind?: string }>();
     expect(ports.map((p) => p.name).sort()).toEqual(['alpha', 'beta']);
     for (const p of ports) {
       expect(p.state).toBe('up');
@@ -66,11 +66,11 @@ describe('two rootless containers on the switch', () => {
       expect(p.counters.rx_frames).toBeGreaterThan(0);
       expect(p.counters.tx_frames).toBeGreaterThan(0);
     }
-    expect(await daemon.cliOk(['ports'])).toMatch(/^NAME\s+STATE\s+IFNAME/);
+    expect(await daemon.cliOk(["ports"])).toMatch(/^NAME\s+NETWORK\s+STATE\s+IFNAME/);
   });
 
   it('moves 1 GiB of TCP between them with the same sha256 at both ends', async () => {
-    const { sent, received } = await tcpTransfer(a, b, '10.0.9.2', 1024 * 1024 * 1024, 5001);
+    const { sent, received } = await tcpTransfer(a, b, '10.0.2.12', 1024 * 1024 * 1024, 5001);
     expect(sent).toMatch(/^1073741824 [0-9a-f]{64}$/);
     expect(received).toBe(sent);
   });
@@ -82,7 +82,7 @@ describe('two rootless containers on the switch', () => {
     // count still ends the capture and the check below looks for the ICMP).
     const capture = daemon.cli(['capture', '--port', 'alpha', '-w', file, '-c', '6']);
     await daemon.waitForLog((l) => l.msg === 'capture started', 10_000, 0);
-    expect(await ping(a, '10.0.9.2')).toBe(3);
+    expect(await ping(a, '10.0.2.12')).toBe(3);
     const r = await capture;
     expect(r.code).toBe(0);
     const pcap = readPcap(readFileSync(file));
@@ -103,7 +103,7 @@ describe('two rootless containers on the switch', () => {
     expect(daemon.tunFds().length).toBe(1);
     const r = await b.exec(['ip', 'link', 'show', 'eth0']);
     expect(r.code).not.toBe(0);
-    const ports = await daemon.cliJson<Array<{ name: string }>>(['ports']);
+    const ports = await daemon.containerPorts<{ name: string } & { kind?: string }>();
     expect(ports.map((p) => p.name)).toEqual(['alpha']);
     // The state file no longer has it either.
     const state = JSON.parse(readFileSync(join(daemon.stateDir, 'state.json'), 'utf8')) as { attachments: Array<{ name: string }> };
@@ -137,7 +137,7 @@ describe('two rootless containers on the switch', () => {
     expect(foreign.stderr).toMatch(/EPERM|permission|not allowed/i);
     expect(foreign.stderr.trim().split('\n').length).toBe(1);
     // And the daemon is still fine.
-    expect(await ping(a, '10.0.9.1', 1)).toBe(1);
+    expect(await ping(a, '10.0.2.11', 1)).toBe(1);
     expect(existsSync(daemon.socket)).toBe(true);
   });
 

@@ -52,7 +52,7 @@ describe('switching between three containers', () => {
     c.push(...(await Promise.all([Container.start(), Container.start(), Container.start()])));
     daemon = await Daemon.start({ args: ['--ageing-time', '2'] });
     for (let i = 0; i < 3; i++) {
-      await daemon.attach(c[i], `p${i}`, `10.0.9.${i + 1}/24`, ['--mac', `02:00:00:00:00:0${i + 1}`]);
+      await daemon.attach(c[i], `p${i}`, `10.0.2.${i + 11}/24`, ['--mac', `02:00:00:00:00:0${i + 1}`]);
       macs.push(`02:00:00:00:00:0${i + 1}`);
     }
   });
@@ -152,9 +152,9 @@ describe('--icc=false', () => {
   it('blocks container-to-container frames and counts them', async () => {
     const [a, b] = await Promise.all([Container.start(), Container.start()]);
     const daemon = await Daemon.start({ args: ['--icc=false'] });
-    await daemon.attach(a, 'a', '10.0.9.1/24');
-    await daemon.attach(b, 'b', '10.0.9.2/24');
-    expect(await ping(a, '10.0.9.2', 2)).toBe(0);
+    await daemon.attach(a, 'a', '10.0.2.11/24');
+    await daemon.attach(b, 'b', '10.0.2.12/24');
+    expect(await ping(a, '10.0.2.12', 2)).toBe(0);
     const ports = await daemon.cliJson<Array<{ name: string; counters: { drops: Record<string, number> } }>>(['ports']);
     const blocked = ports.reduce((n, p) => n + p.counters.drops.icc_blocked, 0);
     expect(blocked).toBeGreaterThan(0);

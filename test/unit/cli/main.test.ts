@@ -101,10 +101,11 @@ describe('main', () => {
       [['--mac', 'zz'], 'invalid MAC address "zz"'],
       [['--configure', '--ip', '10.0.0.300/24'], 'invalid IPv4 address'],
       [['--configure', '--ip', '10.0.0.1/0'], 'must be 1-32'],
-      [['--configure', '--gateway', 'x'], 'invalid IPv4 address "x"'],
+      [['--gateway', '10.0.0.1'], 'unknown option --gateway'],
+      [['--network', '-x'], 'needs a value'],
+      [['--network=bad/name'], 'is not a network name'],
       [['--name=-bad'], '--name "-bad" must be'],
       [['--ifname', 'way-too-long-name'], '--ifname'],
-      [['--ip', '10.0.0.1/24'], 'add --configure'],
     ] as const) {
       const e = await rejection(main(['attach', '--pid', '1', '--socket', sock, ...args]));
       expect(e).toBeInstanceOf(UsageError);
@@ -132,7 +133,7 @@ describe('main', () => {
   it('lists ports and the MAC table from a daemon', async () => {
     await fakeDaemon({
       ports: () => ({ ports: [] }),
-      fdb: () => ({ entries: [{ mac: '02:00:00:00:00:0a', port: 'c1', static: false, age: 2.5 }] }),
+      fdb: () => ({ entries: [{ mac: '02:00:00:00:00:0a', port: 'c1', static: false, age: 2.5, network: 'default' }] }),
       status: () => ({ version: VERSION, ports: 0 }),
     });
     expect(await main(['ports', '--socket', sock])).toBe(0);
@@ -142,7 +143,7 @@ describe('main', () => {
     expect(JSON.parse(stdout.join(''))).toEqual([]);
     stdout.length = 0;
     expect(await main(['fdb', '--socket', sock])).toBe(0);
-    expect(stdout.join('')).toBe('02:00:00:00:00:0a dev c1 master usernet age 2.50s\n');
+    expect(stdout.join('')).toBe('02:00:00:00:00:0a dev c1 master default age 2.50s\n');
     stdout.length = 0;
     expect(await main(['status', '--socket', sock])).toBe(0);
     expect(stdout.join('')).toBe(`version: ${VERSION}\nports: 0\n`);

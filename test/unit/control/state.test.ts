@@ -23,8 +23,8 @@ function attachment(over: Partial<AttachmentRecord> = {}): AttachmentRecord {
     mac: '02:00:00:00:00:0a',
     mtu: 1500,
     configure: true,
-    ip: '10.0.0.2/24',
-    gateway: '10.0.0.1',
+    network: 'default',
+    ip: '10.0.2.100',
     attachedAt: '2024-01-01T00:00:00.000Z',
     ...over,
   };
@@ -33,10 +33,12 @@ function attachment(over: Partial<AttachmentRecord> = {}): AttachmentRecord {
 function sample(): DaemonState {
   return {
     version: STATE_VERSION,
+    networks: [{ name: 'backend', subnet: '10.0.3.0/24', mtu: 9000, dnsSearch: ['example.test'] }],
     attachments: [
       attachment(),
-      attachment({ name: 'c2', pid: undefined, netnsPath: '/run/netns/c2', usernsPath: '/proc/1/ns/user', netns: { dev: '4', ino: '18446744073709551615' }, configure: false, ip: undefined, gateway: undefined }),
+      attachment({ name: 'c2', pid: undefined, netnsPath: '/run/netns/c2', usernsPath: '/proc/1/ns/user', netns: { dev: '4', ino: '18446744073709551615' }, configure: false, ip: undefined }),
     ],
+    leases: [{ network: 'backend', mac: '02:00:00:00:00:99', ip: '10.0.3.100', expiresAt: 1_900_000_000_000 }],
   };
 }
 
@@ -44,7 +46,7 @@ describe('StateFile', () => {
   it('loads an empty state when there is no file', () => {
     const r = new StateFile(dir).load();
     expect(r).toEqual({ state: emptyState() });
-    expect(r.state).toEqual({ version: STATE_VERSION, attachments: [] });
+    expect(r.state).toEqual({ version: STATE_VERSION, networks: [], attachments: [], leases: [] });
   });
 
   it('round-trips save and load', () => {
@@ -70,7 +72,7 @@ describe('StateFile', () => {
     const f = new StateFile(dir);
     f.save(sample());
     f.save(emptyState());
-    f.save({ version: STATE_VERSION, attachments: [attachment({ name: 'c9' })] });
+    f.save({ version: STATE_VERSION, networks: [], attachments: [attachment({ name: 'c9' })], leases: [] });
     expect(readdirSync(dir)).toEqual(['state.json']);
     expect(f.load().state.attachments.map((a) => a.name)).toEqual(['c9']);
     expect(statSync(f.path).mode & 0o777).toBe(0o600);
@@ -104,7 +106,7 @@ describe('StateFile', () => {
     ['not an object', '42', /not a JSON object/],
     ['null', 'null', /not a JSON object/],
     ['an array', '[]', /version/],
-    ['a wrong version', JSON.stringify({ version: 2, attachments: [] }), /version 2 is not 1/],
+    ['a wrong version', JSON.stringify({ version: 3, attachments: [] }), /version 3 is not 2/],
     ['a missing version', JSON.stringify({ attachments: [] }), /version undefined/],
     ['no attachments list', JSON.stringify({ version: 1 }), /attachments list/],
     ['attachments that are an object', JSON.stringify({ version: 1, attachments: {} }), /attachments list/],
@@ -125,5 +127,39 @@ describe('StateFile', () => {
     const r = f.load();
     expect(r.problem).toBeUndefined();
     expect(r.state.attachments[0].netnsPath).toBe('/run/netns/x');
+  });
+});
+
+describe('StateFile: version 1 (before networks)', () => {
+  it('is read and upgraded: attachments on the default network, addresses without prefix', () => {
+    const f = new StateFile(dir);
+    writeFileSync(
+      f.path,
+      JSON.stringify({
+        version: 1,
+        attachments: [{ name: 'old', pid: 7, netns: { dev: '4', ino: '9' }, ifname: 'eth0', mac: '02:42:0a:00:02:0b', mtu: 1500, configure: true, ip: '10.0.2.11/24', gateway: '10.0.2.2', attachedAt: 'x' }],
+      }),
+    );
+    const r = f.load();
+    expect(r.problem).toBeUndefined();
+    expect(r.state.version).toBe(STATE_VERSION);
+    expect(r.state.networks).toEqual([]);
+    expect(r.state.leases).toEqual([]);
+    expect(r.state.attachments[0]).toMatchObject({ name: 'old', ip: '10.0.2.11' });
+    expect(r.state.attachments[0]).not.toHaveProperty('gateway');
+  });
+
+  it('moves aside a file with a malformed network or lease', () => {
+    for (const bad of [
+      { version: STATE_VERSION, networks: [{ name: 1 }], attachments: [], leases: [] },
+      { version: STATE_VERSION, networks: [], attachments: [], leases: [{ network: 'x', mac: 'y', ip: 'z' }] },
+      { version: STATE_VERSION, attachments: [], leases: [] },
+    ]) {
+      const f = new StateFile(dir);
+      writeFileSync(f.path, JSON.stringify(bad));
+      const r = f.load();
+      expect(r.movedAside).toBeDefined();
+      expect(r.state).toEqual(emptyState());
+    }
   });
 });

@@ -395,7 +395,7 @@ describe('Switch: --icc=false', () => {
     expect(r.drain()).toEqual(['gw', 'ext']);
     c2.inject(frame(MAC_X, MAC_B)); // unknown unicast
     expect(r.drain()).toEqual(['gw', 'ext']);
-    // A flood that skipped containers counts once as an icc drop on the ingress port.
+    // A flood kept from a container counts as an icc drop on that container's port.
     expect(c1.counters[DROP_ICC]).toBe(1);
     expect(c2.counters[DROP_ICC]).toBe(1);
   });

@@ -1,0 +1,246 @@
+/**
+ * A network: a switch, a subnet, an address book and a gateway (with its DHCP server and DNS
+ * forwarder). Networks are isolated from each other as Docker's are: each has its own switch, and
+ * nothing crosses between them.
+ *
+ * Defaults follow slirp4netns: 10.0.2.0/24, gateway .2, DNS .3, containers from .100 upward.
+ * A custom network gets the same layout relative to its subnet (gateway = network + 2, DNS =
+ * network + 3, range = network + 100 to the last address before broadcast), which is why its
+ * prefix must be 1-25 unless --gateway, --dns and --range are all given.
+ */
+import type { Logger } from 'pino';
+import { InvalidArgumentError } from '../errors.js';
+import { ipv4ToString, parseIpv4, prefixToMask, tryParseIpv4 } from '../packet/ip-address.js';
+import { macToString } from '../packet/mac.js';
+import { Switch } from '../switch/switch.js';
+import { NAME_PATTERN } from '../control/validate.js';
+import { parseUpstream, type Upstream } from '../control/resolv.js';
+import { AddressPool } from './address-pool.js';
+import { DEFAULT_LEASE_TIME_SEC, DhcpServer, type DhcpServerConfig } from './dhcp-server.js';
+import { DnsForwarder } from './dns-forwarder.js';
+import { GatewayPort } from './gateway.js';
+
+export const DEFAULT_NETWORK = 'default';
+export const DEFAULT_SUBNET = '10.0.2.0/24';
+
+/** A network as the user gives it (CLI flags, API, state file). */
+export interface NetworkSpec {
+  name: string;
+  subnet: string;
+  gateway?: string;
+  dns?: string;
+  /** FIRST-LAST */
+  range?: string;
+  mtu?: number;
+  icc?: boolean;
+  /** Search domains for DHCP and resolv.conf; absent: the daemon's (by default the host's). */
+  dnsSearch?: string[];
+  /** Upstream resolvers IP[:PORT]; absent: the daemon's (by default the host's resolv.conf). */
+  dnsUpstream?: string[];
+  disableDns?: boolean;
+  /** DHCP lease time in seconds. */
+  leaseTime?: number;
+}
+
+/** A validated network, in numbers. */
+export interface NetworkConfig {
+  name: string;
+  network: number;
+  prefix: number;
+  gateway: number;
+  dns: number;
+  rangeFirst: number;
+  rangeLast: number;
+  mtu: number;
+  icc: boolean;
+  dnsSearch: string[] | null;
+  dnsUpstream: Upstream[] | null;
+  disableDns: boolean;
+  leaseTime: number;
+}
+
+const DOMAIN_RE = /^(?=.{1,253}$)([A-Za-z0-9_]([A-Za-z0-9_-]{0,61}[A-Za-z0-9_])?)(\.[A-Za-z0-9_]([A-Za-z0-9_-]{0,61}[A-Za-z0-9_])?)*\.?$/;
+
+function broadcastOf(network: number, prefix: number): number {
+  return (network | ~prefixToMask(prefix)) >>> 0;
+}
+
+function parseAddressIn(what: string, text: string, network: number, prefix: number): number {
+  const ip = tryParseIpv4(text.trim());
+  if (ip < 0) throw new InvalidArgumentError(`--${what} "${text}" is not an IPv4 address`);
+  if (((ip & prefixToMask(prefix)) >>> 0) !== network) {
+    throw new InvalidArgumentError(`--${what} ${text} is outside the subnet ${ipv4ToString(network)}/${prefix}`);
+  }
+  if (ip === network || ip === broadcastOf(network, prefix)) {
+    throw new InvalidArgumentError(`--${what} ${text} is the ${ip === network ? 'network' : 'broadcast'} address of ${ipv4ToString(network)}/${prefix}`);
+  }
+  return ip;
+}
+
+/** Validates a spec against the networks that exist; every problem is one clear sentence. */
+export function validateNetworkSpec(spec: NetworkSpec, others: readonly NetworkConfig[]): NetworkConfig {
+  if (!NAME_PATTERN.test(spec.name)) {
+    throw new InvalidArgumentError(`network name "${spec.name}" must be 1-64 letters, digits, "_", "." or "-", starting with a letter or digit`);
+  }
+  const m = /^(\d{1,3}(?:\.\d{1,3}){3})\/(\d{1,2})$/.exec(spec.subnet.trim());
+  const addr = m ? tryParseIpv4(m[1]) : -1;
+  if (!m || addr < 0 || Number(m[2]) > 32) throw new InvalidArgumentError(`--subnet "${spec.subnet}" is not a valid CIDR (expected A.B.C.D/NN like 10.0.2.0/24)`);
+  const prefix = Number(m[2]);
+  const network = (addr & prefixToMask(prefix)) >>> 0;
+  if (network !== addr) {
+    throw new InvalidArgumentError(`--subnet needs a network address like ${ipv4ToString(network)}/${prefix}, not like ${spec.subnet}`);
+  }
+  const explicit = spec.gateway !== undefined && spec.dns !== undefined && spec.range !== undefined;
+  if (prefix < 1 || prefix > (explicit ? 30 : 25)) {
+    throw new InvalidArgumentError(
+      explicit ? '--subnet prefix length must be 1-30' : '--subnet prefix length must be 1-25 (a smaller subnet needs --gateway, --dns and --range)',
+    );
+  }
+  const gateway = spec.gateway !== undefined ? parseAddressIn('gateway', spec.gateway, network, prefix) : network + 2;
+  const dns = spec.dns !== undefined ? parseAddressIn('dns', spec.dns, network, prefix) : network + 3;
+  let rangeFirst = network + 100;
+  let rangeLast = broadcastOf(network, prefix) - 1;
+  if (spec.range !== undefined) {
+    const parts = spec.range.split('-');
+    if (parts.length !== 2) throw new InvalidArgumentError(`--range "${spec.range}" must be FIRST-LAST, like 10.0.2.100-10.0.2.200`);
+    rangeFirst = parseAddressIn('range', parts[0], network, prefix);
+    rangeLast = parseAddressIn('range', parts[1], network, prefix);
+    if (rangeFirst > rangeLast) throw new InvalidArgumentError(`--range ${spec.range}: the first address is after the last`);
+  }
+  const mtu = spec.mtu ?? 1500;
+  if (!Number.isInteger(mtu) || mtu < 68 || mtu > 65521) throw new InvalidArgumentError(`--mtu must be between 68 and 65521, not ${mtu}`);
+  const leaseTime = spec.leaseTime ?? DEFAULT_LEASE_TIME_SEC;
+  if (!Number.isInteger(leaseTime) || leaseTime < 60 || leaseTime > 2 ** 31 - 1) throw new InvalidArgumentError('--lease-time must be at least 60 seconds');
+  for (const d of spec.dnsSearch ?? []) if (!DOMAIN_RE.test(d)) throw new InvalidArgumentError(`--dns-search "${d}" is not a domain name`);
+  const dnsUpstream = spec.dnsUpstream ? spec.dnsUpstream.map((u) => parseUpstream(u)) : null;
+  const broadcast = broadcastOf(network, prefix);
+  for (const o of others) {
+    if (o.name === spec.name) throw new InvalidArgumentError(`a network named ${spec.name} already exists`);
+    const ob = broadcastOf(o.network, o.prefix);
+    if (network <= ob && o.network <= broadcast) {
+      throw new InvalidArgumentError(`--subnet ${spec.subnet} overlaps network ${o.name} (${ipv4ToString(o.network)}/${o.prefix})`);
+    }
+  }
+  return {
+    name: spec.name,
+    network,
+    prefix,
+    gateway,
+    dns,
+    rangeFirst,
+    rangeLast,
+    mtu,
+    icc: spec.icc ?? true,
+    dnsSearch: spec.dnsSearch ?? null,
+    dnsUpstream,
+    disableDns: spec.disableDns ?? false,
+    leaseTime,
+  };
+}
+
+export interface NetworkDeps {
+  log: Logger;
+  ageingTimeMs: number;
+  fdbMaxEntries: number;
+  /** The daemon's upstream resolvers (its --dns-upstream, or the host's resolv.conf). */
+  upstreams: () => Upstream[];
+  /** The daemon's search list (its --dns-search, or the host's). */
+  search: () => string[];
+  dnsTimeoutMs?: number;
+  dnsMaxInFlight?: number;
+}
+
+export class Network {
+  readonly sw: Switch;
+  readonly gateway: GatewayPort;
+  readonly pool: AddressPool;
+  readonly dhcp: DhcpServer;
+  readonly dns: DnsForwarder | null;
+
+  constructor(
+    readonly config: NetworkConfig,
+    /** The spec it was made from (for the state file and listings). */
+    readonly spec: NetworkSpec,
+    deps: NetworkDeps,
+  ) {
+    const c = config;
+    this.sw = new Switch({ ageingTimeMs: deps.ageingTimeMs, maxEntries: deps.fdbMaxEntries, icc: c.icc });
+    this.pool = new AddressPool(c.network, c.prefix, c.rangeFirst, c.rangeLast, [c.gateway, c.dns]);
+    const search = (): string[] => c.dnsSearch ?? deps.search();
+    const dhcpConfig: DhcpServerConfig = {
+      serverIp: c.gateway,
+      prefix: c.prefix,
+      router: c.gateway,
+      dnsServers: c.disableDns ? [] : [c.dns],
+      get searchList(): string[] {
+        return search();
+      },
+      mtu: c.mtu,
+      leaseTimeSec: c.leaseTime,
+    };
+    this.dhcp = new DhcpServer(dhcpConfig, this.pool);
+    this.dns = c.disableDns
+      ? null
+      : new DnsForwarder({
+          upstreams: () => c.dnsUpstream ?? deps.upstreams(),
+          log: deps.log.child({ network: c.name }),
+          ...(deps.dnsTimeoutMs !== undefined ? { timeoutMs: deps.dnsTimeoutMs } : {}),
+          ...(deps.dnsMaxInFlight !== undefined ? { maxInFlight: deps.dnsMaxInFlight } : {}),
+        });
+    this.gateway = new GatewayPort({
+      name: 'gateway',
+      ip: c.gateway,
+      dnsIp: c.dns,
+      subnet: c.network,
+      prefix: c.prefix,
+      mtu: c.mtu,
+      dhcp: this.dhcp,
+      dns: this.dns,
+      log: deps.log,
+    }).plug(this.sw);
+    this.sw.startAgeing();
+  }
+
+  get name(): string {
+    return this.config.name;
+  }
+
+  /** The search list in effect. */
+  searchList(): string[] {
+    return this.dhcp.config.searchList;
+  }
+
+  async close(): Promise<void> {
+    this.sw.stopAgeing();
+    this.gateway.close();
+    await this.dns?.close();
+  }
+
+  describe(): Record<string, unknown> {
+    const c = this.config;
+    return {
+      name: c.name,
+      subnet: `${ipv4ToString(c.network)}/${c.prefix}`,
+      gateway: ipv4ToString(c.gateway),
+      dns: c.disableDns ? null : ipv4ToString(c.dns),
+      range: `${ipv4ToString(c.rangeFirst)}-${ipv4ToString(c.rangeLast)}`,
+      mtu: c.mtu,
+      icc: c.icc,
+      dnsSearch: this.searchList(),
+      dnsUpstream: c.dnsUpstream ? c.dnsUpstream.map((u) => (u.family === 6 ? `[${u.address}]:${u.port}` : `${u.address}:${u.port}`)) : 'daemon',
+      leaseTime: c.leaseTime,
+      ports: this.sw.ports.filter((p) => p !== this.gateway).length,
+      gatewayMac: macToString(this.gateway.mac),
+      stats: { gateway: this.gateway.stats, dhcp: this.dhcp.stats, dns: this.dns?.stats ?? null },
+    };
+  }
+}
+
+/** Parses an IPv4 address given for a network member (e.g. `--ip`), allowing `/PREFIX` when it matches. */
+export function parseMemberAddress(text: string, config: NetworkConfig): number {
+  const slash = text.indexOf('/');
+  if (slash >= 0 && Number(text.slice(slash + 1)) !== config.prefix) {
+    throw new InvalidArgumentError(`--ip ${text}: network ${config.name} is /${config.prefix}`);
+  }
+  return parseIpv4(slash >= 0 ? text.slice(0, slash) : text);
+}
