@@ -27,7 +27,7 @@
 //                 (`unshare --user --map-root-user --net`), `usernet attach --configure` for each.
 //                 The exact CLI lines are in USERNET below; adjust them there if the CLI changes.
 //
-// Workloads (container A 10.0.9.1 -> container B 10.0.9.2, one stream each):
+// Workloads (container A 10.0.2.11 -> container B 10.0.2.12, one stream each):
 //   tcp1500   iperf3 TCP at MTU 1500, receiver-side Gbit/s
 //   udp64     iperf3 UDP, 64-byte payloads, `-b 0` (unlimited) by default: received packets/s, loss %
 //   tcpJumbo  iperf3 TCP at MTU 65520 (vde_switch: unsupported, its frames stop at 1500 bytes)
@@ -35,7 +35,7 @@
 // Safety: everything runs in a private network namespace whose default routes are blackholes.
 // Unless USERNET_SANDBOX=1 (or NETSANDBOX=1 from ../shared/tools/netsandbox) is set, the script
 // re-executes itself through test/sandbox/netsandbox.sh, then refuses to run if the default
-// routes it sees are not blackholes. Container addresses (10.0.9.0/24) exist only inside
+// routes it sees are not blackholes. Container addresses (10.0.2.0/24) exist only inside
 // namespaces this script creates (ubench-*), and everything it creates is removed on exit,
 // on failure and on Ctrl-C. Results go to bench/results/switch-throughput-<date>.json.
 
@@ -51,8 +51,8 @@ const SANDBOX_WRAPPER = join(ROOT, 'test', 'sandbox', 'netsandbox.sh');
 
 const ALL_PATHS = ['bridge', 'vde', 'vde-plug2tap', 'usernet'];
 const DEFAULT_PATHS = ['bridge', 'vde', 'usernet'];
-const IP_A = '10.0.9.1';
-const IP_B = '10.0.9.2';
+const IP_A = '10.0.2.11';
+const IP_B = '10.0.2.12';
 const PREFIX = 24;
 
 // ---- usernet CLI contract: the one place to edit if the CLI differs --------------------------
@@ -444,7 +444,7 @@ const PATHS = {
     wiring: 'usernet daemon; rootless-style holders (unshare --user --map-root-user --net); usernet attach --configure',
     supportsMtu: () => true,
     // A fresh daemon per topology (per MTU), so that ports of the previous topology cannot
-    // linger (e.g. two containers answering for 10.0.9.2) whatever the daemon's reaping does.
+    // linger (e.g. two containers answering for 10.0.2.12) whatever the daemon's reaping does.
     async start() {
       for (const f of [USERNET.bin, USERNET.built]) {
         if (!existsSync(f)) throw new Error(`usernet is not built: ${relative(ROOT, f)} is missing (run \`npm install && npm run build\` in ${ROOT})`);
