@@ -45,10 +45,11 @@ import { ParseStatus } from '../packet/status.js';
 import { TCP_ACK, TCP_FIN, TCP_RST, TCP_SYN, TcpView } from '../packet/tcp.js';
 import { UdpView } from '../packet/udp.js';
 import { VNET_HDR_LEN } from '../packet/virtio-net.js';
+import { DNS_PORT } from '../packet/dns.js';
 import type { DhcpServer } from './dhcp-server.js';
 import type { DnsForwarder } from './dns-forwarder.js';
 
-export const DNS_PORT = 53;
+
 const LIMITED_BROADCAST = 0xffffffff;
 /** ICMP errors (and resets) per second, and burst. */
 const ERROR_RATE = 100;
