@@ -75,6 +75,8 @@ export class AddressPool {
     if (this.own.includes(ip)) return `${ipv4ToString(ip)} is the network's own (gateway or DNS) address`;
     const h = this.byIp.get(ip);
     if (h && h.mac !== mac && (h.kind === HOLD_ATTACHMENT || h.expiresAt > now)) return `${ipv4ToString(ip)} is already in use`;
+    const declined = this.declined.get(ip);
+    if (declined !== undefined && declined > now) return `${ipv4ToString(ip)} was reported in use by a DHCP client (declined)`;
     return '';
   }
 

@@ -141,9 +141,10 @@ export class DhcpServer {
     }
     const h = this.pool.holdingOf(m.chaddr);
     if (!h || h.kind !== HOLD_ATTACHMENT || h.ip !== ip) {
-      // Keep an existing bound lease's expiry; a new offer is held only briefly.
+      // Keep an existing bound lease's expiry; a new offer is held only briefly. An offer to a
+      // client whose lease ran out is held at least as long, or the next client would take it.
       const bound = h !== undefined && h.ip === ip && h.bound;
-      this.pool.hold(ip, m.chaddr, HOLD_LEASE, bound ? (h as Holding).expiresAt : now + OFFER_HOLD_MS, bound);
+      this.pool.hold(ip, m.chaddr, HOLD_LEASE, bound ? Math.max((h as Holding).expiresAt, now + OFFER_HOLD_MS) : now + OFFER_HOLD_MS, bound);
     }
     this.stats.offer++;
     return this.reply(m, out, DHCPOFFER, ip, true);
@@ -176,9 +177,10 @@ export class DhcpServer {
   private bind(m: DhcpMessage, out: Uint8Array, ip: number, now: number): number {
     const mine = this.pool.holdingOf(m.chaddr);
     if (!mine || mine.kind !== HOLD_ATTACHMENT) {
-      const changed = !mine || mine.ip !== ip || !mine.bound;
+      // Every bind is reported, renewals too: the state file keeps each lease's current expiry
+      // (the daemon coalesces the writes).
       this.pool.hold(ip, m.chaddr, HOLD_LEASE, now + this.config.leaseTimeSec * 1000, true);
-      if (changed) this.onLeasesChanged?.();
+      this.onLeasesChanged?.();
     }
     this.stats.ack++;
     return this.reply(m, out, DHCPACK, ip, true);
@@ -207,7 +209,9 @@ export class DhcpServer {
   private decline(m: DhcpMessage): void {
     if (m.serverId !== this.config.serverIp || m.requestedIp < 0) return;
     const mine = this.pool.holdingOf(m.chaddr);
-    if (mine && mine.kind === HOLD_ATTACHMENT) return; // an attachment's address is the user's call
+    // Only the address this client was given: another client's lease (or a free address) is not its to decline.
+    if (!mine || mine.ip !== m.requestedIp) return;
+    if (mine.kind === HOLD_ATTACHMENT) return; // an attachment's address is the user's call
     this.pool.decline(m.requestedIp, this.now() + DECLINE_HOLD_MS);
     this.onLeasesChanged?.();
   }
@@ -252,7 +256,16 @@ export class DhcpServer {
       ...(withLease ? { leaseTime: lease, renewalTime: Math.floor(lease / 2), rebindingTime: Math.floor((lease * 7) / 8) } : {}),
     };
     fields.broadcast = fields.broadcast! >>> 0;
-    const len = writeDhcpReply(out, 0, fields);
+    let len: number;
+    try {
+      len = writeDhcpReply(out, 0, fields);
+    } catch {
+      // The search list (the host's, unvalidated) has a name DHCP cannot carry or does not fit:
+      // the client is better served with an address and no search list than with nothing.
+      fields.domainName = undefined;
+      fields.searchList = undefined;
+      len = writeDhcpReply(out, 0, fields);
+    }
     // RFC 2131 4.1: unicast to ciaddr when the client has one; broadcast when it asks to;
     // otherwise unicast to the new address at the client's MAC (we know it: no ARP needed).
     if (m.ciaddr !== 0) {

@@ -29,7 +29,7 @@ import type { Switch } from '../switch/switch.js';
 import { ARP_OP_REPLY, ARP_OP_REQUEST, ArpView, writeArp } from '../packet/arp.js';
 import { buildIcmpError, buildIcmpFrame, buildTcpControlFrame, buildUdpFrame, fragmentIpv4Frame, type FragmentSink, type Ipv4Endpoints } from '../packet/build.js';
 import { DHCP_CLIENT_PORT, DHCP_SERVER_PORT } from '../packet/dhcp.js';
-import { ETH_HLEN, ETH_P_ARP, ETH_P_IPV4, ETH_P_IPV6, EthernetView, writeEthernetHeader } from '../packet/ethernet.js';
+import { ETH_P_ARP, ETH_P_IPV4, ETH_P_IPV6, EthernetView, writeEthernetHeader } from '../packet/ethernet.js';
 import {
   ICMP_DEST_UNREACH,
   ICMP_ECHO_REPLY,
@@ -60,6 +60,8 @@ const ARP_TRIES = 3;
 const ARP_INTERVAL_MS = 1000;
 const ARP_QUEUE = 16;
 const OUT_SIZE = 65536 + 256;
+/** 65535 - 20 (IPv4 header) - 8 (UDP header). */
+const IPV4_MAX_UDP_PAYLOAD = 65507;
 
 /** The gateway's MAC for a gateway address: 52:55 + its four bytes (as slirp4netns does). */
 export function gatewayMac(gatewayIp: number): number {
@@ -393,16 +395,20 @@ export class GatewayPort extends Port implements FragmentSink {
     const dns = this.dns as DnsForwarder;
     const accepted = dns.query(buf.subarray(off, off + len), (answer: Buffer) => {
       if (this.closed) return;
-      // The container's MAC may have changed meanwhile; prefer what the neighbour table says.
-      const mac = this.neighbourMac(clientIp);
-      this.sendUdp(mac >= 0 ? mac : clientMac, clientIp, this.dnsIp, DNS_PORT, clientPort, answer);
+      // Back to the MAC the query came from (not whatever the neighbour table has learned since:
+      // another container claiming the address must not get this answer).
+      this.sendUdp(clientMac, clientIp, this.dnsIp, DNS_PORT, clientPort, answer);
     });
     if (!accepted) this.stats.dns_malformed++;
   }
 
   /** Sends a UDP datagram from one of the gateway's addresses, fragmented to the network MTU. */
   sendUdp(dstMac: number, dstIp: number, srcIp: number, srcPort: number, dstPort: number, payload: Uint8Array): void {
-    if (payload.length + 28 > OUT_SIZE - ETH_HLEN) return;
+    // IPv4 total length is 16 bits: a larger answer (possible from an IPv6 upstream) cannot be sent.
+    if (payload.length > IPV4_MAX_UDP_PAYLOAD) {
+      this.stats.other_dropped++;
+      return;
+    }
     const e: Ipv4Endpoints = { dstMac, srcMac: this.mac, srcIp, dstIp, id: this.nextId(), dontFragment: false };
     const n = buildUdpFrame(this.big, this.bigDv, 0, e, srcPort, dstPort, payload, 0, payload.length);
     if (!fragmentIpv4Frame(this.big, 0, n, this.options.mtu, this.out, this)) this.stats.other_dropped++;
@@ -437,11 +443,13 @@ export class GatewayPort extends Port implements FragmentSink {
 
   /**
    * Sends an ICMP error about the datagram at `off`, unless RFC 1122 3.2.2 forbids it: never about
-   * an ICMP error, a non-first fragment, or a datagram from a non-unicast source.
+   * an ICMP error, a non-first fragment, a datagram sent as a link-layer broadcast, or a datagram
+   * from a non-unicast source.
    */
   private icmpError(buf: Uint8Array, dv: DataView, off: number, totalLength: number, ethSrc: number, src: number, type: number, code: number): void {
     const ip = this.ip4;
     if (src === 0 || (src >>> 28) >= 14 || !this.inSubnet(src) || ip.fragmentOffset !== 0) return;
+    if (this.eth.dst !== this.mac) return; // sent as a link-layer broadcast or multicast
     if (ip.protocol === IPPROTO_ICMP) {
       const t = dv.getUint8(ip.payloadOffset);
       if (ip.payloadLength < 1 || !(t === 0 || t === 8 || t === 13 || t === 14 || t === 15 || t === 16 || t === 17 || t === 18)) return;

@@ -65,6 +65,13 @@ describe('AddressPool: next()', () => {
     expect(p.next(MAC_A, NOW + 600_000)).toBe(ip('10.0.2.100'));
   });
 
+  it('does not give a declined address to a client that asks for it by name', () => {
+    const p = pool();
+    p.decline(ip('10.0.2.100'), NOW + 600_000);
+    expect(p.whyNot(ip('10.0.2.100'), MAC_A, NOW)).toMatch(/declined/);
+    expect(p.whyNot(ip('10.0.2.100'), MAC_A, NOW + 600_000)).toBe('');
+  });
+
   it('reuses an expired lease only when nothing else is free, the lowest such first', () => {
     const p = pool('10.0.2.100', '10.0.2.103');
     p.hold(ip('10.0.2.100'), MAC_A, HOLD_LEASE, NOW - 1, true); // expired
