@@ -44,7 +44,7 @@ import { BROADCAST_MAC, readMac } from '../packet/mac.js';
 import { ParseStatus } from '../packet/status.js';
 import { TCP_ACK, TCP_FIN, TCP_RST, TCP_SYN, TcpView } from '../packet/tcp.js';
 import { UdpView } from '../packet/udp.js';
-import { VNET_HDR_LEN } from '../packet/virtio-net.js';
+import { VNET_HDR_LEN, VnetHeader } from '../packet/virtio-net.js';
 import { DNS_PORT } from '../packet/dns.js';
 import type { DhcpServer } from './dhcp-server.js';
 import type { DnsForwarder } from './dns-forwarder.js';
@@ -66,6 +66,16 @@ const IPV4_MAX_UDP_PAYLOAD = 65507;
 /** The gateway's MAC for a gateway address: 52:55 + its four bytes (as slirp4netns does). */
 export function gatewayMac(gatewayIp: number): number {
   return 0x5255_0000_0000 + (gatewayIp >>> 0);
+}
+
+/** Takes the IPv4 the gateway does not answer itself (the NAT). */
+export interface IpRouter {
+  /**
+   * An IPv4 datagram from a container (`ip` is bound to it, header checksum checked): beyond the
+   * subnet, or TCP/UDP to the gateway's own addresses. Returns false to let the gateway answer
+   * as a host without a route would (network unreachable, reset, port unreachable).
+   */
+  route(gw: GatewayPort, buf: Uint8Array, dv: DataView, ip: Ipv4View, ethSrc: number, vnet: VnetHeader | null): boolean;
 }
 
 export interface GatewayOptions {
@@ -170,6 +180,10 @@ export class GatewayPort extends Port implements FragmentSink {
   private readonly dhcpOut = Buffer.allocUnsafeSlow(1500);
   private readonly frame = new Frame();
   private inBuf: Uint8Array | null = null;
+  private readonly inVnet = new VnetHeader();
+  private hasVnet = false;
+  /** Where IPv4 the gateway does not answer itself goes: the NAT. */
+  router: IpRouter | null = null;
   private inDv: DataView<ArrayBufferLike> = new DataView(new ArrayBuffer(0));
 
   constructor(options: GatewayOptions) {
@@ -219,12 +233,23 @@ export class GatewayPort extends Port implements FragmentSink {
   // ------------------------------------------------------------------------------------------
 
   protected writeLink(buf: Uint8Array, off: number, len: number): number {
-    // With offloads the switch hands us the virtio-net header first.
+    // With offloads the switch hands us the virtio-net header first: the NAT needs it (GSO
+    // super-frames, partial checksums).
+    if (buf !== this.inBuf) {
+      this.inBuf = buf;
+      this.inDv = new DataView(buf.buffer, buf.byteOffset, buf.byteLength);
+    }
+    if (this.inVnet.read(this.inDv, off, len - VNET_HDR_LEN) !== ParseStatus.OK) {
+      this.stats.other_dropped++;
+      return len;
+    }
+    this.hasVnet = true;
     this.receive(buf, off + VNET_HDR_LEN, len - VNET_HDR_LEN);
     return len;
   }
 
   protected writeLink2(b1: Uint8Array, _o1: number, l1: number, b2: Uint8Array, o2: number, l2: number): number {
+    this.hasVnet = false;
     this.receive(b2, o2, l2);
     return l1 + l2;
   }
@@ -323,7 +348,8 @@ export class GatewayPort extends Port implements FragmentSink {
     const broadcast = dst === LIMITED_BROADCAST || dst === ((this.ip | ~this.mask) >>> 0);
     if (!own && !broadcast) {
       if ((dst >>> 28) === 14 || ethDst !== this.mac || this.inSubnet(dst)) return; // multicast, or not routed through us
-      // Beyond the subnet: the NAT's job (a later issue). For now, no route.
+      // Beyond the subnet: the NAT's job.
+      if (this.router !== null && this.router.route(this, buf, dv, ip, ethSrc, this.hasVnet ? this.inVnet : null)) return;
       this.stats.no_route++;
       this.icmpError(buf, dv, off, ip.totalLength, ethSrc, src, ICMP_DEST_UNREACH, ICMP_UNREACH_NET);
       return;
@@ -355,6 +381,8 @@ export class GatewayPort extends Port implements FragmentSink {
         }
         return;
       }
+      // UDP to the gateway address: the host's loopback, through the NAT.
+      if (dst === this.ip && this.router !== null && this.router.route(this, buf, dv, ip, ethSrc, this.hasVnet ? this.inVnet : null)) return;
       this.icmpError(buf, dv, off, ip.totalLength, ethSrc, src, ICMP_DEST_UNREACH, ICMP_UNREACH_PORT);
       return;
     }
@@ -373,6 +401,9 @@ export class GatewayPort extends Port implements FragmentSink {
       return;
     }
     if (proto === IPPROTO_TCP) {
+      // TCP to the gateway (the host's loopback) or to the DNS address's port 53 (DNS over TCP):
+      // the NAT's TCP endpoint. Anything else is reset, as a host with nothing listening does.
+      if (this.router !== null && this.router.route(this, buf, dv, ip, ethSrc, this.hasVnet ? this.inVnet : null)) return;
       this.tcpReset(dv, l4, l4Len, ethSrc, src, dst);
       return;
     }
@@ -486,6 +517,44 @@ export class GatewayPort extends Port implements FragmentSink {
   // ------------------------------------------------------------------------------------------
   // Sending
   // ------------------------------------------------------------------------------------------
+
+  /**
+   * Puts a frame into the switch whose virtio-net header is at `vnetOff` and Ethernet header
+   * right after it (the NAT's GSO frames with partial checksums: the switch completes or
+   * segments them for ports without offloads).
+   */
+  emitVnet(buf: Buffer, dv: DataView, vnetOff: number, frameLen: number): void {
+    const sw = this.sw;
+    if (!sw) return;
+    const f = this.frame;
+    f.buf = buf;
+    f.dv = dv;
+    f.vnetOff = vnetOff;
+    f.off = vnetOff + VNET_HDR_LEN;
+    f.len = frameLen;
+    if (f.vnet.read(dv, vnetOff, frameLen) !== ParseStatus.OK) {
+      this.stats.other_dropped++;
+      return;
+    }
+    sw.input(this, f);
+  }
+
+  /** Puts a frame (Ethernet header first, no virtio-net header) into the switch. */
+  emitFrame(buf: Uint8Array, off: number, len: number): void {
+    this.emit(buf, off, len);
+  }
+
+  /**
+   * Sends an ICMP error to a container about a datagram it sent — `quoted` holds that
+   * datagram's IP header and start (the NAT rebuilds it for errors learnt from host sockets).
+   * Rate limited like the gateway's own errors; `from` is the address the error comes from.
+   */
+  sendIcmpError(dstMac: number, dstIp: number, from: number, type: number, code: number, restOfHeader: number, quoted: Uint8Array, qLen: number): void {
+    if (!this.takeToken()) return;
+    const n = buildIcmpError(this.out, this.outDv, 0, this.endpoints(dstMac, from, dstIp), type, code, restOfHeader, quoted, 0, qLen);
+    this.stats.icmp_errors_sent++;
+    this.emit(this.out, 0, n);
+  }
 
   /** Puts a frame (Ethernet header first, no virtio-net header) into the switch. */
   private emit(buf: Uint8Array, off: number, len: number): void {

@@ -1,0 +1,502 @@
+/**
+ * The container-facing TCP endpoint of one NAT'ed connection — sans-I/O.
+ *
+ * Theory of operation
+ * -------------------
+ * A container's TCP connection to the outside is terminated here and re-originated by the host
+ * kernel through an ordinary socket (`TcpFlowHost`). Towards the container this object plays the
+ * remote peer; it is a translation state machine in the passt tradition, not a full stack:
+ *
+ *  - The handshake completes only when the host socket has connected: SYN → (host connect) →
+ *    SYN-ACK. A retransmitted SYN while connecting opens nothing new.
+ *  - Container → host: in-order data is written to the host socket at once and acknowledged;
+ *    a gap is answered with a duplicate ACK (the container's kernel retransmits, we never
+ *    reassemble). The window we advertise is what the host socket can still buffer
+ *    (RECEIVE_LIMIT − its writableLength), so memory stays bounded whatever the peer's speed.
+ *  - Host → container: bytes read from the host socket wait in a send queue until the container
+ *    acknowledges them (Node cannot MSG_PEEK), bounded by SEND_LIMIT: beyond it the host socket
+ *    is paused, and the remote's real TCP is flow-controlled by the host kernel. Segments are
+ *    sent within the container's window, up to 64 KiB at a time (the wire turns them into GSO
+ *    frames with gso_size = the container's MSS).
+ *  - Loss: retransmission from the oldest unacknowledged byte on RTO (200 ms, doubling, 12 tries)
+ *    and on three duplicate ACKs; a zero window is probed on a persist timer.
+ *  - FIN and half-close both ways; RST both ways.
+ *
+ * No congestion control: the container's kernel runs its own, and the host kernel the real one
+ * towards the network. Time comes from the owner (`tick(now)`), so tests walk through timeouts.
+ * Sequence numbers are compared modulo 2^32.
+ */
+import { TCP_ACK, TCP_FIN, TCP_PSH, TCP_RST, TCP_SYN } from '../packet/tcp.js';
+
+/** The host side: a net.Socket in production, a fake in tests. */
+export interface TcpFlowHost {
+  /** Queues data; false when the socket's buffer is over its high-water mark. */
+  write(data: Buffer): boolean;
+  /** Half-close (FIN after queued data). */
+  end(): void;
+  /** Abort with RST. */
+  reset(): void;
+  pause(): void;
+  resume(): void;
+  readonly writableLength: number;
+}
+
+/** Where segments towards the container go (the NAT builds the frames). */
+export interface TcpFlowWire {
+  /**
+   * Sends one segment to the container. `payloadOffset`/`payloadLength` name bytes of the flow's
+   * send queue (offset from sndUna); copy them with `flow.copyPayload()`. `synOptions` asks for
+   * MSS and window-scale options (SYN-ACK).
+   */
+  segment(flow: TcpFlow, flags: number, seq: number, ack: number, window: number, payloadOffset: number, payloadLength: number, synOptions: boolean): void;
+  /** The flow's conntrack-visible state changed (or it ended: `CLOSED`). */
+  stateChanged(flow: TcpFlow): void;
+}
+
+/** Endpoint states (towards the container). */
+export const FLOW_CONNECTING = 0; // container's SYN seen, host socket connecting
+export const FLOW_SYN_RCVD = 1; // SYN-ACK sent, waiting for the container's ACK
+export const FLOW_ESTABLISHED = 2; // data both ways (half-closes tracked by flags)
+export const FLOW_TIME_WAIT = 3; // both FINs exchanged and acknowledged: no socket left
+export const FLOW_CLOSED = 4; // reset, refused, or given up
+
+/** Bytes of container data the host socket may hold before our window closes. */
+export const RECEIVE_LIMIT = 4 * 1024 * 1024;
+/** Bytes of host data waiting for the container's ACK before the host socket is paused. */
+export const SEND_LIMIT = 4 * 1024 * 1024;
+/** Largest payload in one segment towards the container (fits a 64 KiB IPv4 datagram). */
+export const MAX_SEGMENT_PAYLOAD = 65535 - 20 - 20;
+/** Our window-scale shift: windows up to 2^14 * 64 KiB. */
+export const OUR_WSCALE = 7;
+const RTO_INITIAL_MS = 200;
+const RTO_MAX_MS = 10_000;
+const MAX_RETRIES = 12;
+const PERSIST_MS = 500;
+
+const seqLt = (a: number, b: number): boolean => ((a - b) | 0) < 0;
+const seqLe = (a: number, b: number): boolean => ((a - b) | 0) <= 0;
+const seqAdd = (a: number, n: number): number => (a + n) >>> 0;
+const seqDiff = (a: number, b: number): number => (a - b) | 0;
+
+export class TcpFlow {
+  state = FLOW_CONNECTING;
+  // Receive side (container → us).
+  irs: number;
+  rcvNxt: number;
+  /** Window we last advertised (bytes). */
+  private advertised = 0;
+  // Send side (us → container).
+  readonly iss: number;
+  sndUna: number;
+  sndNxt: number;
+  /** The container's receive window (bytes) and its window-scale shift (-1: not negotiated). */
+  sndWnd: number;
+  sndWscale = -1;
+  /** Our shift towards the container (0 when it did not offer scaling). */
+  rcvWscale = 0;
+  /** The container's MSS (its MTU − 40), the GSO segment size towards it. */
+  mss: number;
+  // Half-closes.
+  containerFin = false;
+  hostEnded = false;
+  finSent = false;
+  finAcked = false;
+  // Send queue: host bytes from sndUna on.
+  private readonly queue: Buffer[] = [];
+  private queueHead = 0; // offset into queue[0] of sndUna
+  queued = 0; // bytes from sndUna
+  private hostPaused = false;
+  // Timers (absolute times from the owner's clock; 0 = not armed).
+  rtoAt = 0;
+  private rto = RTO_INITIAL_MS;
+  private retries = 0;
+  persistAt = 0;
+  private dupAcks = 0;
+  private now = 0;
+  // Counters (conntrack shows them).
+  packetsFromContainer = 0;
+  bytesFromContainer = 0;
+  packetsToContainer = 0;
+  bytesToContainer = 0;
+  /** Why the flow closed (for logs and conntrack): '' while open. */
+  closeReason = '';
+
+  constructor(
+    readonly host: TcpFlowHost,
+    readonly wire: TcpFlowWire,
+    /** The container's SYN: its ISN, window, MSS option (-1 absent), window scale (-1 absent). */
+    syn: { seq: number; window: number; mss: number; wscale: number },
+    iss: number,
+    now: number,
+  ) {
+    this.now = now;
+    this.irs = syn.seq >>> 0;
+    this.rcvNxt = seqAdd(this.irs, 1);
+    this.iss = iss >>> 0;
+    this.sndUna = this.iss;
+    this.sndNxt = this.iss;
+    this.mss = syn.mss > 0 ? syn.mss : 536;
+    if (syn.wscale >= 0) {
+      this.sndWscale = Math.min(syn.wscale, 14);
+      this.rcvWscale = OUR_WSCALE;
+    }
+    this.sndWnd = syn.window; // a SYN's window is never scaled
+  }
+
+  // ------------------------------------------------------------------------------------------
+  // Host events
+  // ------------------------------------------------------------------------------------------
+
+  /** The host socket connected: answer the container's SYN. */
+  hostConnected(now: number): void {
+    this.now = now;
+    if (this.state !== FLOW_CONNECTING) return;
+    this.state = FLOW_SYN_RCVD;
+    // No host data until the container completes the handshake.
+    this.host.pause();
+    this.hostPaused = true;
+    this.sendSynAck();
+    this.wire.stateChanged(this);
+  }
+
+  /** Host data (owned by us from now on). */
+  hostData(data: Buffer, now: number): void {
+    this.now = now;
+    if (this.state >= FLOW_TIME_WAIT || data.length === 0) return;
+    this.queue.push(data);
+    this.queued += data.length;
+    if (this.queued >= SEND_LIMIT && !this.hostPaused) {
+      this.host.pause();
+      this.hostPaused = true;
+    }
+    this.pump();
+  }
+
+  /** The host peer half-closed: FIN towards the container once everything queued is sent. */
+  hostEnd(now: number): void {
+    this.now = now;
+    if (this.hostEnded || this.state >= FLOW_TIME_WAIT) return;
+    this.hostEnded = true;
+    this.pump();
+    this.wire.stateChanged(this);
+  }
+
+  /** The host socket can take more: reopen our window if it was (nearly) shut. */
+  hostDrain(now: number): void {
+    this.now = now;
+    if (this.state !== FLOW_ESTABLISHED || this.containerFin) return;
+    const w = this.window();
+    if (this.advertised < this.mss && w >= this.mss) this.sendAck();
+  }
+
+  /** The host connection failed or was reset: reset the container's side. */
+  hostReset(now: number, reason: string): void {
+    this.now = now;
+    if (this.state >= FLOW_TIME_WAIT) return;
+    if (this.state !== FLOW_CONNECTING) this.wire.segment(this, TCP_RST | TCP_ACK, this.sndNxt, this.rcvNxt, 0, 0, 0, false);
+    this.close(reason);
+  }
+
+  // ------------------------------------------------------------------------------------------
+  // Segments from the container
+  // ------------------------------------------------------------------------------------------
+
+  /**
+   * One segment from the container. `payload[off, off+len)` is lent: written to the host (which
+   * copies) before returning. Options matter only on SYNs (handled by the owner).
+   */
+  segment(flags: number, seq: number, ack: number, window: number, payload: Uint8Array, off: number, len: number, now: number): void {
+    this.now = now;
+    this.packetsFromContainer++;
+    this.bytesFromContainer += len;
+    seq >>>= 0;
+    ack >>>= 0;
+    if (this.state === FLOW_CLOSED) return;
+
+    if ((flags & TCP_RST) !== 0) {
+      // Accept a reset whose sequence number is inside what we expect (RFC 5961 spirit, relaxed).
+      const d = seqDiff(seq, this.rcvNxt);
+      if (d >= -1 && d <= Math.max(this.advertised, 1)) {
+        this.host.reset();
+        this.close('reset by the container');
+      }
+      return;
+    }
+    if ((flags & TCP_SYN) !== 0) {
+      // A retransmitted SYN: while connecting, nothing to do (no second socket); after our
+      // SYN-ACK, send it again; later, a challenge ACK.
+      if (this.state === FLOW_SYN_RCVD && seq === this.irs) this.sendSynAck();
+      else if (this.state !== FLOW_CONNECTING) this.sendAck();
+      return;
+    }
+    if (this.state === FLOW_CONNECTING) return; // nothing but SYNs before we have answered
+    if ((flags & TCP_ACK) === 0) return; // every segment after the handshake carries ACK
+
+    if (this.state === FLOW_TIME_WAIT) {
+      // Our last ACK was lost: the container retransmits its FIN.
+      if ((flags & TCP_FIN) !== 0) this.sendAck();
+      return;
+    }
+
+    if (this.state === FLOW_SYN_RCVD) {
+      if (ack !== seqAdd(this.iss, 1)) {
+        this.wire.segment(this, TCP_RST, ack, 0, 0, 0, 0, false);
+        return;
+      }
+      this.state = FLOW_ESTABLISHED;
+      this.sndUna = ack;
+      this.sndNxt = ack;
+      this.clearRto();
+      this.hostPaused = false;
+      this.host.resume();
+      this.wire.stateChanged(this);
+    }
+
+    this.onAck(ack, window, len === 0 && (flags & TCP_FIN) === 0);
+
+    let needAck = false;
+    if (len > 0) needAck = this.onData(seq, payload, off, len) || needAck;
+    if ((flags & TCP_FIN) !== 0) {
+      if (seqAdd(seq, len) === this.rcvNxt && !this.containerFin) {
+        this.rcvNxt = seqAdd(this.rcvNxt, 1);
+        this.containerFin = true;
+        this.host.end();
+        this.wire.stateChanged(this);
+      }
+      needAck = true;
+    }
+    if (needAck) this.sendAck();
+    this.pump();
+    this.maybeDone();
+  }
+
+  private onAck(ack: number, window: number, pureAck: boolean): void {
+    const newWnd = window << Math.max(this.sndWscale, 0);
+    if (seqLt(this.sndUna, ack) && seqLe(ack, this.sndNxt)) {
+      let acked = seqDiff(ack, this.sndUna);
+      // Our FIN occupies one sequence number after the data.
+      if (this.finSent && ack === this.sndNxt) {
+        acked -= 1;
+        if (!this.finAcked) {
+          this.finAcked = true;
+          this.wire.stateChanged(this);
+        }
+      }
+      this.consume(acked);
+      this.sndUna = ack;
+      this.dupAcks = 0;
+      this.retries = 0;
+      this.rto = RTO_INITIAL_MS;
+      if (this.sndUna === this.sndNxt) this.clearRto();
+      else this.rtoAt = this.now + this.rto;
+      if (this.hostPaused && this.queued < SEND_LIMIT / 2 && this.state === FLOW_ESTABLISHED) {
+        this.hostPaused = false;
+        this.host.resume();
+      }
+    } else if (ack === this.sndUna && pureAck && this.sndNxt !== this.sndUna && newWnd === this.sndWnd) {
+      // Three duplicate ACKs: the container lost a segment of ours; resend from sndUna.
+      if (++this.dupAcks === 3) this.retransmit();
+    }
+    this.sndWnd = newWnd;
+    if (this.sndWnd > 0) this.persistAt = 0;
+  }
+
+  /** In-order data goes to the host; returns true when an ACK must be sent. */
+  private onData(seq: number, payload: Uint8Array, off: number, len: number): boolean {
+    if (this.containerFin) return true;
+    const skip = seqDiff(this.rcvNxt, seq);
+    if (skip < 0) return true; // a gap: duplicate ACK, the container retransmits what is missing
+    if (skip >= len) return true; // all old: a retransmission we already have
+    // A container that ignores our window cannot make us buffer without bound.
+    if (this.host.writableLength > 2 * RECEIVE_LIMIT) return true;
+    this.host.write(Buffer.from(payload.subarray(off + skip, off + len)));
+    this.rcvNxt = seqAdd(this.rcvNxt, len - skip);
+    return true;
+  }
+
+  // ------------------------------------------------------------------------------------------
+  // Sending
+  // ------------------------------------------------------------------------------------------
+
+  /** The window we can offer: what the host socket may still buffer. */
+  window(): number {
+    return Math.max(0, RECEIVE_LIMIT - this.host.writableLength);
+  }
+
+  private windowField(): number {
+    const w = this.window();
+    this.advertised = Math.min(w, 0xffff << this.rcvWscale);
+    return Math.min(0xffff, w >>> this.rcvWscale);
+  }
+
+  private sendSynAck(): void {
+    this.advertised = Math.min(this.window(), 0xffff);
+    this.wire.segment(this, TCP_SYN | TCP_ACK, this.iss, this.rcvNxt, Math.min(0xffff, this.window()), 0, 0, true);
+    this.sndNxt = seqAdd(this.iss, 1);
+    this.armRto();
+  }
+
+  sendAck(): void {
+    this.wire.segment(this, TCP_ACK, this.sndNxt, this.rcvNxt, this.windowField(), 0, 0, false);
+  }
+
+  /** Sends what the container's window allows, then our FIN if the host is done. */
+  pump(): void {
+    if (this.state !== FLOW_ESTABLISHED) return;
+    for (;;) {
+      const inFlight = seqDiff(this.sndNxt, this.sndUna) - (this.finSent ? 1 : 0);
+      const unsent = this.queued - inFlight;
+      if (unsent <= 0) break;
+      const room = this.sndWnd - inFlight;
+      if (room <= 0) {
+        if (this.persistAt === 0 && this.sndWnd === 0) this.persistAt = this.now + PERSIST_MS;
+        break;
+      }
+      let n = Math.min(unsent, room, MAX_SEGMENT_PAYLOAD);
+      // Whole MSS-sized pieces in a big segment, so the GSO split needs no short middle piece.
+      if (n > this.mss && n < unsent) n -= n % this.mss;
+      const flags = TCP_ACK | (n === unsent ? TCP_PSH : 0);
+      this.wire.segment(this, flags, this.sndNxt, this.rcvNxt, this.windowField(), inFlight, n, false);
+      this.packetsToContainer++;
+      this.bytesToContainer += n;
+      this.sndNxt = seqAdd(this.sndNxt, n);
+      if (this.rtoAt === 0) this.armRto();
+    }
+    const inFlight = seqDiff(this.sndNxt, this.sndUna) - (this.finSent ? 1 : 0);
+    if (this.hostEnded && !this.finSent && inFlight === this.queued) {
+      this.wire.segment(this, TCP_FIN | TCP_ACK, this.sndNxt, this.rcvNxt, this.windowField(), 0, 0, false);
+      this.finSent = true;
+      this.sndNxt = seqAdd(this.sndNxt, 1);
+      if (this.rtoAt === 0) this.armRto();
+      this.wire.stateChanged(this);
+    }
+  }
+
+  /** Copies `len` queued bytes starting `offset` bytes after sndUna into `target` at `at`. */
+  copyPayload(offset: number, len: number, target: Uint8Array, at: number): void {
+    let i = 0;
+    let pos = this.queueHead + offset;
+    while (i < this.queue.length && pos >= this.queue[i].length) {
+      pos -= this.queue[i].length;
+      i++;
+    }
+    while (len > 0 && i < this.queue.length) {
+      const b = this.queue[i];
+      const n = Math.min(len, b.length - pos);
+      target.set(b.subarray(pos, pos + n), at);
+      at += n;
+      len -= n;
+      pos = 0;
+      i++;
+    }
+  }
+
+  /** Drops `n` acknowledged bytes from the front of the send queue. */
+  private consume(n: number): void {
+    this.queued -= n;
+    let head = this.queueHead + n;
+    let drop = 0;
+    while (drop < this.queue.length && head >= this.queue[drop].length) {
+      head -= this.queue[drop].length;
+      drop++;
+    }
+    if (drop) this.queue.splice(0, drop);
+    this.queueHead = this.queue.length ? head : 0;
+  }
+
+  private armRto(): void {
+    this.rtoAt = this.now + this.rto;
+  }
+
+  private clearRto(): void {
+    this.rtoAt = 0;
+    this.retries = 0;
+    this.rto = RTO_INITIAL_MS;
+  }
+
+  /** Go back to sndUna and send again (RTO, fast retransmit). */
+  private retransmit(): void {
+    if (this.state === FLOW_SYN_RCVD) {
+      this.sendSynAck();
+      return;
+    }
+    if (this.finSent && !this.finAcked && seqDiff(this.sndNxt, this.sndUna) === 1) {
+      this.wire.segment(this, TCP_FIN | TCP_ACK, this.sndUna, this.rcvNxt, this.windowField(), 0, 0, false);
+      this.armRto();
+      return;
+    }
+    this.sndNxt = this.sndUna;
+    this.finSent = false;
+    this.pump();
+    this.armRto();
+  }
+
+  /** Timers: RTO and zero-window probes. Call when `now` passes rtoAt or persistAt. */
+  tick(now: number): void {
+    this.now = now;
+    if (this.state >= FLOW_TIME_WAIT) return;
+    if (this.rtoAt !== 0 && now >= this.rtoAt) {
+      if (++this.retries > MAX_RETRIES) {
+        this.host.reset();
+        this.wire.segment(this, TCP_RST | TCP_ACK, this.sndNxt, this.rcvNxt, 0, 0, 0, false);
+        this.close('the container stopped answering');
+        return;
+      }
+      this.rto = Math.min(this.rto * 2, RTO_MAX_MS);
+      this.retransmit();
+    }
+    if (this.persistAt !== 0 && now >= this.persistAt) {
+      // Zero window: an ACK just below sndUna makes the container answer with its window.
+      this.wire.segment(this, TCP_ACK, seqAdd(this.sndUna, -1 >>> 0), this.rcvNxt, this.windowField(), 0, 0, false);
+      this.persistAt = now + PERSIST_MS;
+    }
+  }
+
+  private maybeDone(): void {
+    if (this.containerFin && this.finSent && this.finAcked && this.state === FLOW_ESTABLISHED) {
+      this.state = FLOW_TIME_WAIT;
+      this.clearRto();
+      this.persistAt = 0;
+      this.queue.length = 0;
+      this.queued = 0;
+      this.closeReason = 'closed';
+      this.wire.stateChanged(this);
+    }
+  }
+
+  /** Ends the flow without further segments (after a reset, a refusal, a flush). */
+  close(reason: string): void {
+    if (this.state === FLOW_CLOSED) return;
+    this.state = FLOW_CLOSED;
+    this.closeReason = reason;
+    this.rtoAt = 0;
+    this.persistAt = 0;
+    this.queue.length = 0;
+    this.queued = 0;
+    this.wire.stateChanged(this);
+  }
+
+  /** The conntrack state name of this flow. */
+  conntrackState(): string {
+    switch (this.state) {
+      case FLOW_CONNECTING:
+        return 'SYN_SENT';
+      case FLOW_SYN_RCVD:
+        return 'SYN_RECV';
+      case FLOW_TIME_WAIT:
+        return 'TIME_WAIT';
+      case FLOW_CLOSED:
+        return 'CLOSE';
+      default: {
+        const fins = (this.containerFin ? 1 : 0) + (this.finSent ? 1 : 0);
+        if (fins === 0) return 'ESTABLISHED';
+        if (fins === 2) return 'LAST_ACK';
+        // One side closed: FIN_WAIT until that FIN is acknowledged, then CLOSE_WAIT.
+        const acked = this.containerFin ? true : this.finAcked;
+        return acked ? 'CLOSE_WAIT' : 'FIN_WAIT';
+      }
+    }
+  }
+}
+
+export { seqLt, seqLe, seqAdd, seqDiff };

@@ -1,0 +1,406 @@
+/**
+ * The container-facing TCP endpoint driven segment by segment: a fake host socket and a wire that
+ * records every segment, an explicit clock. Each test is a little TCP conversation.
+ */
+import { describe, expect, it } from 'vitest';
+import { TCP_ACK, TCP_FIN, TCP_PSH, TCP_RST, TCP_SYN } from '../../../src/packet/tcp.js';
+import {
+  FLOW_CLOSED,
+  FLOW_ESTABLISHED,
+  FLOW_SYN_RCVD,
+  FLOW_TIME_WAIT,
+  MAX_SEGMENT_PAYLOAD,
+  OUR_WSCALE,
+  RECEIVE_LIMIT,
+  SEND_LIMIT,
+  TcpFlow,
+  type TcpFlowHost,
+  type TcpFlowWire,
+} from '../../../src/nat/tcp-flow.js';
+
+class FakeHost implements TcpFlowHost {
+  written: Buffer[] = [];
+  ended = false;
+  wasReset = false;
+  paused = false;
+  writableLength = 0;
+  write(data: Buffer): boolean {
+    this.written.push(data);
+    this.writableLength += data.length;
+    return true;
+  }
+  end(): void {
+    this.ended = true;
+  }
+  reset(): void {
+    this.wasReset = true;
+  }
+  pause(): void {
+    this.paused = true;
+  }
+  resume(): void {
+    this.paused = false;
+  }
+  drained(): void {
+    this.writableLength = 0;
+  }
+  get bytes(): Buffer {
+    return Buffer.concat(this.written);
+  }
+}
+
+interface Seg {
+  flags: number;
+  seq: number;
+  ack: number;
+  window: number;
+  data: Buffer;
+  syn: boolean;
+}
+
+class Wire implements TcpFlowWire {
+  segs: Seg[] = [];
+  states: string[] = [];
+  segment(flow: TcpFlow, flags: number, seq: number, ack: number, window: number, off: number, len: number, synOptions: boolean): void {
+    const data = Buffer.alloc(len);
+    if (len) flow.copyPayload(off, len, data, 0);
+    this.segs.push({ flags, seq, ack, window, data, syn: synOptions });
+  }
+  stateChanged(flow: TcpFlow): void {
+    this.states.push(flow.conntrackState());
+  }
+  take(): Seg[] {
+    const s = this.segs;
+    this.segs = [];
+    return s;
+  }
+}
+
+const ISS = 1000;
+const IRS = 5000;
+const EMPTY = new Uint8Array(0);
+
+function handshake(opts: { mss?: number; wscale?: number; window?: number } = {}) {
+  const host = new FakeHost();
+  const wire = new Wire();
+  let now = 0;
+  const flow = new TcpFlow(host, wire, { seq: IRS, window: opts.window ?? 64240, mss: opts.mss ?? 1460, wscale: opts.wscale ?? 7 }, ISS, now);
+  flow.hostConnected(now);
+  const synack = wire.take();
+  // The container's ACK of our SYN-ACK, with a big scaled window.
+  flow.segment(TCP_ACK, IRS + 1, ISS + 1, 65535, EMPTY, 0, 0, now);
+  wire.take();
+  return {
+    host,
+    wire,
+    flow,
+    synack,
+    at(t: number) {
+      now = t;
+      return now;
+    },
+    get now() {
+      return now;
+    },
+    /** A data segment from the container. */
+    send(seq: number, text: string | Buffer, flags = TCP_ACK | TCP_PSH) {
+      const b = typeof text === 'string' ? Buffer.from(text) : text;
+      flow.segment(flags, seq, flow.sndNxt, 65535, b, 0, b.length, now);
+    },
+    ack(ackNo: number, window = 65535) {
+      flow.segment(TCP_ACK, flow.rcvNxt, ackNo, window, EMPTY, 0, 0, now);
+    },
+  };
+}
+
+describe('TcpFlow: handshake', () => {
+  it('answers the SYN only once the host connected, with MSS and window scale', () => {
+    const host = new FakeHost();
+    const wire = new Wire();
+    const flow = new TcpFlow(host, wire, { seq: IRS, window: 64240, mss: 1460, wscale: 7 }, ISS, 0);
+    // A retransmitted SYN while connecting sends nothing (and would open nothing).
+    flow.segment(TCP_SYN, IRS, 0, 64240, EMPTY, 0, 0, 100);
+    expect(wire.segs).toEqual([]);
+    flow.hostConnected(150);
+    const [synack] = wire.take();
+    expect(synack).toMatchObject({ flags: TCP_SYN | TCP_ACK, seq: ISS, ack: IRS + 1, syn: true });
+    expect(flow.state).toBe(FLOW_SYN_RCVD);
+    expect(flow.rcvWscale).toBe(OUR_WSCALE);
+    expect(host.paused).toBe(true); // no host data before the handshake completes
+    // The SYN again (our SYN-ACK was lost): the SYN-ACK again.
+    flow.segment(TCP_SYN, IRS, 0, 64240, EMPTY, 0, 0, 160);
+    expect(wire.take()[0]).toMatchObject({ flags: TCP_SYN | TCP_ACK, seq: ISS });
+    flow.segment(TCP_ACK, IRS + 1, ISS + 1, 502, EMPTY, 0, 0, 170);
+    expect(flow.state).toBe(FLOW_ESTABLISHED);
+    expect(host.paused).toBe(false);
+    expect(flow.sndWnd).toBe(502 << 7);
+    expect(wire.states).toEqual(['SYN_RECV', 'ESTABLISHED']);
+  });
+
+  it('retransmits the SYN-ACK on RTO', () => {
+    const host = new FakeHost();
+    const wire = new Wire();
+    const flow = new TcpFlow(host, wire, { seq: IRS, window: 64240, mss: 1460, wscale: -1 }, ISS, 0);
+    flow.hostConnected(0);
+    wire.take();
+    expect(flow.rcvWscale).toBe(0); // no scaling without the container's option
+    flow.tick(199);
+    expect(wire.segs).toEqual([]);
+    flow.tick(200);
+    expect(wire.take()[0]).toMatchObject({ flags: TCP_SYN | TCP_ACK, seq: ISS });
+  });
+
+  it('resets an ACK that does not acknowledge our SYN', () => {
+    const host = new FakeHost();
+    const wire = new Wire();
+    const flow = new TcpFlow(host, wire, { seq: IRS, window: 64240, mss: 1460, wscale: 7 }, ISS, 0);
+    flow.hostConnected(0);
+    wire.take();
+    flow.segment(TCP_ACK, IRS + 1, 12345, 100, EMPTY, 0, 0, 1);
+    expect(wire.take()[0]).toMatchObject({ flags: TCP_RST, seq: 12345 });
+    expect(flow.state).toBe(FLOW_SYN_RCVD);
+  });
+});
+
+describe('TcpFlow: container → host', () => {
+  it('writes in-order data to the host and acknowledges it', () => {
+    const t = handshake();
+    t.send(IRS + 1, 'hello ');
+    t.send(IRS + 7, 'world');
+    expect(t.host.bytes.toString()).toBe('hello world');
+    const acks = t.wire.take();
+    expect(acks.map((s) => s.ack)).toEqual([IRS + 7, IRS + 12]);
+    expect(acks.every((s) => s.flags === TCP_ACK)).toBe(true);
+  });
+
+  it('answers a gap with a duplicate ACK and writes nothing out of order', () => {
+    const t = handshake();
+    t.send(IRS + 1, 'abc');
+    t.wire.take();
+    t.send(IRS + 10, 'later'); // bytes 4..9 missing
+    expect(t.host.bytes.toString()).toBe('abc');
+    expect(t.wire.take()[0].ack).toBe(IRS + 4);
+    // The retransmission that overlaps what we have: only the new part goes to the host.
+    t.send(IRS + 2, 'bcdefghi');
+    expect(t.host.bytes.toString()).toBe('abcdefghi');
+    expect(t.wire.take()[0].ack).toBe(IRS + 10);
+    // An exact duplicate: ACKed again, not written again.
+    t.send(IRS + 2, 'bcd');
+    expect(t.host.bytes.toString()).toBe('abcdefghi');
+    expect(t.wire.take()[0].ack).toBe(IRS + 10);
+  });
+
+  it('advertises what the host socket can still buffer, and reopens the window on drain', () => {
+    const t = handshake();
+    const big = Buffer.alloc(RECEIVE_LIMIT - 1000, 1);
+    t.send(IRS + 1, big);
+    const [ack] = t.wire.take();
+    expect(ack.window << OUR_WSCALE).toBeLessThanOrEqual(1000);
+    t.host.drained();
+    t.flow.hostDrain(t.now);
+    const [update] = t.wire.take();
+    expect(update.window << OUR_WSCALE).toBeGreaterThan(RECEIVE_LIMIT - 200);
+  });
+
+  it('never buffers without bound for a container that ignores the window', () => {
+    const t = handshake();
+    const chunk = Buffer.alloc(60_000, 2);
+    let seq = IRS + 1;
+    for (let i = 0; i < 400; i++) {
+      t.send(seq, chunk);
+      seq += chunk.length;
+    }
+    expect(t.host.writableLength).toBeLessThanOrEqual(2 * RECEIVE_LIMIT + chunk.length);
+  });
+
+  it('half-closes on the container FIN: host end(), FIN acknowledged, data still flows back', () => {
+    const t = handshake();
+    t.send(IRS + 1, 'bye', TCP_ACK | TCP_FIN);
+    expect(t.host.bytes.toString()).toBe('bye');
+    expect(t.host.ended).toBe(true);
+    expect(t.wire.take().at(-1)).toMatchObject({ flags: TCP_ACK, ack: IRS + 5 });
+    expect(t.flow.conntrackState()).toBe('CLOSE_WAIT');
+    t.flow.hostData(Buffer.from('still here'), t.now);
+    const [seg] = t.wire.take();
+    expect(seg.data.toString()).toBe('still here');
+  });
+
+  it('ignores a FIN that arrives ahead of missing data', () => {
+    const t = handshake();
+    t.send(IRS + 5, '', TCP_ACK | TCP_FIN);
+    expect(t.host.ended).toBe(false);
+    expect(t.wire.take()[0].ack).toBe(IRS + 1);
+  });
+});
+
+describe('TcpFlow: host → container', () => {
+  it('sends host data within the window, in MSS multiples up to 64 KiB per segment', () => {
+    const t = handshake({ mss: 1448 });
+    const data = Buffer.alloc(200_000);
+    for (let i = 0; i < data.length; i++) data[i] = i & 255;
+    t.flow.hostData(data, t.now);
+    const segs = t.wire.take();
+    expect(segs.length).toBeGreaterThan(1);
+    let seq = ISS + 1;
+    for (const s of segs) {
+      expect(s.seq).toBe(seq);
+      expect(s.data.length).toBeLessThanOrEqual(MAX_SEGMENT_PAYLOAD);
+      seq += s.data.length;
+    }
+    for (const s of segs.slice(0, -1)) expect(s.data.length % 1448).toBe(0);
+    expect(Buffer.concat(segs.map((s) => s.data)).equals(data)).toBe(true);
+    expect(segs.at(-1)?.flags).toBe(TCP_ACK | TCP_PSH);
+  });
+
+  it('respects the container window and continues as it acknowledges', () => {
+    const t = handshake();
+    t.ack(ISS + 1, 10); // window 10 << 7 = 1280 bytes
+    const data = Buffer.alloc(5000, 7);
+    t.flow.hostData(data, t.now);
+    let segs = t.wire.take();
+    expect(segs.reduce((n, s) => n + s.data.length, 0)).toBe(1280);
+    t.ack(ISS + 1 + 1280, 10);
+    segs = t.wire.take();
+    expect(segs.reduce((n, s) => n + s.data.length, 0)).toBe(1280);
+  });
+
+  it('pauses the host socket beyond the send limit and resumes as the container acknowledges', () => {
+    const t = handshake();
+    t.ack(ISS + 1, 0); // a closed window: nothing goes out
+    t.flow.hostData(Buffer.alloc(SEND_LIMIT, 1), t.now);
+    expect(t.host.paused).toBe(true);
+    t.ack(ISS + 1, 65535);
+    const sent = t.wire.take().reduce((n, s) => n + s.data.length, 0);
+    t.ack(ISS + 1 + sent, 65535);
+    expect(t.host.paused).toBe(false);
+  });
+
+  it('probes a zero window on the persist timer', () => {
+    const t = handshake();
+    t.ack(ISS + 1, 0);
+    t.flow.hostData(Buffer.from('waiting'), t.at(10));
+    expect(t.wire.take()).toEqual([]);
+    t.flow.tick(t.at(600));
+    const [probe] = t.wire.take();
+    expect(probe).toMatchObject({ flags: TCP_ACK, seq: ISS }); // sndUna - 1
+    t.ack(ISS + 1, 100);
+    expect(t.wire.take()[0].data.toString()).toBe('waiting');
+  });
+
+  it('retransmits from the oldest unacknowledged byte on RTO, backing off', () => {
+    const t = handshake();
+    t.flow.hostData(Buffer.from('0123456789'), t.at(0));
+    t.wire.take();
+    t.flow.tick(t.at(199));
+    expect(t.wire.segs).toEqual([]);
+    t.flow.tick(t.at(200));
+    expect(t.wire.take()[0]).toMatchObject({ seq: ISS + 1 });
+    t.flow.tick(t.at(500)); // next RTO is 400 ms after the retransmission
+    expect(t.wire.segs).toEqual([]);
+    t.flow.tick(t.at(600));
+    expect(t.wire.take()[0].data.toString()).toBe('0123456789');
+    t.ack(ISS + 11);
+    expect(t.flow.rtoAt).toBe(0);
+  });
+
+  it('fast-retransmits on three duplicate ACKs', () => {
+    const t = handshake({ mss: 1000 });
+    t.flow.hostData(Buffer.alloc(5000, 3), t.now);
+    t.wire.take();
+    t.ack(ISS + 1 + 1000);
+    t.ack(ISS + 1 + 1000);
+    t.ack(ISS + 1 + 1000);
+    expect(t.wire.segs).toEqual([]);
+    t.ack(ISS + 1 + 1000);
+    expect(t.wire.take()[0].seq).toBe(ISS + 1 + 1000);
+  });
+
+  it('gives up after many retransmissions: both sides reset', () => {
+    const t = handshake();
+    t.flow.hostData(Buffer.from('x'), t.at(0));
+    let now = 0;
+    for (let i = 0; i < 30 && t.flow.state !== FLOW_CLOSED; i++) {
+      now += 20_000;
+      t.flow.tick(t.at(now));
+    }
+    expect(t.flow.state).toBe(FLOW_CLOSED);
+    expect(t.host.wasReset).toBe(true);
+    expect(t.wire.segs.at(-1)?.flags).toBe(TCP_RST | TCP_ACK);
+  });
+
+  it('sends FIN after the queued data when the host ends, and reaches TIME_WAIT', () => {
+    const t = handshake();
+    t.flow.hostData(Buffer.from('last words'), t.now);
+    t.flow.hostEnd(t.now);
+    const segs = t.wire.take();
+    expect(segs.map((s) => s.flags)).toEqual([TCP_ACK | TCP_PSH, TCP_FIN | TCP_ACK]);
+    expect(segs[1].seq).toBe(ISS + 11);
+    expect(t.flow.conntrackState()).toBe('FIN_WAIT');
+    t.ack(ISS + 12);
+    expect(t.flow.conntrackState()).toBe('CLOSE_WAIT');
+    t.send(IRS + 1, '', TCP_ACK | TCP_FIN);
+    expect(t.flow.state).toBe(FLOW_TIME_WAIT);
+    expect(t.host.ended).toBe(true);
+    // A retransmitted FIN in TIME_WAIT is acknowledged again.
+    t.wire.take();
+    t.send(IRS + 1, '', TCP_ACK | TCP_FIN);
+    expect(t.wire.take()[0]).toMatchObject({ flags: TCP_ACK, ack: IRS + 2 });
+  });
+
+  it('retransmits a lost FIN', () => {
+    const t = handshake();
+    t.flow.hostEnd(t.at(0));
+    expect(t.wire.take()[0].flags).toBe(TCP_FIN | TCP_ACK);
+    t.flow.tick(t.at(200));
+    expect(t.wire.take()[0]).toMatchObject({ flags: TCP_FIN | TCP_ACK, seq: ISS + 1 });
+  });
+});
+
+describe('TcpFlow: resets', () => {
+  it('a container RST resets the host socket and closes the flow', () => {
+    const t = handshake();
+    t.flow.segment(TCP_RST, IRS + 1, 0, 0, EMPTY, 0, 0, t.now);
+    expect(t.host.wasReset).toBe(true);
+    expect(t.flow.state).toBe(FLOW_CLOSED);
+    expect(t.wire.states.at(-1)).toBe('CLOSE');
+  });
+
+  it('a RST far outside the window is ignored', () => {
+    const t = handshake();
+    t.flow.segment(TCP_RST, IRS + 50_000_000, 0, 0, EMPTY, 0, 0, t.now);
+    expect(t.host.wasReset).toBe(false);
+    expect(t.flow.state).toBe(FLOW_ESTABLISHED);
+  });
+
+  it('a host reset sends RST to the container', () => {
+    const t = handshake();
+    t.flow.hostReset(t.now, 'peer reset');
+    expect(t.wire.take()[0]).toMatchObject({ flags: TCP_RST | TCP_ACK, seq: ISS + 1 });
+    expect(t.flow.state).toBe(FLOW_CLOSED);
+    expect(t.flow.closeReason).toBe('peer reset');
+  });
+
+  it('a segment without ACK after the handshake is ignored', () => {
+    const t = handshake();
+    t.flow.segment(TCP_PSH, IRS + 1, 0, 100, Buffer.from('x'), 0, 1, t.now);
+    expect(t.host.bytes.length).toBe(0);
+  });
+});
+
+describe('TcpFlow: sequence wrap-around', () => {
+  it('carries data across 2^32', () => {
+    const host = new FakeHost();
+    const wire = new Wire();
+    const irs = 0xffffffff - 3;
+    const flow = new TcpFlow(host, wire, { seq: irs, window: 64240, mss: 1460, wscale: 7 }, 0xfffffff0, 0);
+    flow.hostConnected(0);
+    flow.segment(TCP_ACK, (irs + 1) >>> 0, 0xfffffff1, 1000, EMPTY, 0, 0, 0);
+    flow.segment(TCP_ACK, (irs + 1) >>> 0, 0xfffffff1, 1000, Buffer.from('wrapping'), 0, 8, 0);
+    expect(host.bytes.toString()).toBe('wrapping');
+    expect(flow.rcvNxt).toBe((irs + 9) >>> 0);
+    flow.hostData(Buffer.alloc(100, 1), 0);
+    flow.segment(TCP_ACK, flow.rcvNxt, (0xfffffff1 + 100) >>> 0, 1000, EMPTY, 0, 0, 0);
+    expect(flow.sndUna).toBe((0xfffffff1 + 100) >>> 0);
+    expect(flow.queued).toBe(0);
+  });
+});
