@@ -10,6 +10,7 @@ import { openRequest, request } from '../control/client.js';
 import { checkSocketPath, defaultSocketPath, defaultStateDir, ensureDir, ensurePrivateDir, socketDir } from '../control/paths.js';
 import type { AttachResult, FdbEntryInfo, PortInfo } from '../control/daemon.js';
 import { parseUpstream } from '../control/resolv.js';
+import { checkDomain, validateNetworkSpec, type NetworkSpec } from '../gateway/network.js';
 import { toUsernetError, UsernetError } from '../errors.js';
 import { IFNAME_PATTERN, NAME_PATTERN } from '../control/validate.js';
 import { parseIpv4Cidr } from '../packet/ip-address.js';
@@ -53,14 +54,15 @@ Options:
   --ageing-time SEC     MAC table ageing time, 1-1000000 seconds (default 300)
   --fdb-max N           MAC table size cap, LRU eviction beyond it (default 8192)
   --icc=true|false      container-to-container traffic on the default network (default true)
-  --mtu N               MTU of the default network (default 1500)
+  --mtu N               MTU of the default network, 576-65521 (default 1500)
   --offload=true|false  virtio-net checksum/TSO offloads on TAPs (default true)
   --dns-upstream IP[:PORT]
                         resolver(s) the DNS forwarders use, repeatable (default: the
                         nameservers of /etc/resolv.conf, re-read when it changes)
   --dns-search DOMAIN   search domain(s) for DHCP and --resolv-conf, repeatable or
                         comma-separated (default: the search line of /etc/resolv.conf)
-  --disable-dns         no DNS forwarder on the default network`,
+  --disable-dns         no DNS forwarder on the default network
+  --lease-time SEC      DHCP lease time on the default network (default 3600)`,
   attach: `Usage: usernet attach (--pid PID | --netns PATH [--userns PATH]) [OPTIONS]
 
 Creates a TAP interface inside the container's network namespace (joining its user namespace,
@@ -150,6 +152,7 @@ async function cmdDaemon(args: string[]): Promise<number> {
     'dns-upstream': { type: 'string', multiple: true },
     'dns-search': { type: 'string', multiple: true },
     'disable-dns': { type: 'boolean' },
+    'lease-time': { type: 'string' },
   });
   if (values.help) return help('daemon');
   const level = stringFlag(values['log-level']) ?? 'info';
@@ -160,12 +163,14 @@ async function cmdDaemon(args: string[]): Promise<number> {
   const stateDir = stringFlag(values['state-dir']) ?? defaultStateDir();
   const ageing = intFlag('daemon', 'ageing-time', values['ageing-time'], 1, 1_000_000) ?? 300;
   const fdbMax = intFlag('daemon', 'fdb-max', values['fdb-max'], 1, 1_000_000) ?? 8192;
-  const mtu = intFlag('daemon', 'mtu', values.mtu, 68, 65521) ?? 1500;
+  const mtu = intFlag('daemon', 'mtu', values.mtu, 576, 65521) ?? 1500;
+  const leaseTime = intFlag('daemon', 'lease-time', values['lease-time'], 60, 2 ** 31 - 1);
   const icc = boolFlag('daemon', 'icc', values.icc) ?? true;
   const offloads = boolFlag('daemon', 'offload', values.offload) ?? true;
   const dnsUpstream = splitList(values['dns-upstream'] as string[] | undefined) ?? [];
   for (const u of dnsUpstream) checkValue('daemon', () => parseUpstream(u));
   const dnsSearch = splitList(values['dns-search'] as string[] | undefined) ?? [];
+  for (const d of dnsSearch) checkValue('daemon', () => checkDomain(d));
 
   const log = pino({ level, base: { pid: process.pid }, timestamp: pino.stdTimeFunctions.isoTime }, pino.destination({ fd: 2, sync: true }));
   // Only usernet's own default socket directory is made private (0700, ours); a directory the
@@ -175,7 +180,7 @@ async function cmdDaemon(args: string[]): Promise<number> {
   else ensureDir(socketDir(socketPath));
   ensureDir(stateDir);
   const daemon = new Daemon(
-    { socketPath, stateDir, ageingTimeMs: ageing * 1000, fdbMaxEntries: fdbMax, defaultMtu: mtu, icc, offloads, dnsUpstream, dnsSearch, disableDns: values['disable-dns'] === true },
+    { socketPath, stateDir, ageingTimeMs: ageing * 1000, fdbMaxEntries: fdbMax, defaultMtu: mtu, icc, offloads, dnsUpstream, dnsSearch, disableDns: values['disable-dns'] === true, ...(leaseTime !== undefined ? { leaseTime } : {}) },
     log,
   );
 
@@ -256,7 +261,9 @@ async function cmdAttach(args: string[]): Promise<number> {
       writeResolvConf(resolvConf, result);
     } catch (err) {
       // The attachment stands; say what did not work, and how to get it.
-      throw new UsernetError('ERR_RESOLV_CONF', `attached as ${result.name}, but cannot write ${resolvConf}: ${(err as Error).message}`);
+      const e = err as NodeJS.ErrnoException;
+      const why = e.code === 'ENOENT' ? 'no such directory' : e.code === 'EACCES' ? 'permission denied' : e.message;
+      throw new UsernetError('ERR_RESOLV_CONF', `attached as ${result.name}, but cannot write ${resolvConf}: ${why}`);
     }
   }
   out(values.json ? JSON.stringify(result) : result.name);
@@ -306,6 +313,10 @@ async function cmdNetwork(args: string[]): Promise<number> {
     out(NETWORK_HELP);
     return 0;
   }
+  if (rest.includes('--help') || rest.includes('-h')) {
+    out(NETWORK_HELP);
+    return 0;
+  }
   if (sub === 'create') {
     const { values, positionals } = parse('network create', rest, {
       ...SOCKET_OPTION,
@@ -343,14 +354,20 @@ async function cmdNetwork(args: string[]): Promise<number> {
       leaseTime: intFlag('network create', 'lease-time', values['lease-time'], 60, 2 ** 31 - 1),
     };
     for (const k of Object.keys(params)) if (params[k] === undefined) delete params[k];
+    // Everything that can be judged without the other networks is a usage error (exit 2).
+    checkValue('network create', () => validateNetworkSpec(params as unknown as NetworkSpec, []));
     const result = await request<Record<string, unknown>>(socketOf(values), 'network.create', params);
     out(values.json ? JSON.stringify(result, null, 2) : String(result.name));
     return 0;
   }
   if (sub === 'ls' || sub === 'list') {
     const { values } = parse('network ls', rest, { ...SOCKET_OPTION, ...HELP_OPTION, json: { type: 'boolean' } });
-    const { networks } = await request<{ networks: NetworkInfo[] }>(socketOf(values), 'network.ls');
-    out(values.json ? JSON.stringify(networks, null, 2) : formatNetworks(networks));
+    const { networks, invalid } = await request<{ networks: NetworkInfo[]; invalid: Array<{ name: string; subnet: string }> }>(socketOf(values), 'network.ls');
+    if (values.json) out(JSON.stringify({ networks, invalid }, null, 2));
+    else {
+      out(formatNetworks(networks));
+      for (const n of invalid) out(`(invalid, kept in the state file: ${n.name} ${n.subnet} — see the daemon log; usernet network rm ${n.name} removes it)`);
+    }
     return 0;
   }
   if (sub === 'inspect') {

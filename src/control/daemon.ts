@@ -56,6 +56,8 @@ export interface DaemonConfig {
   resolvConfPath?: string;
   /** Time a forwarded DNS query may take before SERVFAIL. Default 3000 ms. */
   dnsTimeoutMs?: number;
+  /** DHCP lease time on the default network (seconds). Default 3600. */
+  leaseTime?: number;
   /** Use virtio-net headers with checksum/TSO offloads when the kernel has them. Default true. */
   offloads?: boolean;
   /** How often `--netns PATH` attachments are checked. Default 1000 ms. */
@@ -165,6 +167,7 @@ export class Daemon {
       disableDns: false,
       resolvConfPath: '/etc/resolv.conf',
       dnsTimeoutMs: 3000,
+      leaseTime: 3600,
       ...config,
     };
     this.stateFile = new StateFile(this.config.stateDir);
@@ -177,6 +180,7 @@ export class Daemon {
         mtu: this.config.defaultMtu,
         icc: this.config.icc,
         disableDns: this.config.disableDns,
+        leaseTime: this.config.leaseTime,
       },
       false,
     );
@@ -335,7 +339,9 @@ export class Daemon {
     if (disableDns !== undefined) spec.disableDns = disableDns;
     if (leaseTime !== undefined) spec.leaseTime = leaseTime;
     if (spec.name === DEFAULT_NETWORK) throw new ConflictError('the default network always exists (its settings are daemon flags)', 'ERR_NETWORK_EXISTS');
-    if (this.networks.has(spec.name)) throw new ConflictError(`a network named ${spec.name} already exists`, 'ERR_NETWORK_EXISTS');
+    if (this.networks.has(spec.name) || this.invalidNetworks.some((n) => n.name === spec.name)) {
+      throw new ConflictError(`a network named ${spec.name} already exists`, 'ERR_NETWORK_EXISTS');
+    }
     const net = this.addNetwork(spec);
     try {
       this.saveState();
@@ -350,6 +356,13 @@ export class Daemon {
 
   private async removeNetwork(name: string): Promise<void> {
     if (name === DEFAULT_NETWORK) throw new ConflictError('the default network cannot be removed', 'ERR_NETWORK_IN_USE');
+    const invalid = this.invalidNetworks.findIndex((n) => n.name === name);
+    if (invalid >= 0 && !this.networks.has(name)) {
+      this.invalidNetworks.splice(invalid, 1);
+      this.saveState();
+      this.log.info({ network: name }, 'invalid network removed from the state file');
+      return;
+    }
     const net = this.network(name);
     const users = [...this.attachments.values()].filter((a) => a.record.network === name).map((a) => a.record.name);
     if (users.length) {
@@ -512,8 +525,12 @@ export class Daemon {
     }
     // Docker's convention: 02:42 + the four bytes of the address.
     const chosenMac = mac ?? 0x0242_0000_0000 + ip;
+    if (chosenMac === net.gateway.mac) throw new InvalidArgumentError(`--mac ${macToString(chosenMac)} is the gateway's MAC on network ${net.name}`);
     const other = net.pool.holdingOf(chosenMac);
     if (other && other.kind === HOLD_ATTACHMENT) throw new ConflictError(`MAC ${macToString(chosenMac)} is already attached on network ${net.name}`, 'ERR_MAC_IN_USE');
+    if (other && other.ip !== ip && other.expiresAt > now) {
+      throw new ConflictError(`MAC ${macToString(chosenMac)} holds a DHCP lease for ${ipv4ToString(other.ip)} on network ${net.name}: give --mac or --ip ${ipv4ToString(other.ip)}`, 'ERR_MAC_IN_USE');
+    }
     const record: AttachmentRecord = {
       name,
       network: net.name,
@@ -697,7 +714,9 @@ export class Daemon {
     } catch (err) {
       throw explainTapError(err, r);
     }
-    r.mac = macToString(macFromBytes(result.mac));
+    // The recorded MAC is the attachment's identity (it holds the address); a container that
+    // changed its interface's MAC since is a different DHCP client, not a different attachment.
+    if (!r.mac) r.mac = macToString(macFromBytes(result.mac));
     r.mtu = result.mtu;
     const port = new TapPort(
       { name: r.name, kind: PortKind.CONTAINER, fd: result.fd, vnetHdrLen: result.vnetHdrLen, mtu: result.mtu, ifname: result.ifname },
@@ -736,6 +755,7 @@ export class Daemon {
   private releaseAddress(a: Attachment): void {
     const net = this.networks.get(a.record.network ?? DEFAULT_NETWORK);
     if (net && a.record.mac) net.pool.release(parseMac(a.record.mac), HOLD_ATTACHMENT);
+    if (net && a.record.ip) net.gateway.forgetNeighbour(parseIpv4(a.record.ip));
   }
 
   /**

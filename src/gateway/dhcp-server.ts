@@ -66,10 +66,12 @@ export interface DhcpStats {
   ignored: number;
   /** Not a valid DHCP request at all. */
   malformed: number;
+  /** Replies sent without the search list because it did not fit the client's maximum size. */
+  trimmed: number;
 }
 
 export class DhcpServer {
-  readonly stats: DhcpStats = { discover: 0, request: 0, decline: 0, release: 0, inform: 0, offer: 0, ack: 0, nak: 0, ignored: 0, malformed: 0 };
+  readonly stats: DhcpStats = { discover: 0, request: 0, decline: 0, release: 0, inform: 0, offer: 0, ack: 0, nak: 0, ignored: 0, malformed: 0, trimmed: 0 };
   /** After handle() returned a reply: where to send it. */
   replyIp = 0;
   replyMac = 0;
@@ -256,14 +258,27 @@ export class DhcpServer {
       ...(withLease ? { leaseTime: lease, renewalTime: Math.floor(lease / 2), rebindingTime: Math.floor((lease * 7) / 8) } : {}),
     };
     fields.broadcast = fields.broadcast! >>> 0;
-    let len: number;
+    // The client takes messages up to its option 57 (at least 576 bytes, RFC 2132 9.10, counting
+    // IP and UDP headers): busybox udhcpc drops anything longer. A long search list goes first,
+    // then the domain name: an address without them beats no address.
+    const limit = Math.max(576, m.maxMessageSize) - 28;
+    let len = 0;
     try {
       len = writeDhcpReply(out, 0, fields);
     } catch {
-      // The search list (the host's, unvalidated) has a name DHCP cannot carry or does not fit:
-      // the client is better served with an address and no search list than with nothing.
-      fields.domainName = undefined;
+      len = Infinity; // a name DHCP cannot carry (the host's search line is not validated)
+    }
+    if (len > limit && fields.searchList) {
       fields.searchList = undefined;
+      this.stats.trimmed++;
+      try {
+        len = writeDhcpReply(out, 0, fields);
+      } catch {
+        len = Infinity;
+      }
+    }
+    if (len > limit && fields.domainName) {
+      fields.domainName = undefined;
       len = writeDhcpReply(out, 0, fields);
     }
     // RFC 2131 4.1: unicast to ciaddr when the client has one; broadcast when it asks to;

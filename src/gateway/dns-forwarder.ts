@@ -545,7 +545,9 @@ export class DnsForwarder {
     if (now - link.loggedAt >= FAILURE_LOG_INTERVAL_MS) {
       this.log.warn(
         { upstream: link.label, reason, failures: link.failuresSinceLog },
-        'DNS upstream failing: queries fail over to the next upstream (logged at most once a minute per upstream)',
+        this.links.size > 1
+          ? 'DNS upstream failing: queries fail over to the next upstream (logged at most once a minute per upstream)'
+          : 'DNS upstream failing: queries are retried, then answered SERVFAIL (logged at most once a minute per upstream)',
       );
       link.loggedAt = now;
       link.failuresSinceLog = 0;

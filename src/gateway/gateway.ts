@@ -25,6 +25,7 @@ import type { Logger } from 'pino';
 import { LRUCache } from 'lru-cache';
 import { Frame } from '../link/frame.js';
 import { Port, PortKind } from '../link/port.js';
+import { RX_BYTES, RX_FRAMES } from '../link/counters.js';
 import type { Switch } from '../switch/switch.js';
 import { ARP_OP_REPLY, ARP_OP_REQUEST, ArpView, writeArp } from '../packet/arp.js';
 import { buildIcmpError, buildIcmpFrame, buildTcpControlFrame, buildUdpFrame, fragmentIpv4Frame, type FragmentSink, type Ipv4Endpoints } from '../packet/build.js';
@@ -53,8 +54,9 @@ import type { DnsForwarder } from './dns-forwarder.js';
 const LIMITED_BROADCAST = 0xffffffff;
 /** ICMP errors (and resets) per second, and burst. */
 const ERROR_RATE = 100;
-/** Neighbour entries kept (LRU beyond). */
+/** Neighbour entries kept (LRU beyond), and how long one stays valid without news. */
 const NEIGHBOUR_MAX = 4096;
+const NEIGHBOUR_TTL_MS = 300_000;
 /** ARP resolution: tries, interval, frames queued per address. */
 const ARP_TRIES = 3;
 const ARP_INTERVAL_MS = 1000;
@@ -217,15 +219,26 @@ export class GatewayPort extends Port implements FragmentSink {
     this.sw = null;
   }
 
-  /** The neighbour table: container address → MAC (for listings). */
+  /** The neighbour table: container address → MAC (for listings); stale entries are left out. */
   neighbourTable(): Array<{ ip: number; mac: number; age: number }> {
     const now = this.clock();
-    return [...this.neighbours.entries()].map(([ip, e]) => ({ ip, mac: e.mac, age: now - e.updatedAt }));
+    return [...this.neighbours.entries()].filter(([, e]) => now - e.updatedAt < NEIGHBOUR_TTL_MS).map(([ip, e]) => ({ ip, mac: e.mac, age: now - e.updatedAt }));
   }
 
-  /** The MAC of `ip` if known. */
+  /** The MAC of `ip` if known and heard from in the last 5 minutes (then ARP asks again). */
   neighbourMac(ip: number): number {
-    return this.neighbours.get(ip)?.mac ?? -1;
+    const e = this.neighbours.get(ip);
+    if (!e) return -1;
+    if (this.clock() - e.updatedAt >= NEIGHBOUR_TTL_MS) {
+      this.neighbours.delete(ip);
+      return -1;
+    }
+    return e.mac;
+  }
+
+  /** Forgets a neighbour (its container went away). */
+  forgetNeighbour(ip: number): void {
+    this.neighbours.delete(ip);
   }
 
   // ------------------------------------------------------------------------------------------
@@ -585,6 +598,10 @@ export class GatewayPort extends Port implements FragmentSink {
       f.len = p + n;
       f.vnetOff = -1;
       f.vnet.clear();
+      // Straight out of one port, not through the switch: count it where a switched frame of
+      // ours would be counted (the gateway port's ingress), so the counters still add up.
+      this.counters[RX_FRAMES]++;
+      this.counters[RX_BYTES] += f.len;
       port.transmit(f);
     }
   }

@@ -61,6 +61,11 @@ export interface NetworkConfig {
 
 const DOMAIN_RE = /^(?=.{1,253}$)([A-Za-z0-9_]([A-Za-z0-9_-]{0,61}[A-Za-z0-9_])?)(\.[A-Za-z0-9_]([A-Za-z0-9_-]{0,61}[A-Za-z0-9_])?)*\.?$/;
 
+/** Throws InvalidArgumentError unless `d` is a domain name DHCP and resolv.conf can carry. */
+export function checkDomain(d: string): void {
+  if (!DOMAIN_RE.test(d)) throw new InvalidArgumentError(`--dns-search "${d}" is not a domain name`);
+}
+
 function broadcastOf(network: number, prefix: number): number {
   return (network | ~prefixToMask(prefix)) >>> 0;
 }
@@ -90,6 +95,12 @@ export function validateNetworkSpec(spec: NetworkSpec, others: readonly NetworkC
   if (network !== addr) {
     throw new InvalidArgumentError(`--subnet needs a network address like ${ipv4ToString(network)}/${prefix}, not like ${spec.subnet}`);
   }
+  const first = network >>> 24;
+  if (first === 0 || first === 127 || first >= 224 || (network & 0xffff0000) >>> 0 === 0xa9fe0000) {
+    throw new InvalidArgumentError(
+      `--subnet ${spec.subnet} is not usable for containers (0.0.0.0/8, 127.0.0.0/8, 169.254.0.0/16, multicast and reserved addresses are not)`,
+    );
+  }
   const explicit = spec.gateway !== undefined && spec.dns !== undefined && spec.range !== undefined;
   if (prefix < 1 || prefix > (explicit ? 30 : 25)) {
     throw new InvalidArgumentError(
@@ -107,11 +118,16 @@ export function validateNetworkSpec(spec: NetworkSpec, others: readonly NetworkC
     rangeLast = parseAddressIn('range', parts[1], network, prefix);
     if (rangeFirst > rangeLast) throw new InvalidArgumentError(`--range ${spec.range}: the first address is after the last`);
   }
+  // The range must leave at least one address for a container.
+  let free = 0;
+  for (let ip = rangeFirst; ip <= rangeLast && free === 0; ip++) if (ip !== gateway && ip !== dns) free++;
+  if (free === 0) throw new InvalidArgumentError(`--range ${ipv4ToString(rangeFirst)}-${ipv4ToString(rangeLast)} leaves no address for containers (only the gateway and DNS addresses are in it)`);
   const mtu = spec.mtu ?? 1500;
-  if (!Number.isInteger(mtu) || mtu < 68 || mtu > 65521) throw new InvalidArgumentError(`--mtu must be between 68 and 65521, not ${mtu}`);
+  // DHCP needs 576-byte datagrams (RFC 2131): a network below that could not configure clients.
+  if (!Number.isInteger(mtu) || mtu < 576 || mtu > 65521) throw new InvalidArgumentError(`--mtu must be between 576 and 65521, not ${mtu}`);
   const leaseTime = spec.leaseTime ?? DEFAULT_LEASE_TIME_SEC;
   if (!Number.isInteger(leaseTime) || leaseTime < 60 || leaseTime > 2 ** 31 - 1) throw new InvalidArgumentError('--lease-time must be at least 60 seconds');
-  for (const d of spec.dnsSearch ?? []) if (!DOMAIN_RE.test(d)) throw new InvalidArgumentError(`--dns-search "${d}" is not a domain name`);
+  for (const d of spec.dnsSearch ?? []) checkDomain(d);
   const dnsUpstream = spec.dnsUpstream ? spec.dnsUpstream.map((u) => parseUpstream(u)) : null;
   const broadcast = broadcastOf(network, prefix);
   for (const o of others) {

@@ -57,6 +57,106 @@ export interface TapOpenResult {
 /** Opaque handles owned by the addon. */
 export type ReaderHandle = { readonly __reader: unique symbol };
 export type WatchHandle = { readonly __watch: unique symbol };
+export type DgramReaderHandle = { readonly __dgramReader: unique symbol };
+
+/*
+ * Datagram sockets (src/native/usernet_dgram.c), for the NAT. IPv4 only: addresses are uint32 in
+ * host order (0x7f000001 is 127.0.0.1); an IPv6 kind would come with its own row layouts.
+ *
+ * What each kind sends and receives:
+ *   'udp'       sendTo: the UDP payload to addr:port. Reader: the payload, with the source
+ *               address and port.
+ *   'ping'      (SOCK_DGRAM/IPPROTO_ICMP) sendTo: an ICMP echo request (type 8, code 0, header
+ *               included) to addr, port ignored; the kernel overwrites the identifier with the
+ *               socket's (dgramOpen's `port`) and computes the checksum. Reader: ICMP messages
+ *               without the IP header (echo replies carrying our identifier), source port 0.
+ *               Opening it needs the process's gid in net.ipv4.ping_group_range.
+ *   'raw-icmp'  (SOCK_RAW/IPPROTO_ICMP) sendTo: a complete ICMP message to addr, port ignored,
+ *               checksum the caller's; the kernel adds the IP header. Reader: *every* ICMP packet
+ *               the host receives (echo replies for others, errors about anybody's traffic, even
+ *               our own requests to a local address) with its IPv4 header in front (the ICMP
+ *               message starts at (byte0 & 15) * 4), source port 0. Needs CAP_NET_RAW.
+ */
+
+/** Columns of a datagram row in the reader's `meta`: DGRAM_ROW int32s per datagram. */
+export const DGRAM_ROW = 4;
+/** Offset of the datagram in the slab (64-byte aligned). */
+export const DGRAM_OFFSET = 0;
+/** Its length in bytes (never truncated: every IPv4 datagram fits a DGRAM_SLOT). */
+export const DGRAM_LENGTH = 1;
+/** Source address, uint32 as int32 bits: read it with `>>> 0`. */
+export const DGRAM_SRC_ADDR = 2;
+/** Source port (0 for ICMP kinds). */
+export const DGRAM_SRC_PORT = 3;
+
+/**
+ * Columns of an error row in the reader's `errMeta` (one per entry of the socket error queue,
+ * IP_RECVERR): DGRAM_ERR_ROW int32s per error.
+ */
+export const DGRAM_ERR_ROW = 10;
+/** Negative errno, Node style (-111 = ECONNREFUSED for a port unreachable): see errnoName(). */
+export const DGRAM_ERR_ERRNO = 0;
+/** Where the error came from: SO_EE_ORIGIN_LOCAL (our own stack, e.g. EMSGSIZE over the path
+ *  MTU) or SO_EE_ORIGIN_ICMP (an ICMP error received). */
+export const DGRAM_ERR_ORIGIN = 1;
+/** ICMP type and code of the error (origin ICMP; 0 otherwise). */
+export const DGRAM_ERR_ICMP_TYPE = 2;
+export const DGRAM_ERR_ICMP_CODE = 3;
+/** Who sent the ICMP error (uint32 as int32 bits; 0 when not ICMP). */
+export const DGRAM_ERR_OFFENDER = 4;
+/** Destination of the datagram the error is about (uint32 as int32 bits) and its port (UDP; 0
+ *  for ICMP kinds). */
+export const DGRAM_ERR_DST_ADDR = 5;
+export const DGRAM_ERR_DST_PORT = 6;
+/** ee_info: the next-hop MTU for "fragmentation needed" / EMSGSIZE, the pointer of a parameter
+ *  problem; else 0. */
+export const DGRAM_ERR_INFO = 7;
+/**
+ * The quoted original, as the kernel returns it, in the slab at DGRAM_ERR_DATA_OFFSET (64-byte
+ * aligned, after the batch's datagrams) for DGRAM_ERR_DATA_LENGTH bytes. For 'udp' it is our
+ * datagram's payload (after the UDP header), as far as the ICMP error quoted it; for 'ping' and
+ * 'raw-icmp' it is our ICMP message (from its ICMP header). Local errors quote nothing.
+ */
+export const DGRAM_ERR_DATA_OFFSET = 8;
+export const DGRAM_ERR_DATA_LENGTH = 9;
+
+/** SO_EE_ORIGIN_* values of DGRAM_ERR_ORIGIN (linux/errqueue.h). */
+export const SO_EE_ORIGIN_NONE = 0;
+export const SO_EE_ORIGIN_LOCAL = 1;
+export const SO_EE_ORIGIN_ICMP = 2;
+
+/**
+ * Room one datagram takes in the slab while recvmmsg fills it (the largest IPv4 datagram), before
+ * it is packed. A slab of budget x DGRAM_SLOT lets one recvmmsg call take a whole batch; the
+ * minimum is one DGRAM_SLOT.
+ */
+export const DGRAM_SLOT = 65536;
+
+export interface DgramOpenOptions {
+  kind: 'udp' | 'ping' | 'raw-icmp';
+  /** Local address, uint32 host order; default 0 (INADDR_ANY). */
+  bindAddress?: number;
+  /** 'udp': the port (0: an ephemeral one). 'ping': the echo identifier (0: the kernel picks).
+   *  Ignored for 'raw-icmp'. */
+  bindPort?: number;
+  /** IP_RECVERR: ICMP and local errors go to the error queue, which the reader reports.
+   *  Default true for 'udp' and 'ping', false for 'raw-icmp' (which sees ICMP errors as packets). */
+  recvErr?: boolean;
+  /** SO_RCVBUF/SO_SNDBUF request. With CAP_NET_ADMIN the *FORCE options pass net.core.rmem_max /
+   *  wmem_max; without, the kernel caps the request there. */
+  recvBufferSize?: number;
+  sendBufferSize?: number;
+}
+
+export interface DgramOpenResult {
+  /** Non-blocking, close-on-exec; owned by the caller (or by a reader started with closeFd). */
+  fd: number;
+  /** The bound port ('udp'), the echo identifier the kernel puts in requests ('ping'), 0 ('raw-icmp'). */
+  port: number;
+  /** The buffer sizes in effect, as the kernel reports them (twice the request: its bookkeeping). */
+  recvBufferSize: number;
+  sendBufferSize: number;
+}
 
 export interface NativeAddon {
   readonly VNET_HDR_LEN: number;
@@ -82,6 +182,54 @@ export interface NativeAddon {
   pauseReader(handle: ReaderHandle, paused: boolean): void;
   watchPid(pid: number, onExit: (status: number) => void): WatchHandle;
   unwatch(handle: WatchHandle): void;
+
+  readonly DGRAM_SLOT: number;
+  readonly DGRAM_ROW: number;
+  readonly DGRAM_ERR_ROW: number;
+  /**
+   * Opens and binds a datagram socket. Throws Node-style errno errors (code, negative errno,
+   * syscall: 'socket(...)', 'bind', 'setsockopt(...)', 'getsockname') whose one-line message says
+   * what to do: EACCES/EPERM for a ping socket outside net.ipv4.ping_group_range or a raw socket
+   * without CAP_NET_RAW, EACCES for a privileged port, EADDRINUSE, EADDRNOTAVAIL, EMFILE.
+   */
+  dgramOpen(options: DgramOpenOptions): DgramOpenResult;
+  /**
+   * One datagram to addr (uint32, host order; int32 bits from a row work too) and port; bytes sent
+   * or -errno, never a throw for I/O errors (-EAGAIN: the send buffer is full, count a drop).
+   * For 'ping'/'raw-icmp' `buf` holds the ICMP message and the port is ignored. A failure caused
+   * by an earlier datagram's ICMP error (Linux reports it on the next send) is retried once.
+   */
+  sendTo(fd: number, buf: Uint8Array, off: number, len: number, addr: number, port: number): number;
+  /**
+   * Reads the socket in batches. On each wake: up to `budget` datagrams (recvmmsg) into `slab`,
+   * a DGRAM_ROW row each in `meta`; then, if IP_RECVERR is on and an error is pending, up to
+   * errMeta.length / DGRAM_ERR_ROW errors from the error queue, a DGRAM_ERR_ROW row each in
+   * `errMeta`, quoted data in `slab` after the datagrams; then onBatch(count, errors) once, if
+   * anything was read. Rows and slab bytes are valid only during the callback, so one slab and
+   * one pair of arrays can serve every reader in the process.
+   * A hard error (EBADF) stops reading for good and is reported once as onBatch(-errno, 0).
+   * The reader keeps the process alive (refDgramReader(h, false) to change that).
+   * @param slab at least DGRAM_SLOT bytes; budget x DGRAM_SLOT lets one syscall take a batch
+   * @param meta at least budget x DGRAM_ROW int32s
+   * @param errMeta at least DGRAM_ERR_ROW int32s
+   * @param closeFd close the fd when the reader is closed
+   */
+  startDgramReader(
+    fd: number,
+    slab: Uint8Array,
+    meta: Int32Array,
+    budget: number,
+    onBatch: (count: number, errors: number) => void,
+    errMeta: Int32Array,
+    closeFd: boolean,
+  ): DgramReaderHandle;
+  /** Stops reading now (no onBatch after this returns); closes the fd (closeFd) once libuv has
+   *  let go of it, then calls onClosed. Idempotent. */
+  closeDgramReader(handle: DgramReaderHandle, onClosed?: () => void): void;
+  /** Stops or restarts polling; the kernel queues (then drops) what arrives meanwhile. */
+  pauseDgramReader(handle: DgramReaderHandle, paused: boolean): void;
+  /** Whether the reader keeps the event loop alive (default true). */
+  refDgramReader(handle: DgramReaderHandle, ref: boolean): void;
 }
 
 /** The project root: the nearest directory above this file that holds binding.gyp. */

@@ -23,6 +23,8 @@
  *     JS in front of a payload that stays where it is). Errors come back as -errno, not exceptions,
  *     so the caller counts drops (EIO: the container's link is down) without try/catch.
  *  4. A pidfd watcher (pidfd_open + uv_poll): the container's end is an event, not a guess.
+ *  5. Datagram sockets for the NAT (UDP, ICMP ping, raw ICMP) with a batched reader that also
+ *     drains the socket error queue: usernet_dgram.c, which shares the helpers below.
  *
  * Errors from tapOpen() are thrown as JS errors carrying code (EPERM, ...), errno (negative, as in
  * Node core), syscall (the step that failed) and a readable message.
@@ -65,7 +67,8 @@
 #define CHILD_STACK_SIZE (256 * 1024)
 
 /* ------------------------------------------------------------------------------------------------
- * Helpers for N-API boilerplate
+ * Helpers for N-API boilerplate (the non-static ones are shared with usernet_dgram.c, which
+ * declares them; the addon is built with hidden visibility, so they stay inside it)
  * ---------------------------------------------------------------------------------------------- */
 
 #define NAPI_CALL(env, call)                                                              \
@@ -85,15 +88,20 @@
     }                                                                                     \
   } while (0)
 
-/* Throws an Error shaped like Node core's errno errors: code, errno (negative), syscall. */
-static void throw_errno(napi_env env, int err, const char *syscall_name, const char *context) {
-  char msg[512];
+/* Throws an Error shaped like Node core's errno errors: code, errno (negative), syscall. A hint,
+ * when given, ends the message and says what to do about it. */
+void throw_errno_hint(napi_env env, int err, const char *syscall_name, const char *context,
+                      const char *hint) {
+  char msg[768];
   const char *name = uv_err_name(-err);
   const char *text = uv_strerror(-err);
+  int n;
   if (context && context[0])
-    snprintf(msg, sizeof msg, "%s: %s failed: %s (%s)", context, syscall_name, text, name);
+    n = snprintf(msg, sizeof msg, "%s: %s failed: %s (%s)", context, syscall_name, text, name);
   else
-    snprintf(msg, sizeof msg, "%s failed: %s (%s)", syscall_name, text, name);
+    n = snprintf(msg, sizeof msg, "%s failed: %s (%s)", syscall_name, text, name);
+  if (hint && hint[0] && n > 0 && (size_t)n < sizeof msg)
+    snprintf(msg + n, sizeof msg - (size_t)n, "; %s", hint);
   napi_value js_msg, js_code, error, js_errno, js_syscall;
   napi_create_string_utf8(env, msg, NAPI_AUTO_LENGTH, &js_msg);
   napi_create_string_utf8(env, name, NAPI_AUTO_LENGTH, &js_code);
@@ -105,11 +113,15 @@ static void throw_errno(napi_env env, int err, const char *syscall_name, const c
   napi_throw(env, error);
 }
 
-static bool get_int32(napi_env env, napi_value v, int32_t *out) {
+void throw_errno(napi_env env, int err, const char *syscall_name, const char *context) {
+  throw_errno_hint(env, err, syscall_name, context, NULL);
+}
+
+bool get_int32(napi_env env, napi_value v, int32_t *out) {
   return napi_get_value_int32(env, v, out) == napi_ok;
 }
 
-static bool get_prop(napi_env env, napi_value obj, const char *name, napi_value *out) {
+bool get_prop(napi_env env, napi_value obj, const char *name, napi_value *out) {
   bool has = false;
   if (napi_has_named_property(env, obj, name, &has) != napi_ok || !has) return false;
   if (napi_get_named_property(env, obj, name, out) != napi_ok) return false;
@@ -118,19 +130,19 @@ static bool get_prop(napi_env env, napi_value obj, const char *name, napi_value 
   return t != napi_undefined && t != napi_null;
 }
 
-static bool get_int_prop(napi_env env, napi_value obj, const char *name, int32_t *out) {
+bool get_int_prop(napi_env env, napi_value obj, const char *name, int32_t *out) {
   napi_value v;
   if (!get_prop(env, obj, name, &v)) return false;
   return get_int32(env, v, out);
 }
 
-static bool get_uint_prop(napi_env env, napi_value obj, const char *name, uint32_t *out) {
+bool get_uint_prop(napi_env env, napi_value obj, const char *name, uint32_t *out) {
   napi_value v;
   if (!get_prop(env, obj, name, &v)) return false;
   return napi_get_value_uint32(env, v, out) == napi_ok;
 }
 
-static bool get_bool_prop(napi_env env, napi_value obj, const char *name, bool dflt) {
+bool get_bool_prop(napi_env env, napi_value obj, const char *name, bool dflt) {
   napi_value v;
   bool b = dflt;
   if (!get_prop(env, obj, name, &v)) return dflt;
@@ -139,7 +151,7 @@ static bool get_bool_prop(napi_env env, napi_value obj, const char *name, bool d
 }
 
 /* Gets the bytes of any TypedArray/Buffer argument. */
-static bool get_bytes(napi_env env, napi_value v, uint8_t **data, size_t *len) {
+bool get_bytes(napi_env env, napi_value v, uint8_t **data, size_t *len) {
   bool is_ta = false;
   napi_is_typedarray(env, v, &is_ta);
   if (!is_ta) return false;
@@ -1085,6 +1097,9 @@ static napi_value unwatch(napi_env env, napi_callback_info info) {
  * Module
  * ---------------------------------------------------------------------------------------------- */
 
+/* usernet_dgram.c */
+napi_status usernet_dgram_register(napi_env env, napi_value exports);
+
 static napi_value init(napi_env env, napi_value exports) {
   napi_property_descriptor props[] = {
     {"tapOpen", NULL, tap_open, NULL, NULL, NULL, napi_default, NULL},
@@ -1102,6 +1117,7 @@ static napi_value init(napi_env env, napi_value exports) {
   napi_create_int32(env, VNET_HDR_LEN, &vnet_len);
   napi_define_properties(env, exports, sizeof props / sizeof props[0], props);
   napi_set_named_property(env, exports, "VNET_HDR_LEN", vnet_len);
+  if (usernet_dgram_register(env, exports) != napi_ok) return NULL;
   return exports;
 }
 

@@ -118,9 +118,30 @@ describe('DHCP', () => {
     expect(inspect.addresses).toEqual(
       expect.arrayContaining([
         expect.objectContaining({ ip: '10.0.2.100', kind: 'attachment' }),
+        // The attachment keeps its own MAC and address, whatever the container did to its interface.
+        expect.objectContaining({ ip: '10.0.2.101', mac: '02:42:0a:00:02:65', kind: 'attachment', port: 'b' }),
         expect.objectContaining({ ip: '10.0.2.102', mac: '02:00:00:00:be:ef', kind: 'lease' }),
       ]),
     );
+    // A second restart changes nothing, and detach frees the attachment's address.
+    await daemon.kill('SIGKILL');
+    await daemon.launch();
+    expect((await udhcpc(b)).ip).toBe('10.0.2.102');
+    await daemon.cliOk(['detach', 'b']);
+    const after = JSON.parse(await daemon.cliOk(['network', 'inspect', 'default'])) as { addresses: Array<{ ip: string }> };
+    expect(after.addresses.map((x) => x.ip)).not.toContain('10.0.2.101');
+  });
+
+  it("fits its replies to the client's maximum message size (a long search list is left out)", async () => {
+    const domains = Array.from({ length: 12 }, (_, i) => `sub${i}.a-rather-long-search-domain-name.example.test`);
+    await daemon.cliOk(['network', 'create', 'longsearch', '--subnet', '10.0.7.0/24', '--dns-search', domains.join(',')]);
+    const c = await Container.start();
+    await daemon.cliOk(['attach', '--pid', String(c.pid), '--name', 'ls', '--network', 'longsearch']);
+    const lease = await udhcpc(c); // busybox advertises 576 bytes
+    expect(lease.ip).toBe('10.0.7.100');
+    expect(lease.search).toBe('');
+    const stats = (JSON.parse(await daemon.cliOk(['network', 'inspect', 'longsearch'])) as NetworkStats).stats;
+    expect(stats.dhcp.trimmed).toBeGreaterThan(0);
   });
 });
 
@@ -269,10 +290,10 @@ describe('networks', () => {
 
   it('validates new networks with clear messages', async () => {
     const create = (...args: string[]) => daemon.cli(['network', 'create', ...args]);
-    expect((await create('bad', '--subnet', '10.0.3.5/24')).stderr.trim()).toBe('usernet: --subnet needs a network address like 10.0.3.0/24, not like 10.0.3.5/24');
-    expect((await create('small', '--subnet', '10.0.4.0/27')).stderr.trim()).toBe('usernet: --subnet prefix length must be 1-25 (a smaller subnet needs --gateway, --dns and --range)');
+    expect((await create('bad', '--subnet', '10.0.3.5/24')).stderr.trim()).toBe('usernet: network create: --subnet needs a network address like 10.0.3.0/24, not like 10.0.3.5/24');
+    expect((await create('small', '--subnet', '10.0.4.0/27')).stderr.trim()).toBe('usernet: network create: --subnet prefix length must be 1-25 (a smaller subnet needs --gateway, --dns and --range)');
     expect((await create('wide', '--subnet', '10.0.0.0/16')).stderr.trim()).toBe('usernet: --subnet 10.0.0.0/16 overlaps network default (10.0.2.0/24)');
-    expect((await create('x', '--subnet', 'nonsense')).stderr.trim()).toBe('usernet: --subnet "nonsense" is not a valid CIDR (expected A.B.C.D/NN like 10.0.2.0/24)');
+    expect((await create('x', '--subnet', 'nonsense')).stderr.trim()).toBe('usernet: network create: --subnet "nonsense" is not a valid CIDR (expected A.B.C.D/NN like 10.0.2.0/24)');
     const ok = await create('tiny', '--subnet', '10.0.4.0/29', '--gateway', '10.0.4.1', '--dns', '10.0.4.2', '--range', '10.0.4.3-10.0.4.6');
     expect(ok.code).toBe(0);
     expect((await create('tiny', '--subnet', '10.0.5.0/24')).stderr.trim()).toBe('usernet: a network named tiny already exists');

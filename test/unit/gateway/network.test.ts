@@ -94,12 +94,22 @@ describe('validateNetworkSpec: defaults', () => {
 
   it('accepts a range of one address and the MTU limits', () => {
     expect(validate({ subnet: '10.9.0.0/24', range: '10.9.0.7-10.9.0.7' })).toMatchObject({ rangeFirst: ip('10.9.0.7'), rangeLast: ip('10.9.0.7') });
-    expect(validate({ subnet: '10.9.0.0/24', mtu: 68 }).mtu).toBe(68);
+    expect(validate({ subnet: '10.9.0.0/24', mtu: 576 }).mtu).toBe(576);
     expect(validate({ subnet: '10.9.0.0/24', mtu: 65521 }).mtu).toBe(65521);
   });
 });
 
 describe('validateNetworkSpec: the subnet', () => {
+  it('refuses subnets no container can use', () => {
+    for (const subnet of ['0.0.0.0/24', '127.0.0.0/24', '169.254.0.0/24', '224.0.0.0/24', '240.0.0.0/24', '255.255.255.0/24']) {
+      expect(refusal({ subnet }), subnet).toMatch(/is not usable for containers/);
+    }
+  });
+
+  it('refuses a range that leaves no address for containers', () => {
+    expect(refusal({ subnet: '10.0.9.0/30', gateway: '10.0.9.1', dns: '10.0.9.2', range: '10.0.9.1-10.0.9.2' })).toMatch(/leaves no address for containers/);
+  });
+
   it('wants the network address, and says which', () => {
     expect(refusal({ subnet: '10.0.2.5/24' })).toBe('--subnet needs a network address like 10.0.2.0/24, not like 10.0.2.5/24');
     expect(refusal({ subnet: '172.20.3.0/16' })).toBe('--subnet needs a network address like 172.20.0.0/16, not like 172.20.3.0/16');
@@ -117,7 +127,7 @@ describe('validateNetworkSpec: the subnet', () => {
     expect(refusal({ subnet: '10.0.5.0/26', gateway: '10.0.5.1', dns: '10.0.5.2' })).toBe(msg);
     expect(refusal({ subnet: '10.0.5.0/26', gateway: '10.0.5.1', range: '10.0.5.10-10.0.5.20' })).toBe(msg);
     expect(refusal({ subnet: '10.0.5.0/26', dns: '10.0.5.2', range: '10.0.5.10-10.0.5.20' })).toBe(msg);
-    expect(refusal({ subnet: '0.0.0.0/0' })).toBe(msg);
+    expect(refusal({ subnet: '10.0.0.0/0' })).toMatch(/needs a network address|not usable/);
     const c = validate({ subnet: '10.0.5.0/26', gateway: '10.0.5.1', dns: '10.0.5.2', range: '10.0.5.10-10.0.5.62' });
     expect(c).toMatchObject({ prefix: 26, gateway: ip('10.0.5.1'), dns: ip('10.0.5.2'), rangeFirst: ip('10.0.5.10'), rangeLast: ip('10.0.5.62') });
   });
@@ -194,8 +204,8 @@ describe('validateNetworkSpec: names and options', () => {
   });
 
   it('refuses a bad MTU', () => {
-    for (const mtu of [0, 67, 65522, 1500.5, Number.NaN, -1]) {
-      expect(refusal({ subnet: '10.7.0.0/24', mtu }), String(mtu)).toBe(`--mtu must be between 68 and 65521, not ${mtu}`);
+    for (const mtu of [0, 67, 575, 65522, 1500.5, Number.NaN, -1]) {
+      expect(refusal({ subnet: '10.7.0.0/24', mtu }), String(mtu)).toBe(`--mtu must be between 576 and 65521, not ${mtu}`);
     }
   });
 

@@ -1,0 +1,912 @@
+#!/usr/bin/env node
+// End-to-end outbound NAT benchmark: a container (a rootless-style user + network namespace)
+// reaches servers on the host's loopback through the gateway address 10.0.2.2, via two NAT
+// implementations, one after another, with a table and usernet/slirp4netns ratios at the end.
+//
+//   node bench/e2e/nat-throughput.mjs [--time N] [--conn-time N] [--only slirp4netns,usernet]
+//                                     [--no-jumbo] [--jumbo-mtu N] [--parallel N] [--json-only]
+//
+// Implementations (both map 10.0.2.2 to the host's 127.0.0.1; the container gets 10.0.2.100,
+// default route via 10.0.2.2):
+//   slirp4netns  `slirp4netns --configure --mtu=N --ready-fd=3 --api-socket S PID tap0` (libslirp,
+//                one process, run as root like the container's owner). Ready when it writes "1"
+//                to fd 3 (after configuring tap0 and binding the API socket).
+//   usernet      this project's daemon: `usernet daemon`, then `usernet attach --configure` for the
+//                container. The exact CLI lines are in USERNET below; adjust them there if the
+//                CLI changes. Ready when the daemon logs {"msg":"listening"} and attach returns.
+// A fresh NAT process and a fresh container per MTU.
+//
+// Workloads (container -> 10.0.2.2 -> host 127.0.0.1, servers in the sandbox's root namespace):
+//   tcp up    iperf3 TCP, one stream, container -> host, receiver-side Gbit/s, at MTU 1500 and 65520
+//   tcp down  the same with `iperf3 -R` (host -> container over the container's connection)
+//   conn/s    (MTU 1500) short TCP connections for --conn-time seconds (default 60): a node client
+//             in the container keeps --parallel (default 32) connections in flight; each one
+//             connects, sends "ping <n>\n", reads the reply and the server's FIN, closes. Reported:
+//             completed connections per second, and every refusal/reset/timeout/bad reply (the
+//             requirement is zero). The server closes first, as an HTTP/1.0 server does, so the
+//             TIME_WAIT states stay on the host side: the container's ephemeral ports (28k, not
+//             reusable without TCP timestamps, which libslirp lacks) would otherwise run out after
+//             about a minute at 470 conn/s and turn the test into a measure of that.
+// Also reported: the NAT process's CPU (% of one core) during each workload.
+//
+// Safety: everything runs in a private network namespace whose default routes are blackholes.
+// Unless USERNET_SANDBOX=1 (or NETSANDBOX=1 from ../shared/tools/netsandbox) is set, the script
+// re-executes itself through test/sandbox/netsandbox.sh, then refuses to run if the default
+// routes it sees are not blackholes. The servers listen on 127.0.0.1 only; the container's
+// 10.0.2.0/24 exists only inside namespaces this script creates; every process it starts
+// (containers, NATs, servers, clients) is stopped on exit, on failure and on Ctrl-C, and the
+// namespaces die with their last process. Results go to bench/results/nat-throughput-<date>.json.
+
+import { spawn, spawnSync } from 'node:child_process';
+import { existsSync, accessSync, constants as fsc, mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { createServer } from 'node:net';
+import { tmpdir, cpus } from 'node:os';
+import { dirname, join, relative, resolve } from 'node:path';
+import { fileURLToPath } from 'node:url';
+
+const SCRIPT = fileURLToPath(import.meta.url);
+const ROOT = resolve(dirname(SCRIPT), '..', '..');
+const SANDBOX_WRAPPER = join(ROOT, 'test', 'sandbox', 'netsandbox.sh');
+
+const ALL_IMPLS = ['slirp4netns', 'usernet'];
+const GATEWAY = '10.0.2.2';
+const EXPECTED_IP = '10.0.2.100';
+const HOST_ADDR = '127.0.0.1';
+
+// The container: a rootless-style user + network namespace; prints "ready" once unshared.
+const CONTAINER_ARGV = ['unshare', '--user', '--map-root-user', '--net', 'sh', '-c', 'echo ready; exec sleep infinity'];
+
+// ---- usernet CLI contract: the one place to edit if the CLI differs --------------------------
+const USERNET = {
+  bin: join(ROOT, 'bin', 'usernet.js'),
+  built: join(ROOT, 'dist', 'src', 'cli', 'main.js'),
+  // --mtu on the daemon too: it is the default network's MTU (what the gateway and the NAT
+  // assume for the subnet); the interface's own MTU is attach --mtu.
+  daemonArgs: ({ socket, stateDir, mtu }) => ['daemon', '--socket', socket, '--state-dir', stateDir, '--log-level', 'info',
+    ...(mtu !== 1500 ? ['--mtu', String(mtu)] : [])],
+  // The daemon logs pino JSON lines to stderr; this predicate says "ready".
+  isReady: (rec) => rec.msg === 'listening',
+  // No --ip: the first container of the default network gets 10.0.2.100, as with slirp4netns.
+  attachArgs: ({ socket, pid, name, mtu }) => ['attach', '--socket', socket, '--pid', String(pid), '--name', name, '--configure',
+    ...(mtu !== 1500 ? ['--mtu', String(mtu)] : [])],
+  ifname: 'eth0',
+  daemonReadyTimeoutMs: 20_000,
+  attachTimeoutMs: 30_000,
+};
+
+// ---- slirp4netns command line ----------------------------------------------------------------
+const SLIRP = {
+  // fd 3 is the ready fd (a pipe to this script).
+  args: ({ pid, mtu, apiSocket }) => ['--configure', `--mtu=${mtu}`, '--ready-fd=3', `--api-socket=${apiSocket}`, String(pid), 'tap0'],
+  ifname: 'tap0',
+  readyTimeoutMs: 20_000,
+};
+
+// ---- arguments -----------------------------------------------------------------------------
+
+function usage(code) {
+  const text = `usage: node bench/e2e/nat-throughput.mjs [options]
+  --time N          seconds per iperf3 run (default 10)
+  --conn-time N     seconds of the connection-rate test (default 60)
+  --parallel N      connections in flight in the connection-rate test (default 32)
+  --only LIST       comma-separated: ${ALL_IMPLS.join(',')} (default both)
+  --jumbo-mtu N     MTU of the large-MTU runs (default 65520)
+  --no-jumbo        skip the large-MTU runs
+  --json-only       print only the results JSON on stdout (progress is silenced)
+  -h, --help        this text
+Runs inside a network sandbox (test/sandbox/netsandbox.sh); needs root, iperf3, iproute2,
+util-linux (unshare, nsenter), slirp4netns; usernet built (npm install && npm run build).`;
+  (code ? process.stderr : process.stdout).write(text + '\n');
+  process.exit(code);
+}
+
+function parseArgs(argv) {
+  const o = { time: 10, connTime: 60, parallel: 32, only: ALL_IMPLS, jsonOnly: false, jumboMtu: 65520, jumbo: true };
+  const int = (flag, v, lo, hi) => {
+    const n = Number(v);
+    if (!Number.isInteger(n) || n < lo || n > hi) fail(`${flag} must be an integer ${lo}..${hi}`);
+    return n;
+  };
+  for (let i = 0; i < argv.length; i++) {
+    const a = argv[i];
+    const [flag, inline] = a.startsWith('--') && a.includes('=') ? [a.slice(0, a.indexOf('=')), a.slice(a.indexOf('=') + 1)] : [a, undefined];
+    const value = () => {
+      if (inline !== undefined) return inline;
+      if (i + 1 >= argv.length) fail(`${flag} needs a value`);
+      return argv[++i];
+    };
+    switch (flag) {
+      case '--time': o.time = int(flag, value(), 1, 3600); break;
+      case '--conn-time': o.connTime = int(flag, value(), 1, 3600); break;
+      case '--parallel': o.parallel = int(flag, value(), 1, 1024); break;
+      case '--only': {
+        o.only = value().split(',').map((s) => s.trim()).filter(Boolean);
+        const bad = o.only.filter((p) => !ALL_IMPLS.includes(p));
+        if (bad.length || !o.only.length) fail(`--only: unknown implementation(s) ${bad.join(',') || '(none given)'}; known: ${ALL_IMPLS.join(',')}`);
+        o.only = ALL_IMPLS.filter((p) => o.only.includes(p)); // stable order
+        break;
+      }
+      case '--jumbo-mtu': o.jumboMtu = int(flag, value(), 1501, 65520); break;
+      case '--no-jumbo': o.jumbo = false; break;
+      case '--json-only': o.jsonOnly = true; break;
+      case '-h': case '--help': usage(0); break;
+      default: fail(`unknown argument ${a}`);
+    }
+  }
+  return o;
+}
+
+function fail(msg) {
+  process.stderr.write(`nat-throughput: ${msg}\n`);
+  usage(2);
+}
+
+const shq = (s) => (/^[\w@%+=:,./-]+$/.test(s) ? s : `'${String(s).replace(/'/g, `'\\''`)}'`);
+const cmdline = (argv) => argv.map(shq).join(' ');
+// What was typed, give or take the node binary's path; printed at start and end, and saved.
+const COMMAND = cmdline(['node', relative(process.cwd(), SCRIPT) || SCRIPT, ...process.argv.slice(2)]);
+const OPTS = parseArgs(process.argv.slice(2));
+const MTUS = OPTS.jumbo ? [1500, OPTS.jumboMtu] : [1500];
+
+function signalNumber(sig) {
+  return { SIGHUP: 1, SIGINT: 2, SIGKILL: 9, SIGTERM: 15 }[sig];
+}
+
+// ---- logging ---------------------------------------------------------------------------------
+
+function info(msg) { if (!OPTS.jsonOnly) process.stderr.write(`[bench] ${msg}\n`); }
+function warn(msg) { process.stderr.write(`[bench] ${msg}\n`); }
+
+// ---- processes and cleanup -------------------------------------------------------------------
+
+const live = new Set(); // every child process we started and that has not exited yet
+
+class Proc {
+  // argv[0] is the program; stdout/stderr are split into lines kept in a bounded history.
+  // extraFds: that many more pipes as fds 3, 4, ... (child.stdio[3] ...), e.g. a ready fd.
+  constructor(label, argv, { stdin = 'ignore', keepAll = false, env, extraFds = 0 } = {}) {
+    this.label = label;
+    this.argv = argv;
+    this.keepAll = keepAll;
+    this.text = { stdout: '', stderr: '' };
+    this.lines = { stdout: [], stderr: [] };
+    this.partial = { stdout: '', stderr: '' };
+    this.waiters = new Set();
+    this.exitInfo = null;
+    this.child = spawn(argv[0], argv.slice(1), { stdio: [stdin, 'pipe', 'pipe', ...Array(extraFds).fill('pipe')], env: env ?? process.env });
+    live.add(this);
+    this.exited = new Promise((res) => {
+      const done = (info) => {
+        if (this.exitInfo) return;
+        for (const s of ['stdout', 'stderr']) if (this.partial[s]) this._line(s, this.partial[s]);
+        this.exitInfo = info;
+        live.delete(this);
+        for (const w of this.waiters) w.onExit(info);
+        res(info);
+      };
+      this.child.on('error', (err) => done({ code: null, signal: null, error: err }));
+      // 'close' (not 'exit') so that all output has been read.
+      this.child.on('close', (code, signal) => done({ code, signal }));
+    });
+    for (const s of ['stdout', 'stderr']) {
+      this.child[s].setEncoding('utf8');
+      this.child[s].on('data', (chunk) => {
+        if (this.keepAll) this.text[s] += chunk;
+        const parts = (this.partial[s] + chunk).split('\n');
+        this.partial[s] = parts.pop();
+        for (const l of parts) this._line(s, l);
+      });
+    }
+  }
+
+  get pid() { return this.child.pid; }
+
+  _line(stream, line) {
+    const h = this.lines[stream];
+    h.push(line);
+    if (h.length > 400) h.splice(0, h.length - 200);
+    for (const w of this.waiters) w.onLine(stream, line);
+  }
+
+  tail(n = 15) {
+    const out = [...this.lines.stderr.slice(-n), ...this.lines.stdout.slice(-n)].filter((l) => l.trim());
+    return out.length ? out.map((l) => `    | ${l}`).join('\n') : '    | (no output)';
+  }
+
+  describeExit(info = this.exitInfo) {
+    if (!info) return 'still running';
+    if (info.error) return info.error.code === 'ENOENT' ? `${this.argv[0]}: command not found` : info.error.message;
+    return info.signal ? `killed by ${info.signal}` : `exited with status ${info.code}`;
+  }
+
+  // Resolve with the first line on `stream` (already seen or future) for which pred(line) holds.
+  waitLine(stream, pred, timeoutMs, what) {
+    for (const l of this.lines[stream]) if (pred(l)) return Promise.resolve(l);
+    return new Promise((res, rej) => {
+      const w = {
+        onLine: (s, l) => { if (s === stream && pred(l)) finish(null, l); },
+        onExit: (info) => finish(new Error(`${this.label} ${this.describeExit(info)} before ${what}\n${this.tail()}`)),
+      };
+      const timer = setTimeout(() => finish(new Error(`${this.label}: no ${what} within ${timeoutMs} ms\n${this.tail()}`)), timeoutMs);
+      const finish = (err, l) => {
+        clearTimeout(timer);
+        this.waiters.delete(w);
+        err ? rej(err) : res(l);
+      };
+      this.waiters.add(w);
+      if (this.exitInfo) w.onExit(this.exitInfo);
+    });
+  }
+
+  // slirp4netns-style readiness: resolve once the child writes "1" to its fd `fd`.
+  waitReadyFd(fd, timeoutMs, what) {
+    const s = this.child.stdio[fd];
+    return new Promise((res, rej) => {
+      let got = '';
+      let settled = false;
+      const finish = (err) => {
+        if (settled) return;
+        settled = true;
+        clearTimeout(timer);
+        err ? rej(err) : res();
+      };
+      const timer = setTimeout(() => finish(new Error(`${this.label}: no ${what} within ${timeoutMs} ms\n${this.tail()}`)), timeoutMs);
+      s.setEncoding('utf8');
+      s.on('data', (d) => { got += d; if (got.includes('1')) finish(); });
+      s.on('end', () => finish(got.includes('1') ? null : new Error(`${this.label} closed its ready fd without writing "1"\n${this.tail()}`)));
+      s.on('error', (err) => finish(new Error(`${this.label}: ready fd: ${err.message}`)));
+      this.exited.then((i) => finish(new Error(`${this.label} ${this.describeExit(i)} before ${what}\n${this.tail()}`)));
+    });
+  }
+
+  async stop(signal = 'SIGTERM', graceMs = 3000) {
+    if (this.exitInfo) return this.exitInfo;
+    try { this.child.kill(signal); } catch {}
+    const t = setTimeout(() => { try { this.child.kill('SIGKILL'); } catch {} }, graceMs);
+    const info = await this.exited;
+    clearTimeout(t);
+    return info;
+  }
+}
+
+// Run a command to completion; reject on failure (unless allowFail) with its output.
+async function run(argv, { timeoutMs = 30_000, allowFail = false, label = argv[0] } = {}) {
+  const p = new Proc(label, argv, { keepAll: true });
+  let timedOut = false;
+  const t = setTimeout(() => { timedOut = true; p.stop('SIGTERM', 2000); }, timeoutMs);
+  const info = await p.exited;
+  clearTimeout(t);
+  const res = { code: info.code, stdout: p.text.stdout, stderr: p.text.stderr };
+  if (info.error || timedOut || (!allowFail && info.code !== 0)) {
+    const why = timedOut ? `timed out after ${timeoutMs} ms` : p.describeExit(info);
+    throw new Error(`\`${cmdline(argv)}\` ${why}${p.text.stderr.trim() ? `:\n${p.tail(8)}` : ''}`);
+  }
+  return res;
+}
+
+// A Scope owns things to undo, undone in reverse order; open scopes are closed on abort.
+const openScopes = new Set();
+class Scope {
+  constructor(name) { this.name = name; this.undo = []; openScopes.add(this); }
+  defer(what, fn) { this.undo.push({ what, fn }); }
+  proc(p) { this.defer(`stop ${p.label}`, () => p.stop()); return p; }
+  async close() {
+    openScopes.delete(this);
+    // Stop processes first (clients, NATs, containers) so that namespaces can really go away.
+    const items = this.undo.splice(0).reverse();
+    const procsFirst = [...items.filter((i) => i.what.startsWith('stop ')), ...items.filter((i) => !i.what.startsWith('stop '))];
+    for (const { what, fn } of procsFirst) {
+      try { await fn(); } catch (err) { warn(`cleanup (${this.name}): ${what}: ${firstLine(err.message)}`); }
+    }
+  }
+}
+
+const firstLine = (s) => String(s).split('\n')[0];
+
+let aborting = false;
+// Once an abort is under way, the normal flow parks here (abort() exits when cleanup is done),
+// so that it neither reports the failures caused by the interruption nor writes results.
+const parkIfAborting = () => (aborting ? new Promise(() => {}) : undefined);
+async function abort(reason, code) {
+  if (aborting) return;
+  aborting = true;
+  warn(`${reason}: cleaning up`);
+  await cleanupAll();
+  process.exit(code);
+}
+
+async function cleanupAll() {
+  for (const s of [...openScopes].reverse()) await s.close();
+  await Promise.all([...live].map((p) => p.stop('SIGTERM', 2000)));
+}
+
+// ---- environment checks ----------------------------------------------------------------------
+
+async function checkSandbox() {
+  if (process.getuid() !== 0) throw new Error('needs root inside the sandbox (it creates namespaces and enters them)');
+  const v4 = (await run(['ip', '-4', 'route', 'show', 'default'])).stdout.trim().split('\n').filter(Boolean);
+  const v6 = (await run(['ip', '-6', 'route', 'show', 'default'], { allowFail: true })).stdout.trim().split('\n').filter(Boolean);
+  const open = [...v4, ...v6].filter((l) => !/^\s*(blackhole|unreachable|prohibit)\b/.test(l));
+  if (!v4.length || open.length) {
+    throw new Error(`refusing to run: the IPv4/IPv6 default routes here must be blackholes, found:\n` +
+      `    ${[...v4, ...v6].join('\n    ') || '(no IPv4 default route)'}\nRun it through test/sandbox/netsandbox.sh.`);
+  }
+}
+
+function toolVersion(argv, re) {
+  const r = spawnSync(argv[0], argv.slice(1), { encoding: 'utf8', timeout: 5000 });
+  if (r.error) return null;
+  const m = `${r.stdout}\n${r.stderr}`.match(re);
+  return m ? m[1] : 'unknown';
+}
+
+function requireTools(names) {
+  const missing = names.filter((n) => spawnSync('sh', ['-c', `command -v ${n}`]).status !== 0);
+  if (missing.length) throw new Error(`missing tool(s): ${missing.join(', ')}`);
+}
+
+// A TCP port free on 127.0.0.1 right now (the sandbox's loopback is ours alone).
+function freePort() {
+  return new Promise((res, rej) => {
+    const s = createServer();
+    s.on('error', rej);
+    s.listen(0, HOST_ADDR, () => { const { port } = s.address(); s.close(() => res(port)); });
+  });
+}
+
+// ---- the connection-rate server and client (written to the temp dir, run with this node) -----
+
+// Runs in the sandbox's root namespace on 127.0.0.1. Prints {"listening":PORT} when ready.
+// Each connection: read up to "\n", answer "pong <same>\n" and close (FIN) at once, so that the
+// server side is the active closer. stdin lines: "stats TAG" prints a stats line; EOF exits.
+const CONN_SERVER_JS = String.raw`
+import net from 'node:net';
+import readline from 'node:readline';
+const host = process.argv[2];
+let accepted = 0, served = 0, badRequests = 0;
+const errors = {};
+const server = net.createServer((s) => {
+  accepted++;
+  s.setNoDelay(true);
+  let buf = '';
+  s.setEncoding('latin1');
+  s.on('data', (d) => {
+    buf += d;
+    const nl = buf.indexOf('\n');
+    if (nl < 0) { if (buf.length > 256) { badRequests++; s.destroy(); } return; }
+    const req = buf.slice(0, nl);
+    if (!req.startsWith('ping ')) { badRequests++; s.destroy(); return; }
+    served++;
+    s.end('pong ' + req.slice(5) + '\n');
+    buf = '';
+  });
+  s.on('error', (e) => { errors[e.code || e.message] = (errors[e.code || e.message] || 0) + 1; });
+});
+server.on('error', (e) => { console.error('conn server: ' + e.message); process.exit(1); });
+server.listen({ host, port: 0, backlog: 4096 }, () => {
+  process.stdout.write(JSON.stringify({ listening: server.address().port }) + '\n');
+});
+const rl = readline.createInterface({ input: process.stdin });
+rl.on('line', (l) => {
+  const [cmd, tag] = l.trim().split(/\s+/);
+  if (cmd === 'stats') {
+    const cpu = process.cpuUsage();
+    process.stdout.write(JSON.stringify({ stats: tag, accepted, served, badRequests, errors: { ...errors }, cpuUs: cpu.user + cpu.system }) + '\n');
+  }
+});
+rl.on('close', () => process.exit(0));
+`;
+
+// Runs inside the container (nsenter -n). argv: HOST PORT PARALLEL SECONDS TIMEOUT_MS [COUNT].
+// With COUNT, makes that many connections one after another (a probe) instead of a timed run.
+// Prints one JSON line: completed, errors by kind, conns/s, latency percentiles, per-second counts.
+const CONN_CLIENT_JS = String.raw`
+import net from 'node:net';
+import { performance } from 'node:perf_hooks';
+const [host, portS, parS, secS, toS, countS] = process.argv.slice(2);
+const port = Number(portS), parallel = Number(parS), seconds = Number(secS), timeoutMs = Number(toS);
+const count = countS ? Number(countS) : 0;
+let completed = 0, seq = 0, started = 0;
+const errors = {};
+const firstErrors = [];
+const lat = [];
+const perSecond = [];
+const t0 = performance.now();
+const cpu0 = process.cpuUsage();
+const deadline = t0 + seconds * 1000;
+function one() {
+  return new Promise((resolve) => {
+    const n = ++seq;
+    started++;
+    const c0 = performance.now();
+    const expect = 'pong ' + n + '\n';
+    let buf = '', gotEnd = false, done = false;
+    const s = net.connect({ host, port });
+    s.setNoDelay(true);
+    s.setEncoding('latin1');
+    const finish = (err) => {
+      if (done) return;
+      done = true;
+      clearTimeout(timer);
+      const now = performance.now();
+      if (err) {
+        errors[err] = (errors[err] || 0) + 1;
+        if (firstErrors.length < 5) firstErrors.push({ error: err, atMs: Math.round(now - t0), conn: n });
+        s.destroy();
+      } else {
+        completed++;
+        lat.push(now - c0);
+        const sec = Math.floor((now - t0) / 1000);
+        while (perSecond.length <= sec) perSecond.push(0);
+        perSecond[sec]++;
+      }
+      resolve();
+    };
+    const timer = setTimeout(() => finish(gotEnd ? 'TIMEOUT_CLOSE' : buf ? 'TIMEOUT_FIN' : s.connecting ? 'TIMEOUT_CONNECT' : 'TIMEOUT_REPLY'), timeoutMs);
+    s.on('connect', () => s.write('ping ' + n + '\n'));
+    s.on('data', (d) => { buf += d; if (buf.length > expect.length) finish('BAD_REPLY'); });
+    // The server answers and closes; allowHalfOpen is false, so node closes our side on its FIN.
+    s.on('end', () => { gotEnd = true; if (buf !== expect) finish(buf ? 'BAD_REPLY' : 'EOF_WITHOUT_REPLY'); });
+    s.on('error', (e) => finish(e.code || e.message));
+    s.on('close', (hadError) => finish(hadError ? 'CLOSED_WITH_ERROR' : gotEnd ? null : 'CLOSED_EARLY'));
+  });
+}
+async function worker() {
+  if (count) { while (started < count) await one(); return; }
+  while (performance.now() < deadline) await one();
+}
+await Promise.all(Array.from({ length: count ? 1 : parallel }, worker));
+const elapsed = (performance.now() - t0) / 1000;
+const cpu = process.cpuUsage(cpu0);
+lat.sort((a, b) => a - b);
+const pct = (p) => (lat.length ? Math.round(lat[Math.min(lat.length - 1, Math.floor((p / 100) * lat.length))] * 1000) / 1000 : null);
+const errorCount = Object.values(errors).reduce((a, b) => a + b, 0);
+process.stdout.write(JSON.stringify({
+  completed, errorCount, errors, firstErrors, seconds: elapsed, connsPerSec: completed / elapsed,
+  latencyMs: { p50: pct(50), p90: pct(90), p99: pct(99), max: lat.length ? Math.round(lat[lat.length - 1] * 1000) / 1000 : null },
+  perSecond, clientCpuPct: (100 * (cpu.user + cpu.system)) / 1e6 / elapsed,
+}) + '\n');
+process.exit(0);
+`;
+
+// ---- the container ---------------------------------------------------------------------------
+
+const pidEndpoint = (pid, ifname) => ({ pid, ifname, exec: (argv) => ['nsenter', '-t', String(pid), '-n', ...argv] });
+
+async function startContainer(scope, label) {
+  const holder = scope.proc(new Proc(label, CONTAINER_ARGV));
+  await holder.waitLine('stdout', (l) => l.trim() === 'ready', 10_000, '"ready"');
+  return holder;
+}
+
+// What the NAT configured: address, MTU, default route. An error if the route is not via 10.0.2.2.
+async function inspectContainer(ep) {
+  const addr = await run(ep.exec(['ip', '-4', '-o', 'addr', 'show', 'dev', ep.ifname]), { allowFail: true });
+  const link = await run(ep.exec(['ip', '-d', '-o', 'link', 'show', 'dev', ep.ifname]), { allowFail: true });
+  const route = await run(ep.exec(['ip', '-4', 'route', 'show', 'default']), { allowFail: true });
+  const address = addr.stdout.match(/inet (\S+)/)?.[1] ?? null;
+  const mtu = Number(link.stdout.match(/\bmtu (\d+)/)?.[1]) || null;
+  const kind = link.stdout.match(/\b(tun type tap|tun type tun|veth)\b/)?.[1] ?? (link.stdout ? 'other' : 'missing');
+  const gw = route.stdout.match(/default via (\S+)/)?.[1] ?? null;
+  if (!address || gw !== GATEWAY) {
+    throw new Error(`the container is not configured: ${ep.ifname} ${address ?? 'has no IPv4 address'}, ` +
+      `default route ${gw ? `via ${gw}` : 'missing'} (expected via ${GATEWAY})`);
+  }
+  return { ifname: ep.ifname, kind, address, mtu, gateway: gw };
+}
+
+// ---- the implementations ---------------------------------------------------------------------
+
+const IMPLS = {
+  slirp4netns: {
+    label: 'slirp4netns',
+    describe: (mtu) => `slirp4netns ${cmdline(SLIRP.args({ pid: 'PID', mtu, apiSocket: 'API.sock' }))} (as root; container: ${cmdline(CONTAINER_ARGV)})`,
+    async start() {
+      requireTools(['slirp4netns']);
+    },
+    async setup(scope, mtu, ctx) {
+      const dir = mkdtempSync(join(ctx.tmp, `slirp-${mtu}-`));
+      const holder = await startContainer(scope, 'container');
+      const argv = ['slirp4netns', ...SLIRP.args({ pid: holder.pid, mtu, apiSocket: join(dir, 'api.sock') })];
+      const nat = scope.proc(new Proc('slirp4netns', argv, { extraFds: 1 }));
+      await nat.waitReadyFd(3, SLIRP.readyTimeoutMs, 'ready fd "1"');
+      return { container: pidEndpoint(holder.pid, SLIRP.ifname), natPid: nat.pid, nat };
+    },
+  },
+
+  usernet: {
+    label: 'usernet',
+    describe: (mtu) => `node bin/usernet.js ${cmdline(USERNET.daemonArgs({ socket: 'S', stateDir: 'D', mtu }))}; ` +
+      `node bin/usernet.js ${cmdline(USERNET.attachArgs({ socket: 'S', pid: 'PID', name: 'c1', mtu }))} (as root; container: ${cmdline(CONTAINER_ARGV)})`,
+    async start() {
+      for (const f of [USERNET.bin, USERNET.built]) {
+        if (!existsSync(f)) throw new Error(`usernet is not built: ${relative(ROOT, f)} is missing (run \`npm install && npm run build\` in ${ROOT})`);
+      }
+    },
+    // A fresh daemon per MTU (the default network's MTU is a daemon flag).
+    async setup(scope, mtu, ctx) {
+      const dir = mkdtempSync(join(ctx.tmp, `usernet-${mtu}-`));
+      const socket = join(dir, 'usernet.sock');
+      const stateDir = join(dir, 'state');
+      mkdirSync(stateDir, { recursive: true });
+      const d = scope.proc(new Proc('usernet daemon', [process.execPath, USERNET.bin, ...USERNET.daemonArgs({ socket, stateDir, mtu })]));
+      await d.waitLine('stderr', (l) => { try { return USERNET.isReady(JSON.parse(l)); } catch { return false; } },
+        USERNET.daemonReadyTimeoutMs, 'ready log line');
+      const holder = await startContainer(scope, 'container');
+      const argv = [process.execPath, USERNET.bin, ...USERNET.attachArgs({ socket, pid: holder.pid, name: 'c1', mtu })];
+      try {
+        await run(argv, { timeoutMs: USERNET.attachTimeoutMs, label: 'usernet attach' });
+      } catch (err) {
+        throw new Error(`${err.message}${d.exitInfo ? `\nusernet daemon ${d.describeExit()}` : ''}\n  daemon log tail:\n${d.tail(10)}`);
+      }
+      return { container: pidEndpoint(holder.pid, USERNET.ifname), natPid: d.pid, nat: d };
+    },
+  },
+};
+
+// ---- workloads -------------------------------------------------------------------------------
+
+function cpuTicks(pid) {
+  if (!pid) return null;
+  try {
+    const stat = readFileSync(`/proc/${pid}/stat`, 'utf8');
+    const f = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
+    return Number(f[11]) + Number(f[12]); // utime + stime (fields 14, 15)
+  } catch { return null; }
+}
+const CLK_TCK = Number(spawnSync('getconf', ['CLK_TCK'], { encoding: 'utf8' }).stdout) || 100;
+
+// Measures the NAT process's CPU (% of one core) around fn().
+async function withNatCpu(natPid, fn) {
+  const t0 = cpuTicks(natPid);
+  const w0 = process.hrtime.bigint();
+  const r = await fn();
+  const wall = Number(process.hrtime.bigint() - w0) / 1e9;
+  const t1 = cpuTicks(natPid);
+  return { r, natCpuPct: t0 != null && t1 != null ? round((100 * (t1 - t0)) / CLK_TCK / wall, 0) : null };
+}
+
+const round = (x, d = 2) => (x == null || !Number.isFinite(x) ? null : Math.round(x * 10 ** d) / 10 ** d);
+
+// One iperf3 TCP test: server on the host's 127.0.0.1 (waits for "Server listening"), client in
+// the container to 10.0.2.2, JSON result; reverse = `-R` (the server sends).
+async function iperfTcp(topo, reverse) {
+  const scope = new Scope('iperf3');
+  try {
+    const port = await freePort();
+    const srv = scope.proc(new Proc('iperf3 server', ['iperf3', '-s', '-1', '--forceflush', '-B', HOST_ADDR, '-p', String(port)]));
+    await srv.waitLine('stdout', (l) => l.includes('Server listening'), 10_000, '"Server listening"');
+    const argv = topo.container.exec(['iperf3', '-c', GATEWAY, '-p', String(port), '-t', String(OPTS.time), '-J', '--connect-timeout', '5000',
+      ...(reverse ? ['-R'] : [])]);
+    const { r, natCpuPct } = await withNatCpu(topo.natPid, () => run(argv, { timeoutMs: (OPTS.time + 40) * 1000, allowFail: true, label: 'iperf3 client' }));
+    let json;
+    try { json = JSON.parse(r.stdout); } catch { throw new Error(`iperf3 client gave no JSON (status ${r.code}): ${firstLine(r.stderr || r.stdout)}`); }
+    if (json.error) throw new Error(`iperf3: ${json.error}`);
+    if (r.code !== 0) throw new Error(`iperf3 client exited with status ${r.code}`);
+    const rx = json.end.sum_received;
+    const tx = json.end.sum_sent;
+    if (!rx?.bytes) throw new Error(`TCP connected but no data arrived (${tx?.retransmits ?? '?'} retransmits)`);
+    return {
+      gbps: round(rx.bits_per_second / 1e9, 3),
+      seconds: round(rx.seconds, 2),
+      // Retransmits are counted by the sender: the container in the forward direction; in -R,
+      // iperf3 reports the server's (host loopback) count, which says little about the NAT.
+      retransmits: tx.retransmits ?? null,
+      natCpuPct,
+      cmd: cmdline(argv),
+    };
+  } finally {
+    await scope.close();
+  }
+}
+
+const tcpUp = (topo) => iperfTcp(topo, false);
+const tcpDown = (topo) => iperfTcp(topo, true);
+
+async function connClient(topo, ctx, { parallel, seconds, timeoutMs, count }) {
+  const argv = topo.container.exec([process.execPath, ctx.clientJs, GATEWAY, String(ctx.connPort), String(parallel), String(seconds), String(timeoutMs),
+    ...(count ? [String(count)] : [])]);
+  const r = await run(argv, { timeoutMs: (seconds + timeoutMs / 1000 + 30) * 1000, allowFail: true, label: 'conn client' });
+  try { return { ...JSON.parse(r.stdout.trim().split('\n').pop()), cmd: cmdline(argv) }; } catch {
+    throw new Error(`conn client gave no result (status ${r.code}): ${firstLine(r.stderr || r.stdout) || '(no output)'}`);
+  }
+}
+
+let statsSeq = 0;
+async function serverStats(srv) {
+  const tag = `s${++statsSeq}`;
+  srv.child.stdin.write(`stats ${tag}\n`);
+  const line = await srv.waitLine('stdout', (l) => l.includes(`"stats":"${tag}"`), 10_000, 'stats line');
+  return JSON.parse(line);
+}
+
+async function connRate(topo, ctx) {
+  const before = await serverStats(ctx.connServer);
+  const { r, natCpuPct } = await withNatCpu(topo.natPid, () => connClient(topo, ctx, { parallel: OPTS.parallel, seconds: OPTS.connTime, timeoutMs: 10_000 }));
+  const after = await serverStats(ctx.connServer);
+  // Sockets left in TIME_WAIT inside the container (the server closes first, so expect ~0).
+  const tw = await run(topo.container.exec(['ss', '-Htan', 'state', 'time-wait']), { allowFail: true, label: 'ss' });
+  const serverErrors = {};
+  for (const [k, v] of Object.entries(after.errors)) if (v - (before.errors[k] ?? 0)) serverErrors[k] = v - (before.errors[k] ?? 0);
+  const ps = r.perSecond.slice(0, Math.max(1, Math.floor(r.seconds))); // whole seconds only
+  return {
+    connsPerSec: round(r.connsPerSec, 0),
+    completed: r.completed,
+    errors: r.errorCount,
+    errorsByKind: r.errors,
+    firstErrors: r.firstErrors,
+    seconds: round(r.seconds, 2),
+    parallel: OPTS.parallel,
+    latencyMs: r.latencyMs,
+    perSecondMin: ps.length ? Math.min(...ps) : null,
+    perSecondMax: ps.length ? Math.max(...ps) : null,
+    perSecond: r.perSecond,
+    natCpuPct,
+    clientCpuPct: round(r.clientCpuPct, 0),
+    containerTimeWait: tw.code === 0 ? tw.stdout.split('\n').filter((l) => l.trim()).length : null,
+    server: {
+      cpuPct: round((100 * (after.cpuUs - before.cpuUs)) / 1e6 / r.seconds, 0),
+      accepted: after.accepted - before.accepted,
+      served: after.served - before.served,
+      badRequests: after.badRequests - before.badRequests,
+      errors: serverErrors,
+    },
+    cmd: r.cmd,
+  };
+}
+
+// Before measuring: one short TCP connection through the NAT, with a useful message if it fails.
+async function probe(topo, ctx, id) {
+  const r = await connClient(topo, ctx, { parallel: 1, seconds: 0, timeoutMs: 5000, count: 1 });
+  if (r.completed === 1) return;
+  const ping = await run(topo.container.exec(['ping', '-n', '-c', '1', '-w', '3', GATEWAY]), { allowFail: true, timeoutMs: 10_000, label: 'ping' });
+  const kinds = Object.keys(r.errors).join(', ') || 'no answer';
+  throw new Error(`no TCP connection from the container to ${GATEWAY}:${ctx.connPort} (the host's ${HOST_ADDR}:${ctx.connPort}): ${kinds}; ` +
+    `ping ${GATEWAY} ${ping.code === 0 ? 'answers' : 'gets no answer'}` +
+    (id === 'usernet' ? '. Is usernet\'s outbound NAT (10.0.2.2 -> host loopback) implemented and wired into the daemon yet?' : ''));
+}
+
+const WORKLOADS = [
+  { id: 'tcpUp', desc: 'TCP container->host', fn: tcpUp },
+  { id: 'tcpDown', desc: 'TCP host->container (-R)', fn: tcpDown },
+  { id: 'connRate', desc: 'connection rate', fn: connRate, mtu1500Only: true },
+];
+
+// Result keys: tcpUp1500, tcpDown1500, connRate, tcpUp<jumbo>, tcpDown<jumbo>.
+const resultKey = (w, mtu) => (w.mtu1500Only ? w.id : `${w.id}${mtu}`);
+
+async function runImpl(id, ctx) {
+  const impl = IMPLS[id];
+  const out = { label: impl.label, commands: Object.fromEntries(MTUS.map((m) => [m, impl.describe(m)])), container: {}, results: {} };
+  const planned = (mtu) => WORKLOADS.filter((w) => !w.mtu1500Only || mtu === 1500);
+  const failAll = (mtus, err) => { for (const m of mtus) for (const w of planned(m)) out.results[resultKey(w, m)] = { error: err.message, mtu: m }; };
+  try {
+    await impl.start();
+  } catch (err) {
+    await parkIfAborting();
+    failAll(MTUS, err);
+    warn(`${id}: ${err.message}`);
+    return out;
+  }
+  for (const mtu of MTUS) {
+    const scope = new Scope(`${id}@${mtu}`);
+    try {
+      info(`${id} @${mtu}: setting up`);
+      let topo;
+      try {
+        topo = await impl.setup(scope, mtu, ctx);
+        out.container[mtu] = await inspectContainer(topo.container);
+        info(`${id} @${mtu}: container ${out.container[mtu].ifname} ${out.container[mtu].address} mtu ${out.container[mtu].mtu} via ${GATEWAY}; probing TCP`);
+        await probe(topo, ctx, id);
+      } catch (err) {
+        await parkIfAborting();
+        failAll([mtu], err);
+        warn(`${id} @${mtu}: setup failed: ${err.message}`);
+        continue;
+      }
+      for (const w of planned(mtu)) {
+        const key = resultKey(w, mtu);
+        const secs = w.id === 'connRate' ? OPTS.connTime : OPTS.time;
+        info(`${id} @${mtu}: ${w.desc} for ${secs} s`);
+        try {
+          out.results[key] = { mtu, ...(await w.fn(topo, ctx)) };
+          info(`${id} @${mtu}: ${w.id} -> ${summary(out.results[key])}`);
+        } catch (err) {
+          await parkIfAborting();
+          out.results[key] = { error: err.message, mtu };
+          warn(`${id} @${mtu}: ${w.id} failed: ${err.message}`);
+        }
+        if (topo.nat.exitInfo) {
+          // The NAT died: nothing more can be measured in this topology.
+          const err = new Error(`${topo.nat.label} ${topo.nat.describeExit()}\n${topo.nat.tail(10)}`);
+          for (const rest of planned(mtu)) if (!out.results[resultKey(rest, mtu)]) out.results[resultKey(rest, mtu)] = { error: err.message, mtu };
+          warn(`${id} @${mtu}: ${err.message}`);
+          break;
+        }
+      }
+    } finally {
+      await scope.close();
+    }
+  }
+  return out;
+}
+
+function summary(r) {
+  const cpu = r.natCpuPct != null ? `, NAT process CPU ${r.natCpuPct}%` : '';
+  if (r.gbps != null) return `${r.gbps} Gbit/s (sender retransmits ${r.retransmits}${cpu})`;
+  if (r.connsPerSec != null) {
+    const l = r.latencyMs;
+    return `${r.connsPerSec} conn/s (${r.completed} in ${r.seconds} s, ${r.parallel} in flight), errors ${r.errors}` +
+      `${r.errors ? ` ${JSON.stringify(r.errorsByKind)}` : ''}; per second ${r.perSecondMin}..${r.perSecondMax}; ` +
+      `latency p50 ${l.p50} ms p99 ${l.p99} ms max ${l.max} ms${cpu}, client CPU ${r.clientCpuPct}%, server CPU ${r.server.cpuPct}%` +
+      `${r.containerTimeWait != null ? `; TIME_WAIT left in the container: ${r.containerTimeWait}` : ''}`;
+  }
+  return JSON.stringify(r);
+}
+
+// ---- report ----------------------------------------------------------------------------------
+
+function columns() {
+  const cols = [];
+  for (const mtu of MTUS) {
+    cols.push({ key: `tcpUp${mtu}`, head: `ctr->host Gbit/s @${mtu}`, field: 'gbps', digits: 2 });
+    cols.push({ key: `tcpDown${mtu}`, head: `-R host->ctr @${mtu}`, field: 'gbps', digits: 2 });
+  }
+  cols.push({ key: 'connRate', head: 'conn/s', field: 'connsPerSec', digits: 0 });
+  cols.push({ key: 'connRate', head: 'conn errors', field: 'errors', digits: 0, noRatio: true });
+  return cols;
+}
+
+function cell(r, key, digits) {
+  if (!r) return 'skipped';
+  if (r.error) return 'error';
+  return r[key] == null ? '-' : r[key].toFixed(digits);
+}
+
+function computeRatios(impls) {
+  if (!impls.usernet || !impls.slirp4netns) return {};
+  const u = impls.usernet.results;
+  const s = impls.slirp4netns.results;
+  const r = {};
+  for (const c of columns()) {
+    if (c.noRatio) continue;
+    const x = u[c.key]?.[c.field];
+    const y = s[c.key]?.[c.field];
+    r[c.key] = x != null && y ? round(x / y, 3) : null;
+  }
+  return { 'usernet/slirp4netns': r };
+}
+
+function table(report) {
+  const cols = columns();
+  const head = ['implementation', ...cols.map((c) => c.head)];
+  const rows = Object.values(report.implementations).map((p) => [p.label, ...cols.map((c) => cell(p.results[c.key], c.field, c.digits))]);
+  const fmt = (x) => (x == null ? '-' : `${x.toFixed(2)}x`);
+  for (const [name, r] of Object.entries(report.ratios)) rows.push([name, ...cols.map((c) => (c.noRatio ? '' : fmt(r[c.key])))]);
+  const widths = head.map((h, i) => Math.max(h.length, ...rows.map((r) => r[i].length)));
+  const line = (r) => r.map((c, i) => (i === 0 ? c.padEnd(widths[i]) : c.padStart(widths[i]))).join(' | ');
+  const sep = widths.map((w) => '-'.repeat(w)).join('-|-');
+  const n = Object.keys(report.implementations).length;
+  const body = rows.map(line);
+  if (rows.length > n) body.splice(n, 0, sep);
+  return [line(head), sep, ...body].join('\n');
+}
+
+// ---- main ------------------------------------------------------------------------------------
+
+async function main() {
+  process.on('SIGINT', () => abort('interrupted', 130));
+  process.on('SIGTERM', () => abort('terminated', 143));
+  process.on('SIGHUP', () => abort('hangup', 129));
+  let exitCode = 0;
+  const top = new Scope('main');
+  const tmp = mkdtempSync(join(tmpdir(), 'ubench-nat-'));
+  top.defer('remove temp dir', () => rmSync(tmp, { recursive: true, force: true }));
+  try {
+    await checkSandbox();
+    requireTools(['ip', 'ss', 'iperf3', 'ping', 'nsenter', 'unshare', 'getconf']);
+    info(`command: ${COMMAND}`);
+    const started = new Date();
+
+    // The connection-rate server, shared by every run: on 127.0.0.1 of the sandbox's root namespace.
+    const serverJs = join(tmp, 'conn-server.mjs');
+    const clientJs = join(tmp, 'conn-client.mjs');
+    writeFileSync(serverJs, CONN_SERVER_JS);
+    writeFileSync(clientJs, CONN_CLIENT_JS);
+    const connServer = top.proc(new Proc('conn server', [process.execPath, serverJs, HOST_ADDR], { stdin: 'pipe' }));
+    connServer.child.stdin.on('error', () => {});
+    const connPort = JSON.parse(await connServer.waitLine('stdout', (l) => l.startsWith('{"listening"'), 10_000, 'listening line')).listening;
+    const ctx = { tmp, clientJs, connServer, connPort };
+
+    const report = {
+      benchmark: 'nat-throughput',
+      date: started.toISOString(),
+      command: COMMAND,
+      cwd: process.cwd(),
+      options: { time: OPTS.time, connTime: OPTS.connTime, parallel: OPTS.parallel, only: OPTS.only, mtus: MTUS },
+      host: {
+        kernel: spawnSync('uname', ['-r'], { encoding: 'utf8' }).stdout.trim(),
+        cpus: cpus().length,
+        cpuModel: cpus()[0]?.model ?? null,
+        node: process.version,
+        iperf3: toolVersion(['iperf3', '--version'], /iperf (\S+)/),
+        slirp4netns: toolVersion(['slirp4netns', '--version'], /slirp4netns version (\S+)/),
+        libslirp: toolVersion(['slirp4netns', '--version'], /libslirp: (\S+)/),
+      },
+      path: `container (${CONTAINER_ARGV.slice(0, 4).join(' ')}) -> ${GATEWAY} -> host ${HOST_ADDR}; conn server ${HOST_ADDR}:${connPort}`,
+      implementations: {},
+      ratios: {},
+    };
+    for (const id of OPTS.only) {
+      info(`=== ${id}`);
+      report.implementations[id] = await runImpl(id, ctx);
+    }
+    await parkIfAborting();
+    report.ratios = computeRatios(report.implementations);
+    report.finished = new Date().toISOString();
+    const failed = Object.entries(report.implementations).flatMap(([id, p]) => Object.entries(p.results).filter(([, r]) => r.error).map(([w]) => `${id}/${w}`));
+    // "No refusals" is part of the requirement for usernet; slirp4netns's count is reported as measured.
+    const connErrors = Object.fromEntries(Object.entries(report.implementations).map(([id, p]) => [id, p.results.connRate?.errors ?? null]));
+    report.connErrors = connErrors;
+    if (connErrors.usernet) failed.push(`usernet/connRate (${connErrors.usernet} failed connections)`);
+    if (failed.length) { exitCode = 1; report.failed = failed; }
+
+    const resultsDir = join(ROOT, 'bench', 'results');
+    mkdirSync(resultsDir, { recursive: true });
+    const file = join(resultsDir, `nat-throughput-${started.toISOString().replace(/\..*$/, '').replace(/:/g, '-')}Z.json`);
+    writeFileSync(file, JSON.stringify(report, null, 2) + '\n');
+
+    if (OPTS.jsonOnly) {
+      process.stdout.write(JSON.stringify(report, null, 2) + '\n');
+    } else {
+      const out = [];
+      out.push('', `NAT throughput: container -> ${GATEWAY} -> host ${HOST_ADDR}; iperf3 ${report.host.iperf3}, ${OPTS.time} s per run, one stream, ` +
+        `receiver Gbit/s; connection rate ${OPTS.connTime} s, ${OPTS.parallel} in flight; ${report.host.cpus} CPUs, kernel ${report.host.kernel}`, '');
+      out.push(table(report), '');
+      for (const [id, p] of Object.entries(report.implementations)) {
+        out.push(`${id}: ${p.commands[1500]}`);
+        for (const [mtu, c] of Object.entries(p.container)) out.push(`  container @${mtu}: ${c.ifname} (${c.kind}) ${c.address} mtu ${c.mtu}, default via ${c.gateway}`);
+        for (const [w, r] of Object.entries(p.results)) {
+          if (r.error) out.push(`  ${w}: error: ${r.error.split('\n').join('\n    ')}`);
+          else out.push(`  ${w}: ${summary(r)}`);
+        }
+      }
+      out.push('');
+      for (const [id, n] of Object.entries(connErrors)) {
+        if (n != null) out.push(`no refused/failed connections: ${id} ${n === 0 ? 'yes' : `NO (${n}: ${JSON.stringify(report.implementations[id].results.connRate.errorsByKind)})`}`);
+      }
+      out.push('', `command: ${COMMAND}`, `results: ${relative(process.cwd(), file) || file}`, '');
+      process.stdout.write(out.join('\n'));
+    }
+    if (failed.length) warn(`failed: ${failed.join(', ')}`);
+  } catch (err) {
+    await parkIfAborting();
+    warn(`error: ${err.message}`);
+    exitCode = 1;
+  } finally {
+    await cleanupAll();
+    await top.close();
+  }
+  process.exit(exitCode);
+}
+
+// ---- entry: re-exec inside the sandbox, or run (last, so that every class above is defined) --
+
+if (process.env.USERNET_SANDBOX !== '1' && process.env.NETSANDBOX !== '1') {
+  if (!existsSync(SANDBOX_WRAPPER)) {
+    process.stderr.write(`nat-throughput: not inside a network sandbox and ${relative(process.cwd(), SANDBOX_WRAPPER)} is missing.\n` +
+      `Run it inside one, e.g.: ../shared/tools/netsandbox ${COMMAND}\n`);
+    process.exit(2);
+  }
+  let executable = true;
+  try { accessSync(SANDBOX_WRAPPER, fsc.X_OK); } catch { executable = false; }
+  const argv = [process.execPath, ...process.execArgv, SCRIPT, ...process.argv.slice(2)];
+  const child = executable ? spawn(SANDBOX_WRAPPER, argv, { stdio: 'inherit' }) : spawn('bash', [SANDBOX_WRAPPER, ...argv], { stdio: 'inherit' });
+  // Ctrl-C reaches the whole foreground process group (the inner script cleans up); forward
+  // signals sent to this process alone. The inner script tolerates getting one twice.
+  for (const sig of ['SIGINT', 'SIGTERM', 'SIGHUP']) process.on(sig, () => { try { child.kill(sig); } catch {} });
+  child.on('error', (err) => { process.stderr.write(`nat-throughput: cannot run ${SANDBOX_WRAPPER}: ${err.message}\n`); process.exit(2); });
+  child.on('exit', (code, sig) => process.exit(code ?? (sig ? 128 + (signalNumber(sig) ?? 1) : 1)));
+} else {
+  main();
+}

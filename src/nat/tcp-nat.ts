@@ -1,0 +1,506 @@
+/**
+ * TCP through the NAT: each container connection is a TcpFlow (the container-facing endpoint)
+ * joined to a host `net.Socket` (the real TCP, done by the host kernel), with a conntrack entry.
+ *
+ *   container SYN ──▶ conntrack entry (SYN_SENT) + net.connect(destination)
+ *        host 'connect' ──▶ SYN-ACK to the container      'error' ──▶ RST / ICMP unreachable
+ *   container data ──▶ socket.write()          socket 'data' ──▶ GSO segments to the container
+ *   FIN / RST either way ──▶ end() / resetAndDestroy()  or  FIN / RST to the container
+ *
+ * Segments to the container are built as one frame each, up to 64 KiB, with a virtio-net header
+ * (GSO TCPv4, gso_size = the container's MSS, partial checksum): the container's TAP takes them
+ * whole, and for a port without offloads the switch segments them in software.
+ */
+import { connect, type Socket } from 'node:net';
+import type { Logger } from 'pino';
+import type { GatewayPort } from '../gateway/gateway.js';
+import { pseudoHeaderSumV4, checksum } from '../packet/checksum.js';
+import { ETH_HLEN, ETH_P_IPV4, writeEthernetHeader } from '../packet/ethernet.js';
+import { ICMP_DEST_UNREACH, ICMP_UNREACH_ADMIN_PROHIBITED, ICMP_UNREACH_HOST, ICMP_UNREACH_NET } from '../packet/icmp.js';
+import { IPPROTO_TCP, IPV4_FLAG_DF, IPV4_MIN_HLEN } from '../packet/ipv4.js';
+import { ipv4ToString } from '../packet/ip-address.js';
+import { TCP_ACK, TCP_FIN, TCP_RST, TCP_SYN, TcpOptions, TcpView } from '../packet/tcp.js';
+import { VNET_F_NEEDS_CSUM, VNET_GSO_NONE, VNET_GSO_TCPV4, VNET_HDR_LEN, writeVnetHeader } from '../packet/virtio-net.js';
+import { ParseStatus } from '../packet/status.js';
+import {
+  Conntrack,
+  PROTO_TCP,
+  TCP_CLOSE,
+  TCP_CLOSE_WAIT,
+  TCP_ESTABLISHED,
+  TCP_FIN_WAIT,
+  TCP_LAST_ACK,
+  TCP_SYN_RECV,
+  TCP_SYN_SENT,
+  TCP_TIME_WAIT,
+  type ConntrackEntry,
+} from './conntrack.js';
+import { FLOW_CLOSED, FLOW_CONNECTING, FLOW_TIME_WAIT, TcpFlow, type TcpFlowHost, type TcpFlowWire } from './tcp-flow.js';
+
+/** How long a host connect may take before the container gets "host unreachable". */
+export const CONNECT_TIMEOUT_MS = 30_000;
+const TIMER_INTERVAL_MS = 50;
+const OUT_SIZE = 65536 + 256;
+/** The MSS we advertise: the gateway port takes frames up to 64 KiB. */
+const OUR_MSS = 65495 - 40;
+
+const STATE_BY_NAME: Record<string, number> = {
+  SYN_SENT: TCP_SYN_SENT,
+  SYN_RECV: TCP_SYN_RECV,
+  ESTABLISHED: TCP_ESTABLISHED,
+  FIN_WAIT: TCP_FIN_WAIT,
+  CLOSE_WAIT: TCP_CLOSE_WAIT,
+  LAST_ACK: TCP_LAST_ACK,
+  TIME_WAIT: TCP_TIME_WAIT,
+  CLOSE: TCP_CLOSE,
+};
+
+/** Where a container's connection goes on the host, and how it looks to the container. */
+export interface TcpTarget {
+  /** Host-side destination. */
+  host: string;
+  port: number;
+  /** Local address for the host socket (--outbound-addr), or undefined. */
+  localAddress?: string;
+}
+
+export interface TcpNatStats {
+  syns: number;
+  connected: number;
+  refused: number;
+  unreachable: number;
+  timeouts: number;
+  resetsToContainer: number;
+  resetsToHost: number;
+  limitRefusals: number;
+  fdExhausted: number;
+  unknownFlowResets: number;
+  badSegments: number;
+  badChecksums: number;
+}
+
+/** One NAT'ed TCP connection. */
+export class TcpNatFlow implements TcpFlowHost {
+  socket: Socket | null = null;
+  flow!: TcpFlow;
+  entry: ConntrackEntry | null = null;
+  connectTimer: NodeJS.Timeout | null = null;
+  ipId = 0;
+  constructor(
+    readonly gw: GatewayPort,
+    readonly containerMac: number,
+    readonly containerIp: number,
+    readonly containerPort: number,
+    /** The destination as the container sees it (replies come from there). */
+    readonly remoteIp: number,
+    readonly remotePort: number,
+    /** The container's SYN, quoted in ICMP errors about it (IP header + 8 bytes). */
+    readonly synQuote: Buffer,
+  ) {}
+
+  write(data: Buffer): boolean {
+    return this.socket ? this.socket.write(data) : false;
+  }
+  end(): void {
+    this.socket?.end();
+  }
+  reset(): void {
+    const s = this.socket;
+    this.socket = null;
+    if (s && !s.destroyed) s.resetAndDestroy();
+  }
+  pause(): void {
+    this.socket?.pause();
+  }
+  resume(): void {
+    this.socket?.resume();
+  }
+  get writableLength(): number {
+    return this.socket ? this.socket.writableLength : 0;
+  }
+}
+
+export class TcpNat implements TcpFlowWire {
+  readonly stats: TcpNatStats = {
+    syns: 0,
+    connected: 0,
+    refused: 0,
+    unreachable: 0,
+    timeouts: 0,
+    resetsToContainer: 0,
+    resetsToHost: 0,
+    limitRefusals: 0,
+    fdExhausted: 0,
+    unknownFlowResets: 0,
+    badSegments: 0,
+    badChecksums: 0,
+  };
+  private readonly tcp = new TcpView();
+  private readonly opts = new TcpOptions();
+  private readonly out = Buffer.allocUnsafeSlow(OUT_SIZE);
+  private readonly outDv = new DataView(this.out.buffer, this.out.byteOffset, OUT_SIZE);
+  private readonly flows = new Set<TcpNatFlow>();
+  private timer: NodeJS.Timeout | null = null;
+  private lastFdLog = 0;
+
+  constructor(
+    private readonly ct: Conntrack,
+    private readonly log: Logger,
+    private readonly clock: () => number = () => performance.now(),
+  ) {}
+
+  /**
+   * A TCP segment from a container to `remoteIp:remotePort` (as the container addressed it),
+   * carried on the host to `target` (null: no such route; the segment is answered with a reset).
+   * `seg` covers the TCP header and payload inside `buf`.
+   */
+  segmentFromContainer(
+    gw: GatewayPort,
+    buf: Uint8Array,
+    dv: DataView,
+    ipOff: number,
+    tcpOff: number,
+    tcpLen: number,
+    containerMac: number,
+    containerIp: number,
+    remoteIp: number,
+    target: () => TcpTarget | null,
+    container: string,
+  ): void {
+    const t = this.tcp;
+    if (t.bind(dv, tcpOff, tcpLen) !== ParseStatus.OK) {
+      this.stats.badSegments++;
+      return;
+    }
+    const flags = t.flags;
+    // Nonsense flag combinations are dropped before they touch any state.
+    if ((flags & (TCP_SYN | TCP_FIN)) === (TCP_SYN | TCP_FIN) || (flags & (TCP_SYN | TCP_RST)) === (TCP_SYN | TCP_RST) || (flags & 0x3f) === 0) {
+      this.stats.badSegments++;
+      return;
+    }
+    const sport = t.srcPort;
+    const dport = t.dstPort;
+    const now = this.clock();
+    let entry = this.ct.findOriginal(PROTO_TCP, containerIp, sport, remoteIp, dport);
+    let nf = entry ? (entry.owner as TcpNatFlow | null) : null;
+    if (entry && nf && nf.flow.state === FLOW_TIME_WAIT && (flags & TCP_SYN) !== 0 && (flags & TCP_ACK) === 0) {
+      // A new connection on the tuple of one in TIME_WAIT replaces it.
+      this.ct.remove(entry, 'replaced');
+      entry = undefined;
+      nf = null;
+    }
+    if (!entry || !nf) {
+      if ((flags & TCP_SYN) === 0 || (flags & TCP_ACK) !== 0) {
+        // Not the start of a connection and no flow (a daemon restart, say): reset at once.
+        if ((flags & TCP_RST) === 0) {
+          this.stats.unknownFlowResets++;
+          const len = t.payloadLength + ((flags & TCP_FIN) !== 0 ? 1 : 0);
+          if ((flags & TCP_ACK) !== 0) this.sendRawRst(gw, containerMac, remoteIp, containerIp, dport, sport, t.ack, 0, TCP_RST);
+          else this.sendRawRst(gw, containerMac, remoteIp, containerIp, dport, sport, 0, (t.seq + len) >>> 0, TCP_RST | TCP_ACK);
+        }
+        return;
+      }
+      this.newConnection(gw, buf, dv, ipOff, containerMac, containerIp, sport, remoteIp, dport, target(), container, now);
+      return;
+    }
+    this.ct.touch(entry, 0, tcpLen);
+    nf.flow.segment(flags, t.seq, t.ack, t.window, buf, t.payloadOffset, t.payloadLength, now);
+  }
+
+  private newConnection(
+    gw: GatewayPort,
+    buf: Uint8Array,
+    dv: DataView,
+    ipOff: number,
+    cMac: number,
+    cIp: number,
+    cPort: number,
+    rIp: number,
+    rPort: number,
+    target: TcpTarget | null,
+    container: string,
+    now: number,
+  ): void {
+    const t = this.tcp;
+    this.stats.syns++;
+    const ihl = (buf[ipOff] & 15) * 4;
+    const quote = Buffer.from(buf.subarray(ipOff, ipOff + Math.min(ihl + 8, dv.getUint16(ipOff + 2))));
+    if (target === null) {
+      this.stats.refused++;
+      this.sendRawRst(gw, cMac, rIp, cIp, rPort, cPort, 0, (t.seq + 1) >>> 0, TCP_RST | TCP_ACK);
+      return;
+    }
+    t.readOptions(this.opts);
+    const nf = new TcpNatFlow(gw, cMac, cIp, cPort, rIp, rPort, quote);
+    const added = this.ct.add({
+      proto: PROTO_TCP,
+      origSrc: cIp,
+      origSport: cPort,
+      origDst: rIp,
+      origDport: rPort,
+      replySrc: rIp,
+      replySport: rPort,
+      replyDst: 0,
+      replyDport: 0,
+      container,
+      owner: nf,
+      state: TCP_SYN_SENT,
+    });
+    if (!('id' in added)) {
+      this.stats.limitRefusals++;
+      this.log.warn({ container, reason: added.refused }, 'conntrack full: new TCP connection refused (reset)');
+      this.sendRawRst(gw, cMac, rIp, cIp, rPort, cPort, 0, (t.seq + 1) >>> 0, TCP_RST | TCP_ACK);
+      return;
+    }
+    nf.entry = added;
+    nf.flow = new TcpFlow(nf, this, { seq: t.seq, window: t.window, mss: this.opts.mss, wscale: this.opts.windowScale }, randomIss(), now);
+    this.flows.add(nf);
+    this.ensureTimer();
+    let socket: Socket;
+    try {
+      socket = connect({ host: target.host, port: target.port, allowHalfOpen: true, noDelay: true, ...(target.localAddress ? { localAddress: target.localAddress } : {}) });
+    } catch (err) {
+      this.connectFailed(nf, err as NodeJS.ErrnoException);
+      return;
+    }
+    nf.socket = socket;
+    nf.connectTimer = setTimeout(() => {
+      this.stats.timeouts++;
+      this.connectFailed(nf, Object.assign(new Error('connect timeout'), { code: 'ETIMEDOUT' }));
+    }, CONNECT_TIMEOUT_MS);
+    nf.connectTimer.unref();
+    socket.once('connect', () => {
+      if (nf.connectTimer) clearTimeout(nf.connectTimer);
+      nf.connectTimer = null;
+      this.stats.connected++;
+      if (nf.entry) this.ct.setReply(nf.entry, ipToNumber(socket.localAddress), socket.localPort ?? 0);
+      nf.flow.hostConnected(this.clock());
+    });
+    socket.on('data', (data: Buffer) => {
+      if (nf.entry) {
+        this.ct.touch(nf.entry, 1, data.length);
+        this.ct.markReply(nf.entry);
+      }
+      nf.flow.hostData(data, this.clock());
+    });
+    socket.on('end', () => nf.flow.hostEnd(this.clock()));
+    socket.on('drain', () => nf.flow.hostDrain(this.clock()));
+    socket.on('error', (err: NodeJS.ErrnoException) => {
+      if (nf.flow.state === FLOW_CONNECTING) this.connectFailed(nf, err);
+      else {
+        this.stats.resetsToContainer++;
+        nf.socket = null;
+        nf.flow.hostReset(this.clock(), `host socket: ${err.code ?? err.message}`);
+      }
+    });
+    socket.on('close', () => {
+      if (nf.socket === socket) nf.socket = null;
+      // A socket that closed without an error after both sides finished is a normal end; one
+      // that closed otherwise (destroyed under us) resets the container's side.
+      if (nf.flow.state !== FLOW_CLOSED && nf.flow.state !== FLOW_TIME_WAIT && !(nf.flow.hostEnded && nf.flow.containerFin)) {
+        nf.flow.hostReset(this.clock(), 'host socket closed');
+      }
+    });
+  }
+
+  /** The host connect failed: RST for a refusal, ICMP unreachable for no route or a timeout. */
+  private connectFailed(nf: TcpNatFlow, err: NodeJS.ErrnoException): void {
+    if (nf.connectTimer) clearTimeout(nf.connectTimer);
+    nf.connectTimer = null;
+    const s = nf.socket;
+    nf.socket = null;
+    if (s && !s.destroyed) s.destroy();
+    if (nf.flow.state !== FLOW_CONNECTING) return;
+    const code = err.code ?? '';
+    const gw = nf.gw;
+    if (code === 'EMFILE' || code === 'ENFILE') {
+      this.stats.fdExhausted++;
+      const now = Date.now();
+      if (now - this.lastFdLog > 10_000) {
+        this.lastFdLog = now;
+        this.log.error('out of file descriptors: new connections are refused (administratively prohibited) until some close');
+      }
+      gw.sendIcmpError(nf.containerMac, nf.containerIp, gw.ip, ICMP_DEST_UNREACH, ICMP_UNREACH_ADMIN_PROHIBITED, 0, nf.synQuote, nf.synQuote.length);
+    } else if (code === 'ECONNREFUSED') {
+      this.stats.refused++;
+      this.sendRawRst(gw, nf.containerMac, nf.remoteIp, nf.containerIp, nf.remotePort, nf.containerPort, 0, (nf.flow.irs + 1) >>> 0, TCP_RST | TCP_ACK);
+    } else {
+      this.stats.unreachable++;
+      const icmpCode = code === 'ENETUNREACH' || code === 'EINVAL' || code === 'EADDRNOTAVAIL' ? ICMP_UNREACH_NET : ICMP_UNREACH_HOST;
+      gw.sendIcmpError(nf.containerMac, nf.containerIp, gw.ip, ICMP_DEST_UNREACH, icmpCode, 0, nf.synQuote, nf.synQuote.length);
+    }
+    nf.flow.close(`connect failed: ${code || err.message}`);
+  }
+
+  // ------------------------------------------------------------------------------------------
+  // TcpFlowWire: frames towards the container
+  // ------------------------------------------------------------------------------------------
+
+  segment(flow: TcpFlow, flags: number, seq: number, ack: number, window: number, payloadOffset: number, payloadLength: number, synOptions: boolean): void {
+    const nf = flow.host as TcpNatFlow;
+    if ((flags & TCP_RST) !== 0) this.stats.resetsToContainer++;
+    const o = this.out;
+    const dv = this.outDv;
+    const optLen = synOptions ? (flow.rcvWscale > 0 ? 8 : 4) : 0;
+    const tcpHl = 20 + optLen;
+    const eth = VNET_HDR_LEN;
+    const ip = eth + ETH_HLEN;
+    const tcp = ip + IPV4_MIN_HLEN;
+    const total = IPV4_MIN_HLEN + tcpHl + payloadLength;
+    const gso = payloadLength > flow.mss;
+    writeVnetHeader(dv, 0, VNET_F_NEEDS_CSUM, gso ? VNET_GSO_TCPV4 : VNET_GSO_NONE, ETH_HLEN + IPV4_MIN_HLEN + tcpHl, gso ? flow.mss : 0, ETH_HLEN + IPV4_MIN_HLEN, 16);
+    writeEthernetHeader(dv, eth, nf.containerMac, nf.gw.mac, ETH_P_IPV4);
+    dv.setUint8(ip, 0x45);
+    dv.setUint8(ip + 1, 0);
+    dv.setUint16(ip + 2, total);
+    nf.ipId = (nf.ipId + 1) & 0xffff;
+    dv.setUint16(ip + 4, nf.ipId);
+    dv.setUint16(ip + 6, IPV4_FLAG_DF);
+    dv.setUint8(ip + 8, 64);
+    dv.setUint8(ip + 9, IPPROTO_TCP);
+    dv.setUint16(ip + 10, 0);
+    dv.setUint32(ip + 12, nf.remoteIp);
+    dv.setUint32(ip + 16, nf.containerIp);
+    dv.setUint16(ip + 10, checksum(dv, ip, IPV4_MIN_HLEN));
+    dv.setUint16(tcp, nf.remotePort);
+    dv.setUint16(tcp + 2, nf.containerPort);
+    dv.setUint32(tcp + 4, seq >>> 0);
+    dv.setUint32(tcp + 8, (flags & TCP_ACK) !== 0 ? ack >>> 0 : 0);
+    dv.setUint8(tcp + 12, (tcpHl / 4) << 4);
+    dv.setUint8(tcp + 13, flags);
+    dv.setUint16(tcp + 14, window);
+    dv.setUint16(tcp + 18, 0);
+    if (synOptions) {
+      dv.setUint8(tcp + 20, 2);
+      dv.setUint8(tcp + 21, 4);
+      dv.setUint16(tcp + 22, OUR_MSS);
+      if (flow.rcvWscale > 0) {
+        dv.setUint8(tcp + 24, 1); // NOP
+        dv.setUint8(tcp + 25, 3);
+        dv.setUint8(tcp + 26, 3);
+        dv.setUint8(tcp + 27, flow.rcvWscale);
+      }
+    }
+    if (payloadLength > 0) flow.copyPayload(payloadOffset, payloadLength, o, tcp + tcpHl);
+    // Partial checksum: the pseudo-header sum; the receiving kernel (or the switch) finishes it.
+    dv.setUint16(tcp + 16, pseudoHeaderSumV4(nf.remoteIp, nf.containerIp, IPPROTO_TCP, tcpHl + payloadLength));
+    nf.gw.emitVnet(o, dv, 0, ETH_HLEN + total);
+  }
+
+  stateChanged(flow: TcpFlow): void {
+    const nf = flow.host as TcpNatFlow;
+    const e = nf.entry;
+    if (flow.state === FLOW_CLOSED) {
+      this.flows.delete(nf);
+      nf.reset();
+      if (e) {
+        nf.entry = null;
+        this.ct.remove(e, flow.closeReason || 'closed');
+      }
+      return;
+    }
+    if (flow.state === FLOW_TIME_WAIT) {
+      // Nothing left to carry: the socket goes, the entry stays (no socket) until it times out.
+      this.flows.delete(nf);
+      const s = nf.socket;
+      nf.socket = null;
+      if (s && !s.destroyed) s.destroy();
+    }
+    if (e) this.ct.setState(e, STATE_BY_NAME[flow.conntrackState()] ?? TCP_ESTABLISHED);
+  }
+
+  /** Conntrack removed the entry (timeout, flush, container gone): end the flow both ways. */
+  entryRemoved(e: ConntrackEntry, reason: string): void {
+    const nf = e.owner as TcpNatFlow | null;
+    if (!nf || nf.entry !== e) return;
+    nf.entry = null;
+    this.flows.delete(nf);
+    if (nf.connectTimer) clearTimeout(nf.connectTimer);
+    if (nf.flow && nf.flow.state !== FLOW_CLOSED && nf.flow.state !== FLOW_TIME_WAIT) {
+      // The peer on the host side sees a reset; the container too, unless it is gone.
+      if (nf.socket) this.stats.resetsToHost++;
+      nf.reset();
+      if (reason !== 'container gone') nf.flow.hostReset(this.clock(), reason);
+      else nf.flow.close(reason);
+    } else {
+      nf.reset();
+    }
+  }
+
+  /** A reset built from scratch (no flow): refused connections, unknown flows. */
+  private sendRawRst(gw: GatewayPort, cMac: number, srcIp: number, dstIp: number, sport: number, dport: number, seq: number, ack: number, flags: number): void {
+    const dv = this.outDv;
+    const eth = VNET_HDR_LEN;
+    const ip = eth + ETH_HLEN;
+    const tcp = ip + IPV4_MIN_HLEN;
+    writeVnetHeader(dv, 0, VNET_F_NEEDS_CSUM, VNET_GSO_NONE, ETH_HLEN + 40, 0, ETH_HLEN + IPV4_MIN_HLEN, 16);
+    writeEthernetHeader(dv, eth, cMac, gw.mac, ETH_P_IPV4);
+    dv.setUint8(ip, 0x45);
+    dv.setUint8(ip + 1, 0);
+    dv.setUint16(ip + 2, 40);
+    dv.setUint16(ip + 4, 0);
+    dv.setUint16(ip + 6, IPV4_FLAG_DF);
+    dv.setUint8(ip + 8, 64);
+    dv.setUint8(ip + 9, IPPROTO_TCP);
+    dv.setUint16(ip + 10, 0);
+    dv.setUint32(ip + 12, srcIp);
+    dv.setUint32(ip + 16, dstIp);
+    dv.setUint16(ip + 10, checksum(dv, ip, IPV4_MIN_HLEN));
+    dv.setUint16(tcp, sport);
+    dv.setUint16(tcp + 2, dport);
+    dv.setUint32(tcp + 4, seq >>> 0);
+    dv.setUint32(tcp + 8, ack >>> 0);
+    dv.setUint8(tcp + 12, 5 << 4);
+    dv.setUint8(tcp + 13, flags);
+    dv.setUint16(tcp + 14, 0);
+    dv.setUint16(tcp + 18, 0);
+    dv.setUint16(tcp + 16, pseudoHeaderSumV4(srcIp, dstIp, IPPROTO_TCP, 20));
+    this.stats.resetsToContainer++;
+    gw.emitVnet(this.out, dv, 0, ETH_HLEN + 40);
+  }
+
+  private ensureTimer(): void {
+    if (this.timer) return;
+    this.timer = setInterval(() => this.tick(), TIMER_INTERVAL_MS);
+    this.timer.unref();
+  }
+
+  private tick(): void {
+    if (this.flows.size === 0) {
+      if (this.timer) clearInterval(this.timer);
+      this.timer = null;
+      return;
+    }
+    const now = this.clock();
+    for (const nf of this.flows) {
+      const f = nf.flow;
+      if ((f.rtoAt !== 0 && now >= f.rtoAt) || (f.persistAt !== 0 && now >= f.persistAt)) f.tick(now);
+    }
+  }
+
+  /** Number of live flows (with a socket or connecting). */
+  get active(): number {
+    return this.flows.size;
+  }
+
+  close(): void {
+    if (this.timer) clearInterval(this.timer);
+    this.timer = null;
+    for (const nf of [...this.flows]) nf.reset();
+    this.flows.clear();
+  }
+}
+
+function randomIss(): number {
+  return (Math.random() * 0x100000000) >>> 0;
+}
+
+/** A host socket's local address (IPv4, or IPv4-mapped IPv6) as uint32; 0 if unknown. */
+export function ipToNumber(address: string | undefined): number {
+  if (!address) return 0;
+  const a = address.startsWith('::ffff:') ? address.slice(7) : address;
+  const m = /^(\d+)\.(\d+)\.(\d+)\.(\d+)$/.exec(a);
+  return m ? ((Number(m[1]) << 24) | (Number(m[2]) << 16) | (Number(m[3]) << 8) | Number(m[4])) >>> 0 : 0;
+}
+
+export { ipv4ToString };
