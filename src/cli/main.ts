@@ -13,7 +13,7 @@ import { parseUpstream } from '../control/resolv.js';
 import { checkDomain, validateNetworkSpec, type NetworkSpec } from '../gateway/network.js';
 import { toUsernetError, UsernetError } from '../errors.js';
 import { IFNAME_PATTERN, NAME_PATTERN } from '../control/validate.js';
-import { parseIpv4Cidr } from '../packet/ip-address.js';
+import { parseIpv4, parseIpv4Cidr } from '../packet/ip-address.js';
 import { parseMac } from '../packet/mac.js';
 import { boolFlag, intFlag, parse, stringFlag, UsageError } from './args.js';
 import { formatFdb, formatNetworks, formatPorts, type NetworkInfo } from './format.js';
@@ -32,6 +32,7 @@ Commands:
   ports      list ports and their counters
   fdb        show the MAC table (like "bridge fdb show")
   capture    write the frames crossing a port to a pcap file
+  conntrack  list (-L) or flush (-F) the NAT's connection tracking table
   status     show the daemon's status
   demo       two rootless containers ping each other through usernet
 
@@ -62,7 +63,16 @@ Options:
   --dns-search DOMAIN   search domain(s) for DHCP and --resolv-conf, repeatable or
                         comma-separated (default: the search line of /etc/resolv.conf)
   --disable-dns         no DNS forwarder on the default network
-  --lease-time SEC      DHCP lease time on the default network (default 3600)`,
+  --lease-time SEC      DHCP lease time on the default network (default 3600)
+  --disable-host-loopback
+                        on the default network, 10.0.2.2 does not lead to the host's loopback
+                        (connections to it get "network unreachable")
+  --outbound-addr IP    host address the NAT's connections come from
+  --udp-filtering address-dependent|endpoint-independent
+                        who may answer a container's UDP mapping (default address-dependent)
+  --conntrack-max N     NAT flows at most (default 65536)
+  --conntrack-max-per-container N
+                        NAT flows per container at most (default 8192)`,
   attach: `Usage: usernet attach (--pid PID | --netns PATH [--userns PATH]) [OPTIONS]
 
 Creates a TAP interface inside the container's network namespace (joining its user namespace,
@@ -109,6 +119,13 @@ Options:
   -w, --write FILE   pcap file to write ("-" for stdout)
   -c, --count N      stop after N frames`,
   status: `Usage: usernet status [--json]`,
+  conntrack: `Usage: usernet conntrack -L [-p tcp|udp|icmp] [--src IP] [--dst IP] [--json]
+       usernet conntrack -F
+
+The NAT's connection tracking table, in the format of conntrack-tools' "conntrack -L": protocol,
+seconds left, TCP state, the original tuple (container side), [UNREPLIED], the reply tuple (its
+destination is the NAT mapping on the host), [ASSURED]. --src/--dst filter on the original tuple.
+-F flushes: every flow ends (TCP peers are reset, host sockets closed).`,
   demo: `Usage: usernet demo
 
 Builds two rootless containers (unshare --user --map-root-user --net), starts a daemon on a
@@ -153,6 +170,11 @@ async function cmdDaemon(args: string[]): Promise<number> {
     'dns-search': { type: 'string', multiple: true },
     'disable-dns': { type: 'boolean' },
     'lease-time': { type: 'string' },
+    'disable-host-loopback': { type: 'boolean' },
+    'outbound-addr': { type: 'string' },
+    'udp-filtering': { type: 'string' },
+    'conntrack-max': { type: 'string' },
+    'conntrack-max-per-container': { type: 'string' },
   });
   if (values.help) return help('daemon');
   const level = stringFlag(values['log-level']) ?? 'info';
@@ -165,6 +187,14 @@ async function cmdDaemon(args: string[]): Promise<number> {
   const fdbMax = intFlag('daemon', 'fdb-max', values['fdb-max'], 1, 1_000_000) ?? 8192;
   const mtu = intFlag('daemon', 'mtu', values.mtu, 576, 65521) ?? 1500;
   const leaseTime = intFlag('daemon', 'lease-time', values['lease-time'], 60, 2 ** 31 - 1);
+  const outboundAddr = stringFlag(values['outbound-addr']);
+  if (outboundAddr !== undefined) checkValue('daemon', () => parseIpv4(outboundAddr));
+  const udpFiltering = stringFlag(values['udp-filtering']) ?? 'address-dependent';
+  if (udpFiltering !== 'address-dependent' && udpFiltering !== 'endpoint-independent') {
+    throw new UsageError(`daemon: --udp-filtering must be address-dependent or endpoint-independent, not "${udpFiltering}"`);
+  }
+  const conntrackMax = intFlag('daemon', 'conntrack-max', values['conntrack-max'], 16, 10_000_000);
+  const conntrackMaxPerContainer = intFlag('daemon', 'conntrack-max-per-container', values['conntrack-max-per-container'], 1, 10_000_000);
   const icc = boolFlag('daemon', 'icc', values.icc) ?? true;
   const offloads = boolFlag('daemon', 'offload', values.offload) ?? true;
   const dnsUpstream = splitList(values['dns-upstream'] as string[] | undefined) ?? [];
@@ -180,7 +210,12 @@ async function cmdDaemon(args: string[]): Promise<number> {
   else ensureDir(socketDir(socketPath));
   ensureDir(stateDir);
   const daemon = new Daemon(
-    { socketPath, stateDir, ageingTimeMs: ageing * 1000, fdbMaxEntries: fdbMax, defaultMtu: mtu, icc, offloads, dnsUpstream, dnsSearch, disableDns: values['disable-dns'] === true, ...(leaseTime !== undefined ? { leaseTime } : {}) },
+    { socketPath, stateDir, ageingTimeMs: ageing * 1000, fdbMaxEntries: fdbMax, defaultMtu: mtu, icc, offloads, dnsUpstream, dnsSearch, disableDns: values['disable-dns'] === true, ...(leaseTime !== undefined ? { leaseTime } : {}),
+      disableHostLoopback: values['disable-host-loopback'] === true,
+      ...(outboundAddr !== undefined ? { outboundAddr } : {}),
+      udpFiltering: udpFiltering as 'address-dependent' | 'endpoint-independent',
+      ...(conntrackMax !== undefined ? { conntrackMax } : {}),
+      ...(conntrackMaxPerContainer !== undefined ? { conntrackMaxPerContainer } : {}) },
     log,
   );
 
@@ -300,7 +335,50 @@ create options:
   --dns-search DOMAIN  search domains (repeatable or comma-separated; default: the daemon's)
   --dns-upstream IP[:PORT]  resolvers for this network (repeatable; default: the daemon's)
   --disable-dns        no DNS forwarder on this network
-  --lease-time SEC     DHCP lease time (default 3600)`;
+  --lease-time SEC     DHCP lease time (default 3600)
+  --disable-host-loopback  the gateway address does not lead to the host's loopback`;
+
+async function cmdConntrack(args: string[]): Promise<number> {
+  const { values } = parse('conntrack', args, {
+    ...SOCKET_OPTION,
+    ...HELP_OPTION,
+    list: { type: 'boolean', short: 'L' },
+    flush: { type: 'boolean', short: 'F' },
+    proto: { type: 'string', short: 'p' },
+    src: { type: 'string', short: 's' },
+    dst: { type: 'string', short: 'd' },
+    json: { type: 'boolean' },
+  });
+  if (values.help) return help('conntrack');
+  if (values.flush && values.list) throw new UsageError('conntrack: -L and -F do not go together');
+  if (values.flush) {
+    const { flushed } = await request<{ flushed: number }>(socketOf(values), 'conntrack.flush');
+    process.stderr.write(`conntrack: ${flushed} flow entries have been deleted.\n`);
+    return 0;
+  }
+  if (!values.list) throw new UsageError('conntrack: give -L (list) or -F (flush)');
+  const params: Record<string, unknown> = {};
+  const proto = stringFlag(values.proto);
+  if (proto !== undefined) {
+    if (!['tcp', 'udp', 'icmp'].includes(proto)) throw new UsageError(`conntrack: -p must be tcp, udp or icmp, not "${proto}"`);
+    params.proto = proto;
+  }
+  for (const k of ['src', 'dst'] as const) {
+    const v = stringFlag(values[k]);
+    if (v !== undefined) {
+      checkValue('conntrack', () => parseIpv4(v));
+      params[k] = v;
+    }
+  }
+  const r = await request<{ entries: unknown[]; lines: string[] }>(socketOf(values), 'conntrack.list', params);
+  if (values.json) out(JSON.stringify(r.entries, null, 2));
+  else {
+    out(r.lines.join('\n'));
+    // conntrack-tools prints its count on stderr, so the table alone stays on stdout.
+    process.stderr.write(`conntrack v1.4.7 (usernet): ${r.lines.length} flow entries have been shown.\n`);
+  }
+  return 0;
+}
 
 function splitList(values: string[] | undefined): string[] | undefined {
   if (!values) return undefined;
@@ -331,6 +409,7 @@ async function cmdNetwork(args: string[]): Promise<number> {
       'dns-upstream': { type: 'string', multiple: true },
       'disable-dns': { type: 'boolean' },
       'lease-time': { type: 'string' },
+      'disable-host-loopback': { type: 'boolean' },
       json: { type: 'boolean' },
     }, 1);
     if (values.help) {
@@ -352,6 +431,7 @@ async function cmdNetwork(args: string[]): Promise<number> {
       dnsUpstream: splitList(values['dns-upstream'] as string[] | undefined),
       disableDns: values['disable-dns'] === true ? true : undefined,
       leaseTime: intFlag('network create', 'lease-time', values['lease-time'], 60, 2 ** 31 - 1),
+      disableHostLoopback: values['disable-host-loopback'] === true ? true : undefined,
     };
     for (const k of Object.keys(params)) if (params[k] === undefined) delete params[k];
     // Everything that can be judged without the other networks is a usage error (exit 2).
@@ -509,6 +589,8 @@ export async function main(argv: string[]): Promise<number> {
       return cmdAttach(args);
     case 'network':
       return cmdNetwork(args);
+    case 'conntrack':
+      return cmdConntrack(args);
     case 'detach':
       return cmdDetach(args);
     case 'ports':

@@ -27,6 +27,10 @@ import { macFromBytes, macToBytes, macToString, parseMac } from '../packet/mac.j
 import type { FdbEntrySnapshot } from '../switch/fdb.js';
 import { HOLD_ATTACHMENT, HOLD_LEASE } from '../gateway/address-pool.js';
 import { DEFAULT_NETWORK, DEFAULT_SUBNET, Network, parseMemberAddress, validateNetworkSpec, type NetworkSpec } from '../gateway/network.js';
+import { Nat } from '../nat/nat.js';
+import type { UdpFiltering } from '../nat/udp-nat.js';
+import { protoFromName, type ConntrackFilter } from '../nat/conntrack.js';
+import { formatConntrackLine, toJson as conntrackJson } from '../nat/conntrack-format.js';
 import { ApiServer, StreamingResult } from './api-server.js';
 import { CaptureSession } from './capture.js';
 import { ResolvConf, parseUpstream, type Upstream } from './resolv.js';
@@ -58,6 +62,15 @@ export interface DaemonConfig {
   dnsTimeoutMs?: number;
   /** DHCP lease time on the default network (seconds). Default 3600. */
   leaseTime?: number;
+  /** The default network's gateway address does not lead to the host's loopback. */
+  disableHostLoopback?: boolean;
+  /** Local address for the NAT's host sockets. */
+  outboundAddr?: string;
+  /** UDP filtering of the NAT. Default address-dependent. */
+  udpFiltering?: UdpFiltering;
+  /** Conntrack limits. Defaults 65536 and 8192. */
+  conntrackMax?: number;
+  conntrackMaxPerContainer?: number;
   /** Use virtio-net headers with checksum/TSO offloads when the kernel has them. Default true. */
   offloads?: boolean;
   /** How often `--netns PATH` attachments are checked. Default 1000 ms. */
@@ -104,7 +117,7 @@ const MAX_MTU = 65521;
 const INTERNAL_ERROR_LOG_INTERVAL = 10_000;
 /** Lease changes are written to the state file at most this often. */
 const LEASE_SAVE_DELAY_MS = 200;
-const NETWORK_PARAMS = ['name', 'subnet', 'gateway', 'dns', 'range', 'mtu', 'icc', 'dnsSearch', 'dnsUpstream', 'disableDns', 'leaseTime'] as const;
+const NETWORK_PARAMS = ['name', 'subnet', 'gateway', 'dns', 'range', 'mtu', 'icc', 'dnsSearch', 'dnsUpstream', 'disableDns', 'leaseTime', 'disableHostLoopback'] as const;
 
 class Attachment {
   port: TapPort | null = null;
@@ -138,6 +151,7 @@ function sameIdentity(a: NamespaceIdentity | null, b: NamespaceIdentity): boolea
 
 export class Daemon {
   readonly config: Required<DaemonConfig>;
+  readonly nat: Nat;
   readonly networks = new Map<string, Network>();
   private readonly attachments = new Map<string, Attachment>();
   /** Network specs from the state file that no longer validate: kept, reported, never dropped. */
@@ -168,11 +182,23 @@ export class Daemon {
       resolvConfPath: '/etc/resolv.conf',
       dnsTimeoutMs: 3000,
       leaseTime: 3600,
+      disableHostLoopback: false,
+      outboundAddr: '',
+      udpFiltering: 'address-dependent',
+      conntrackMax: 65536,
+      conntrackMaxPerContainer: 8192,
       ...config,
     };
     this.stateFile = new StateFile(this.config.stateDir);
     this.resolvConf = new ResolvConf(this.config.resolvConfPath);
     this.daemonUpstreams = this.config.dnsUpstream.length ? this.config.dnsUpstream.map((u) => parseUpstream(u)) : null;
+    this.nat = new Nat({
+      log: this.log.child({ component: 'nat' }),
+      ...(this.config.outboundAddr ? { outboundAddress: this.config.outboundAddr } : {}),
+      udpFiltering: this.config.udpFiltering,
+      maxEntries: this.config.conntrackMax,
+      maxPerContainer: this.config.conntrackMaxPerContainer,
+    });
     this.addNetwork(
       {
         name: DEFAULT_NETWORK,
@@ -181,6 +207,7 @@ export class Daemon {
         icc: this.config.icc,
         disableDns: this.config.disableDns,
         leaseTime: this.config.leaseTime,
+        disableHostLoopback: this.config.disableHostLoopback,
       },
       false,
     );
@@ -203,6 +230,16 @@ export class Daemon {
       dnsTimeoutMs: this.config.dnsTimeoutMs,
     });
     net.dhcp.onLeasesChanged = () => this.scheduleLeaseSave();
+    const upstreams = (): Upstream[] => config.dnsUpstream ?? this.daemonUpstreams ?? this.resolvConf.nameservers();
+    this.nat.addNetwork(net.gateway, {
+      name: spec.name,
+      gateway: config.gateway,
+      dns: config.dns,
+      network: config.network,
+      prefix: config.prefix,
+      disableHostLoopback: config.disableHostLoopback,
+      dnsUpstreams: upstreams,
+    });
     this.networks.set(spec.name, net);
     return net;
   }
@@ -255,6 +292,7 @@ export class Daemon {
       this.leaseSaveTimer = null;
       this.trySaveState();
     }
+    this.nat.close();
     await Promise.all([...this.networks.values()].map((n) => n.close()));
     this.unlockStateDir();
     this.log.info('stopped');
@@ -287,6 +325,16 @@ export class Daemon {
         return { entries: this.fdb(network), ageingTime: this.config.ageingTimeMs / 1000, maxEntries: this.config.fdbMaxEntries };
       },
       capture: (p) => this.capture(p),
+      'conntrack.list': (p) => {
+        onlyKeys(p, ['proto', 'src', 'dst'], 'conntrack.list');
+        return this.conntrackList(p);
+      },
+      'conntrack.flush': (p) => {
+        onlyKeys(p, [], 'conntrack.flush');
+        const flushed = this.nat.flush();
+        this.log.info({ flushed }, 'conntrack flushed');
+        return { flushed };
+      },
       'network.create': (p) => this.createNetwork(p),
       'network.ls': (p) => {
         onlyKeys(p, [], 'network.ls');
@@ -302,6 +350,27 @@ export class Daemon {
         return {};
       },
     };
+  }
+
+  private conntrackList(p: Record<string, unknown>): Record<string, unknown> {
+    const proto = optString(p, 'proto');
+    const filter: ConntrackFilter = {};
+    if (proto !== undefined) {
+      const n = protoFromName(proto);
+      if (n < 0) throw new InvalidArgumentError(`"proto" must be tcp, udp or icmp, not "${proto}"`);
+      filter.proto = n;
+    }
+    const src = optString(p, 'src');
+    const dst = optString(p, 'dst');
+    if (src !== undefined) filter.src = parseIpv4(src);
+    if (dst !== undefined) filter.dst = parseIpv4(dst);
+    const now = this.nat.ct.now();
+    const entries = this.nat.ct.list(filter);
+    return { entries: entries.map((e) => conntrackJson(e, now)), lines: entries.map((e) => formatConntrackLine(e, now)), count: this.nat.ct.size, stats: this.natStats() };
+  }
+
+  natStats(): Record<string, unknown> {
+    return { nat: this.nat.stats, tcp: this.nat.tcp.stats, udp: this.nat.udp.stats, icmp: { ...this.nat.icmp.stats, mode: this.nat.icmp.mode }, conntrack: this.nat.ct.stats };
   }
 
   private network(name: string): Network {
@@ -329,6 +398,8 @@ export class Daemon {
     const dnsUpstream = optStringList(p, 'dnsUpstream');
     const disableDns = optBool(p, 'disableDns');
     const leaseTime = optInt(p, 'leaseTime', 60, 2 ** 31 - 1);
+    const disableHostLoopback = optBool(p, 'disableHostLoopback');
+    if (disableHostLoopback !== undefined) spec.disableHostLoopback = disableHostLoopback;
     if (gateway !== undefined) spec.gateway = gateway;
     if (dns !== undefined) spec.dns = dns;
     if (range !== undefined) spec.range = range;
@@ -370,6 +441,7 @@ export class Daemon {
     }
     this.networks.delete(name);
     this.saveState();
+    this.nat.removeNetwork(net.gateway);
     await net.close();
     this.log.info({ network: name }, 'network removed');
   }
@@ -449,6 +521,8 @@ export class Daemon {
       networks: [...this.networks.keys()],
       ageingTime: this.config.ageingTimeMs / 1000,
       dnsUpstream: (this.daemonUpstreams ?? this.resolvConf.nameservers()).map((u) => (u.family === 6 ? `[${u.address}]:${u.port}` : `${u.address}:${u.port}`)),
+      conntrack: this.nat.ct.size,
+      ...this.natStats(),
     };
   }
 
@@ -754,6 +828,8 @@ export class Daemon {
   /** Gives the attachment's address back to its network. */
   private releaseAddress(a: Attachment): void {
     const net = this.networks.get(a.record.network ?? DEFAULT_NETWORK);
+    // Its flows end first: host peers see a reset, sockets close, entries go.
+    if (a.record.ip) this.nat.removeContainer(a.record.network ?? DEFAULT_NETWORK, parseIpv4(a.record.ip));
     if (net && a.record.mac) net.pool.release(parseMac(a.record.mac), HOLD_ATTACHMENT);
     if (net && a.record.ip) net.gateway.forgetNeighbour(parseIpv4(a.record.ip));
   }

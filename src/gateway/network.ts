@@ -40,6 +40,8 @@ export interface NetworkSpec {
   disableDns?: boolean;
   /** DHCP lease time in seconds. */
   leaseTime?: number;
+  /** The gateway address does not lead to the host's loopback. */
+  disableHostLoopback?: boolean;
 }
 
 /** A validated network, in numbers. */
@@ -57,6 +59,7 @@ export interface NetworkConfig {
   dnsUpstream: Upstream[] | null;
   disableDns: boolean;
   leaseTime: number;
+  disableHostLoopback: boolean;
 }
 
 const DOMAIN_RE = /^(?=.{1,253}$)([A-Za-z0-9_]([A-Za-z0-9_-]{0,61}[A-Za-z0-9_])?)(\.[A-Za-z0-9_]([A-Za-z0-9_-]{0,61}[A-Za-z0-9_])?)*\.?$/;
@@ -151,6 +154,7 @@ export function validateNetworkSpec(spec: NetworkSpec, others: readonly NetworkC
     dnsUpstream,
     disableDns: spec.disableDns ?? false,
     leaseTime,
+    disableHostLoopback: spec.disableHostLoopback ?? false,
   };
 }
 
@@ -245,6 +249,7 @@ export class Network {
       dnsSearch: this.searchList(),
       dnsUpstream: c.dnsUpstream ? c.dnsUpstream.map((u) => (u.family === 6 ? `[${u.address}]:${u.port}` : `${u.address}:${u.port}`)) : 'daemon',
       leaseTime: c.leaseTime,
+      hostLoopback: !c.disableHostLoopback,
       ports: this.sw.ports.filter((p) => p !== this.gateway).length,
       gatewayMac: macToString(this.gateway.mac),
       stats: { gateway: this.gateway.stats, dhcp: this.dhcp.stats, dns: this.dns?.stats ?? null },

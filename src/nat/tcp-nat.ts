@@ -165,7 +165,7 @@ export class TcpNat implements TcpFlowWire {
     containerIp: number,
     remoteIp: number,
     target: () => TcpTarget | null,
-    container: string,
+    network: string,
   ): void {
     const t = this.tcp;
     if (t.bind(dv, tcpOff, tcpLen) !== ParseStatus.OK) {
@@ -200,7 +200,7 @@ export class TcpNat implements TcpFlowWire {
         }
         return;
       }
-      this.newConnection(gw, buf, dv, ipOff, containerMac, containerIp, sport, remoteIp, dport, target(), container, now);
+      this.newConnection(gw, buf, dv, ipOff, containerMac, containerIp, sport, remoteIp, dport, target(), `${network}/${ipv4ToString(containerIp)}`, now);
       return;
     }
     this.ct.touch(entry, 0, tcpLen);
@@ -238,8 +238,8 @@ export class TcpNat implements TcpFlowWire {
       origSport: cPort,
       origDst: rIp,
       origDport: rPort,
-      replySrc: rIp,
-      replySport: rPort,
+      replySrc: ipToNumber(target.host) || rIp,
+      replySport: target.port,
       replyDst: 0,
       replyDport: 0,
       container,

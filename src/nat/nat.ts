@@ -1,0 +1,222 @@
+/**
+ * The outbound NAT (MASQUERADE): the router behind every network's gateway.
+ *
+ * The gateway hands it what it does not answer itself — IPv4 beyond the subnet, and TCP/UDP to
+ * the gateway's own addresses — and the NAT carries it through host sockets:
+ *
+ *   destination          carried to                          unless
+ *   gateway address  ──▶ the host's loopback (127.0.0.1)     --disable-host-loopback: net unreachable
+ *   DNS address, TCP 53 ─▶ the first upstream resolver       (DNS over TCP)
+ *   anywhere else    ──▶ itself, from the host's address (or --outbound-addr)
+ *
+ * Never translated, dropped and counted: 0.0.0.0/8, 127.0.0.0/8 (but through the gateway
+ * address), 169.254.0.0/16, multicast and reserved (224.0.0.0/3), broadcast, and the subnets of
+ * usernet's own networks (networks are isolated). IP fragments are not reassembled: dropped and
+ * counted. Frames that carry no checksum-offload flag have their TCP/UDP checksum verified.
+ *
+ * One conntrack table serves all networks (so `usernet conntrack -L` lists everything); its
+ * entries own the flows, and removing an entry (timeout, flush, container gone) ends its flow.
+ */
+import type { Logger } from 'pino';
+import type { GatewayPort, IpRouter } from '../gateway/gateway.js';
+import type { Upstream } from '../control/resolv.js';
+import { pseudoHeaderSumV4, sum16 } from '../packet/checksum.js';
+import { ICMP_DEST_UNREACH, ICMP_UNREACH_NET, ICMP_UNREACH_PROTOCOL } from '../packet/icmp.js';
+import { IPPROTO_ICMP, IPPROTO_TCP, IPPROTO_UDP, type Ipv4View } from '../packet/ipv4.js';
+import { ipv4ToString, parseIpv4, prefixToMask } from '../packet/ip-address.js';
+import { UdpView as UdpHeaderView } from '../packet/udp.js';
+import { ParseStatus } from '../packet/status.js';
+import { VNET_F_DATA_VALID, VNET_F_NEEDS_CSUM, type VnetHeader } from '../packet/virtio-net.js';
+import { Conntrack, PROTO_ICMP, PROTO_TCP, PROTO_UDP, type ConntrackEntry, type ConntrackTimeouts } from './conntrack.js';
+import { IcmpNat } from './icmp-nat.js';
+import { TcpNat, type TcpTarget } from './tcp-nat.js';
+import { UdpNat, type UdpFiltering } from './udp-nat.js';
+
+const LOOPBACK = 0x7f000001;
+const EXPIRE_INTERVAL_MS = 1000;
+
+export interface NatOptions {
+  log: Logger;
+  /** Local address for host sockets (--outbound-addr). */
+  outboundAddress?: string;
+  udpFiltering?: UdpFiltering;
+  maxEntries?: number;
+  maxPerContainer?: number;
+  timeoutsMs?: Partial<ConntrackTimeouts>;
+  clock?: () => number;
+}
+
+/** What the NAT needs to know about a network. */
+export interface NatNetwork {
+  name: string;
+  gateway: number;
+  dns: number;
+  network: number;
+  prefix: number;
+  /** Connections to the gateway address are refused (ENETUNREACH) instead of reaching 127.0.0.1. */
+  disableHostLoopback: boolean;
+  /** Resolvers for DNS over TCP to the DNS address. */
+  dnsUpstreams: () => Upstream[];
+}
+
+export interface NatStats {
+  routed: number;
+  special: number;
+  fragments: number;
+  badChecksums: number;
+  hostLoopbackRefused: number;
+  unsupportedProtocol: number;
+}
+
+export class Nat implements IpRouter {
+  readonly ct: Conntrack;
+  readonly tcp: TcpNat;
+  readonly udp: UdpNat;
+  readonly icmp: IcmpNat;
+  readonly stats: NatStats = { routed: 0, special: 0, fragments: 0, badChecksums: 0, hostLoopbackRefused: 0, unsupportedProtocol: 0 };
+  private readonly networks = new Map<GatewayPort, NatNetwork>();
+  private readonly udpHeader = new UdpHeaderView();
+  private readonly bindAddress: number;
+  private readonly timer: NodeJS.Timeout;
+  private lastLoopbackLog = 0;
+
+  constructor(private readonly options: NatOptions) {
+    this.ct = new Conntrack({
+      ...(options.maxEntries !== undefined ? { maxEntries: options.maxEntries } : {}),
+      ...(options.maxPerContainer !== undefined ? { maxPerContainer: options.maxPerContainer } : {}),
+      ...(options.timeoutsMs ? { timeoutsMs: options.timeoutsMs } : {}),
+      ...(options.clock ? { clock: options.clock } : {}),
+      onRemove: (e, reason) => this.entryRemoved(e, reason),
+    });
+    this.bindAddress = options.outboundAddress ? parseIpv4(options.outboundAddress) : 0;
+    this.tcp = new TcpNat(this.ct, options.log, options.clock);
+    this.udp = new UdpNat(this.ct, options.log, options.udpFiltering ?? 'address-dependent', this.bindAddress);
+    this.icmp = new IcmpNat(this.ct, options.log);
+    this.timer = setInterval(() => this.ct.expire(), EXPIRE_INTERVAL_MS);
+    this.timer.unref();
+  }
+
+  /** Routes a network's traffic through the NAT. */
+  addNetwork(gw: GatewayPort, net: NatNetwork): void {
+    this.networks.set(gw, net);
+    gw.router = this;
+  }
+
+  removeNetwork(gw: GatewayPort): void {
+    const net = this.networks.get(gw);
+    if (!net) return;
+    this.networks.delete(gw);
+    if (gw.router === this) gw.router = null;
+    this.ct.removeWhere((e) => e.container.startsWith(`${net.name}/`), 'network removed');
+  }
+
+  /** Ends every flow of a container (it detached or ended). */
+  removeContainer(network: string, ip: number): number {
+    return this.ct.removeContainer(`${network}/${ipv4ToString(ip)}`);
+  }
+
+  /** Ends every flow. */
+  flush(): number {
+    return this.ct.flush();
+  }
+
+  private entryRemoved(e: ConntrackEntry, reason: string): void {
+    if (e.proto === PROTO_TCP) this.tcp.entryRemoved(e, reason);
+    else if (e.proto === PROTO_UDP) this.udp.entryRemoved(e);
+    else if (e.proto === PROTO_ICMP) this.icmp.entryRemoved(e);
+  }
+
+  /** Not a destination the NAT translates: martians, multicast, our own subnets. */
+  private isSpecial(dst: number): boolean {
+    const a = dst >>> 24;
+    if (a === 0 || a === 127 || a >= 224 || (dst & 0xffff0000) >>> 0 === 0xa9fe0000) return true;
+    for (const n of this.networks.values()) {
+      if (((dst & prefixToMask(n.prefix)) >>> 0) === n.network) return true;
+    }
+    return false;
+  }
+
+  route(gw: GatewayPort, buf: Uint8Array, dv: DataView, ip: Ipv4View, ethSrc: number, vnet: VnetHeader | null): boolean {
+    const net = this.networks.get(gw);
+    if (!net) return false;
+    const dst = ip.dst;
+    const src = ip.src;
+    const proto = ip.protocol;
+    let hostDst = dst;
+    if (dst === net.gateway) {
+      if (proto === IPPROTO_ICMP) return false; // the gateway answers ping itself
+      if (net.disableHostLoopback) {
+        this.stats.hostLoopbackRefused++;
+        const now = Date.now();
+        if (now - this.lastLoopbackLog > 10_000) {
+          this.lastLoopbackLog = now;
+          this.options.log.info({ network: net.name, from: ipv4ToString(src) }, 'connection to the host loopback refused (--disable-host-loopback; logged at most every 10 s)');
+        }
+        gw.sendIcmpError(ethSrc, src, net.gateway, ICMP_DEST_UNREACH, ICMP_UNREACH_NET, 0, buf.subarray(ip.off), Math.min(ip.headerLength + 8, ip.totalLength));
+        return true;
+      }
+      hostDst = LOOPBACK;
+    } else if (dst === net.dns) {
+      // DNS over TCP to the first upstream; anything else the gateway answers.
+      if (proto !== IPPROTO_TCP || ip.payloadLength < 4 || dv.getUint16(ip.payloadOffset + 2) !== 53) return false;
+    } else if (this.isSpecial(dst) || dst === 0xffffffff) {
+      this.stats.special++;
+      return true;
+    }
+    if (ip.moreFragments || ip.fragmentOffset !== 0) {
+      this.stats.fragments++;
+      return true;
+    }
+    const l4 = ip.payloadOffset;
+    const l4Len = ip.payloadLength;
+    // A frame with neither a partial checksum nor a "validated" mark has a full one: check it.
+    if (proto !== IPPROTO_ICMP && (vnet === null || (vnet.flags & (VNET_F_NEEDS_CSUM | VNET_F_DATA_VALID)) === 0)) {
+      if (proto === IPPROTO_UDP && l4Len >= 8 && dv.getUint16(l4 + 6) === 0) {
+        // UDP without a checksum is allowed over IPv4.
+      } else if (sum16(dv, l4, l4Len, pseudoHeaderSumV4(src, dst, proto, l4Len)) !== 0xffff) {
+        this.stats.badChecksums++;
+        return true;
+      }
+    }
+    this.stats.routed++;
+    const toView = (hostAddr: number): number => (hostAddr === LOOPBACK || (hostAddr >>> 24 === 127 && !net.disableHostLoopback) ? net.gateway : hostAddr);
+    if (proto === IPPROTO_TCP) {
+      this.tcp.segmentFromContainer(gw, buf, dv, ip.off, l4, l4Len, ethSrc, src, dst, () => this.tcpTarget(net, dst, hostDst, dv, l4), net.name);
+      return true;
+    }
+    if (proto === IPPROTO_UDP) {
+      const u = this.udpHeader;
+      if (u.bind(dv, l4, l4Len) !== ParseStatus.OK) return true;
+      this.udp.datagramFromContainer(gw, ethSrc, src, u.srcPort, dst, u.dstPort, hostDst, buf, u.payloadOffset, u.payloadLength, net.name, { toContainerView: toView });
+      return true;
+    }
+    if (proto === IPPROTO_ICMP) {
+      this.icmp.echoFromContainer(gw, ethSrc, src, dst, hostDst, buf, dv, l4, l4Len, net.name, toView);
+      return true;
+    }
+    this.stats.unsupportedProtocol++;
+    gw.sendIcmpError(ethSrc, src, net.gateway, ICMP_DEST_UNREACH, ICMP_UNREACH_PROTOCOL, 0, buf.subarray(ip.off), Math.min(ip.headerLength + 8, ip.totalLength));
+    return true;
+  }
+
+  /** Where a new TCP connection goes on the host (null: refused with a reset). */
+  private tcpTarget(net: NatNetwork, dst: number, hostDst: number, dv: DataView, tcpOff: number): TcpTarget | null {
+    const local = this.options.outboundAddress;
+    if (dst === net.dns) {
+      const up = net.dnsUpstreams()[0];
+      if (!up) return null;
+      return { host: up.address, port: up.port };
+    }
+    const port = dv.getUint16(tcpOff + 2);
+    // Loopback connections go from loopback (an --outbound-addr would not reach 127.0.0.1).
+    return { host: ipv4ToString(hostDst), port, ...(local && hostDst !== LOOPBACK ? { localAddress: local } : {}) };
+  }
+
+  close(): void {
+    clearInterval(this.timer);
+    this.ct.flush('daemon stopping');
+    this.tcp.close();
+    this.udp.close();
+    this.icmp.close();
+  }
+}

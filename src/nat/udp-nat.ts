@@ -1,0 +1,315 @@
+/**
+ * UDP through the NAT (RFC 4787):
+ *
+ *  - Endpoint-independent mapping: one host socket per container address:port, used for every
+ *    destination, bound to the container's own port when it is free (a rootless daemon cannot
+ *    bind ports below 1024: those get another port — the one deviation from REQ-3a).
+ *  - Address-dependent filtering by default: a datagram reaches the container only from an
+ *    address it has sent to through that mapping; `endpoint-independent` lets anyone in.
+ *  - Each (container endpoint, remote endpoint) pair is a conntrack entry, refreshed by outbound
+ *    traffic only; the mapping's socket lives as long as it has entries.
+ *  - ICMP errors the host receives about our datagrams (IP_RECVERR, read by the native reader)
+ *    are sent to the container as ICMP errors quoting the datagram *as the container sent it*.
+ *
+ * Sockets are the addon's native datagram sockets (batched reads, no allocation per datagram,
+ * the error queue): Node's dgram module has none of the three.
+ */
+import type { Logger } from 'pino';
+import type { GatewayPort } from '../gateway/gateway.js';
+import { checksum } from '../packet/checksum.js';
+import { IPPROTO_UDP } from '../packet/ipv4.js';
+import {
+  DGRAM_ERR_DATA_LENGTH,
+  DGRAM_ERR_DATA_OFFSET,
+  DGRAM_ERR_DST_ADDR,
+  DGRAM_ERR_DST_PORT,
+  DGRAM_ERR_ERRNO,
+  DGRAM_ERR_ICMP_CODE,
+  DGRAM_ERR_ICMP_TYPE,
+  DGRAM_ERR_INFO,
+  DGRAM_ERR_OFFENDER,
+  DGRAM_ERR_ORIGIN,
+  DGRAM_ERR_ROW,
+  DGRAM_LENGTH,
+  DGRAM_OFFSET,
+  DGRAM_ROW,
+  DGRAM_SLOT,
+  DGRAM_SRC_ADDR,
+  DGRAM_SRC_PORT,
+  SO_EE_ORIGIN_ICMP,
+  native,
+  type DgramReaderHandle,
+} from '../native/addon.js';
+import { Conntrack, PROTO_UDP, isRefusal, type ConntrackEntry } from './conntrack.js';
+
+const BUDGET = 64;
+const ERR_ROWS = 16;
+const QUOTE_MAX = 64;
+
+export type UdpFiltering = 'address-dependent' | 'endpoint-independent';
+
+export interface UdpNatStats {
+  mappings: number;
+  datagramsOut: number;
+  datagramsIn: number;
+  filtered: number;
+  icmpErrorsTranslated: number;
+  sendErrors: number;
+  limitRefusals: number;
+  socketFailures: number;
+  portsNotPreserved: number;
+}
+
+/** How the NAT reaches host-side addresses and shows them to the container. */
+export interface UdpView {
+  /** The address the container sees for a host-side source (127.0.0.1 shows as the gateway). */
+  toContainerView(hostAddr: number): number;
+}
+
+class UdpMapping {
+  fd = -1;
+  reader: DgramReaderHandle | null = null;
+  externalPort = 0;
+  entries = 0;
+  /** Remote addresses the container has sent to (address-dependent filtering). */
+  readonly remotes = new Set<number>();
+  constructor(
+    readonly gw: GatewayPort,
+    readonly containerMac: number,
+    readonly containerIp: number,
+    readonly containerPort: number,
+    readonly container: string,
+    readonly view: UdpView,
+  ) {}
+}
+
+export class UdpNat {
+  readonly stats: UdpNatStats = {
+    mappings: 0,
+    datagramsOut: 0,
+    datagramsIn: 0,
+    filtered: 0,
+    icmpErrorsTranslated: 0,
+    sendErrors: 0,
+    limitRefusals: 0,
+    socketFailures: 0,
+    portsNotPreserved: 0,
+  };
+  private readonly mappings = new Map<number, UdpMapping>();
+  private readonly slab = Buffer.allocUnsafeSlow(BUDGET * DGRAM_SLOT + ERR_ROWS * QUOTE_MAX * 2);
+  private readonly meta = new Int32Array(BUDGET * DGRAM_ROW);
+  private readonly errMeta = new Int32Array(ERR_ROWS * DGRAM_ERR_ROW);
+  private readonly quote = Buffer.alloc(20 + 8 + QUOTE_MAX);
+  private readonly quoteDv = new DataView(this.quote.buffer, this.quote.byteOffset, this.quote.length);
+  private lastFailureLog = 0;
+
+  constructor(
+    private readonly ct: Conntrack,
+    private readonly log: Logger,
+    private readonly filtering: UdpFiltering,
+    /** Local address for host sockets (--outbound-addr), 0 for any. */
+    private readonly bindAddress: number,
+  ) {}
+
+  /**
+   * A datagram from a container endpoint to `remoteIp` (as the container addressed it), carried
+   * on the host to `hostDst` (e.g. 127.0.0.1 for the gateway address). Returns false when it
+   * could not be sent (the caller counts it).
+   */
+  datagramFromContainer(
+    gw: GatewayPort,
+    containerMac: number,
+    containerIp: number,
+    containerPort: number,
+    remoteIp: number,
+    remotePort: number,
+    hostDst: number,
+    payload: Uint8Array,
+    off: number,
+    len: number,
+    network: string,
+    view: UdpView,
+  ): boolean {
+    const key = containerIp * 65536 + containerPort;
+    let m: UdpMapping | null | undefined = this.mappings.get(key);
+    if (!m) {
+      m = this.openMapping(gw, containerMac, containerIp, containerPort, `${network}/${ipString(containerIp)}`, view);
+      if (!m) return false;
+    }
+    let e = this.ct.findOriginal(PROTO_UDP, containerIp, containerPort, remoteIp, remotePort);
+    if (!e) {
+      const added = this.ct.add({
+        proto: PROTO_UDP,
+        origSrc: containerIp,
+        origSport: containerPort,
+        origDst: remoteIp,
+        origDport: remotePort,
+        replySrc: hostDst,
+        replySport: remotePort,
+        replyDst: this.bindAddress,
+        replyDport: m.externalPort,
+        container: m.container,
+        owner: m,
+      });
+      if (isRefusal(added)) {
+        this.stats.limitRefusals++;
+        if (m.entries === 0) this.closeMapping(m);
+        return false;
+      }
+      e = added;
+      m.entries++;
+    }
+    m.remotes.add(hostDst);
+    this.ct.touch(e, 0, len);
+    this.stats.datagramsOut++;
+    const r = native().sendTo(m.fd, payload, off, len, hostDst, remotePort);
+    if (r < 0) this.stats.sendErrors++;
+    return true;
+  }
+
+  private openMapping(gw: GatewayPort, cMac: number, cIp: number, cPort: number, container: string, view: UdpView): UdpMapping | null {
+    const m = new UdpMapping(gw, cMac, cIp, cPort, container, view);
+    const addon = native();
+    let opened;
+    try {
+      // Keep the container's port when the host lets us (RFC 4787 REQ-3: port preservation).
+      opened = addon.dgramOpen({ kind: 'udp', bindAddress: this.bindAddress, bindPort: cPort });
+    } catch {
+      try {
+        opened = addon.dgramOpen({ kind: 'udp', bindAddress: this.bindAddress, bindPort: 0 });
+        this.stats.portsNotPreserved++;
+      } catch (err) {
+        this.stats.socketFailures++;
+        const now = Date.now();
+        if (now - this.lastFailureLog > 10_000) {
+          this.lastFailureLog = now;
+          this.log.error({ err: (err as Error).message }, 'cannot open a host UDP socket: datagrams dropped (logged at most every 10 s)');
+        }
+        return null;
+      }
+    }
+    m.fd = opened.fd;
+    m.externalPort = opened.port;
+    m.reader = addon.startDgramReader(m.fd, this.slab, this.meta, BUDGET, (count, errors) => this.onBatch(m, count, errors), this.errMeta, true);
+    // A mapping alone must not keep the daemon alive (the control socket does).
+    addon.refDgramReader(m.reader, false);
+    this.mappings.set(cIp * 65536 + cPort, m);
+    this.stats.mappings++;
+    return m;
+  }
+
+  private onBatch(m: UdpMapping, count: number, errors: number): void {
+    if (count < 0) {
+      this.closeMapping(m);
+      return;
+    }
+    const meta = this.meta;
+    for (let i = 0; i < count; i++) {
+      const row = i * DGRAM_ROW;
+      const src = meta[row + DGRAM_SRC_ADDR] >>> 0;
+      const sport = meta[row + DGRAM_SRC_PORT];
+      if (this.filtering === 'address-dependent' && !m.remotes.has(src)) {
+        this.stats.filtered++;
+        continue;
+      }
+      const viewSrc = m.view.toContainerView(src);
+      let e = this.ct.findOriginal(PROTO_UDP, m.containerIp, m.containerPort, viewSrc, sport);
+      if (!e) {
+        // A new remote port (address-dependent) or a new remote (endpoint-independent).
+        const added = this.ct.add({
+          proto: PROTO_UDP,
+          origSrc: m.containerIp,
+          origSport: m.containerPort,
+          origDst: viewSrc,
+          origDport: sport,
+          replySrc: src,
+          replySport: sport,
+          replyDst: this.bindAddress,
+          replyDport: m.externalPort,
+          container: m.container,
+          owner: m,
+        });
+        if (isRefusal(added)) {
+          this.stats.limitRefusals++;
+          continue;
+        }
+        e = added;
+        m.entries++;
+      }
+      const len = meta[row + DGRAM_LENGTH];
+      this.ct.touch(e, 1, len);
+      this.stats.datagramsIn++;
+      const off = meta[row + DGRAM_OFFSET];
+      m.gw.sendUdp(m.containerMac, m.containerIp, viewSrc, sport, m.containerPort, this.slab.subarray(off, off + len));
+    }
+    for (let i = 0; i < errors; i++) this.onError(m, i * DGRAM_ERR_ROW);
+  }
+
+  /** An ICMP error about one of our datagrams: the same error to the container, about its datagram. */
+  private onError(m: UdpMapping, row: number): void {
+    const em = this.errMeta;
+    if (em[row + DGRAM_ERR_ORIGIN] !== SO_EE_ORIGIN_ICMP) return;
+    const dst = em[row + DGRAM_ERR_DST_ADDR] >>> 0;
+    const dport = em[row + DGRAM_ERR_DST_PORT];
+    const viewDst = m.view.toContainerView(dst);
+    const e = this.ct.findOriginal(PROTO_UDP, m.containerIp, m.containerPort, viewDst, dport);
+    if (!e) return;
+    const qOff = em[row + DGRAM_ERR_DATA_OFFSET];
+    const qLen = Math.min(em[row + DGRAM_ERR_DATA_LENGTH], QUOTE_MAX);
+    // The datagram as the container sent it: its addresses and ports, not ours.
+    const q = this.quoteDv;
+    q.setUint8(0, 0x45);
+    q.setUint8(1, 0);
+    q.setUint16(2, 28 + em[row + DGRAM_ERR_DATA_LENGTH]);
+    q.setUint32(4, 0);
+    q.setUint8(8, 64);
+    q.setUint8(9, IPPROTO_UDP);
+    q.setUint16(10, 0);
+    q.setUint32(12, m.containerIp);
+    q.setUint32(16, viewDst);
+    q.setUint16(10, checksum(q, 0, 20));
+    q.setUint16(20, m.containerPort);
+    q.setUint16(22, dport);
+    q.setUint16(24, 8 + em[row + DGRAM_ERR_DATA_LENGTH]);
+    q.setUint16(26, 0);
+    if (qLen > 0) this.quote.set(this.slab.subarray(qOff, qOff + qLen), 28);
+    const offender = em[row + DGRAM_ERR_OFFENDER] >>> 0;
+    const from = offender ? m.view.toContainerView(offender) : viewDst;
+    const info = em[row + DGRAM_ERR_INFO];
+    this.stats.icmpErrorsTranslated++;
+    m.gw.sendIcmpError(m.containerMac, m.containerIp, from, em[row + DGRAM_ERR_ICMP_TYPE], em[row + DGRAM_ERR_ICMP_CODE], info & 0xffff, this.quote, 28 + qLen);
+    void em[row + DGRAM_ERR_ERRNO];
+  }
+
+  /** Conntrack removed one of our entries. */
+  entryRemoved(e: ConntrackEntry): void {
+    const m = e.owner as UdpMapping | null;
+    if (!m) return;
+    m.entries--;
+    if (m.entries <= 0) this.closeMapping(m);
+  }
+
+  private closeMapping(m: UdpMapping): void {
+    const key = m.containerIp * 65536 + m.containerPort;
+    if (this.mappings.get(key) === m) this.mappings.delete(key);
+    if (m.reader) {
+      native().closeDgramReader(m.reader);
+      m.reader = null;
+    } else if (m.fd >= 0) {
+      native().closeFd(m.fd);
+    }
+    m.fd = -1;
+  }
+
+  get active(): number {
+    return this.mappings.size;
+  }
+
+  close(): void {
+    for (const m of [...this.mappings.values()]) this.closeMapping(m);
+  }
+}
+
+function ipString(ip: number): string {
+  return `${ip >>> 24}.${(ip >>> 16) & 255}.${(ip >>> 8) & 255}.${ip & 255}`;
+}
