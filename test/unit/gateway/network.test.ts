@@ -39,6 +39,7 @@ describe('validateNetworkSpec: defaults', () => {
       dnsUpstream: null,
       disableDns: false,
       leaseTime: 3600,
+      disableHostLoopback: false,
     });
   });
 
