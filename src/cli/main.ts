@@ -103,8 +103,11 @@ Options:
 
 Removes the port: the TAP disappears from the container.`,
   ports: `Usage: usernet ports [--json]
+       usernet ports set NAME --tx-loss P
 
-Lists the ports with their state, counters and drops by reason.`,
+Lists the ports with their state, counters and drops by reason. "set --tx-loss P" drops each
+frame sent out of the port with probability P (counted as injected_loss): a knob for testing
+how connections recover from loss. 0 turns it off.`,
   fdb: `Usage: usernet fdb [--network NAME] [--json]
 
 Shows the networks' MAC tables in the style of "bridge fdb show": MAC, port, network, age.
@@ -474,6 +477,16 @@ async function cmdDetach(args: string[]): Promise<number> {
 }
 
 async function cmdPorts(args: string[]): Promise<number> {
+  if (args[0] === 'set') {
+    const { values, positionals } = parse('ports set', args.slice(1), { ...SOCKET_OPTION, ...HELP_OPTION, 'tx-loss': { type: 'string' } }, 1);
+    if (values.help) return help('ports');
+    if (positionals.length !== 1) throw new UsageError('ports set: give the port NAME');
+    const text = stringFlag(values['tx-loss']);
+    const loss = text === undefined ? NaN : Number(text);
+    if (!(loss >= 0 && loss <= 1)) throw new UsageError('ports set: --tx-loss must be a probability from 0 to 1 (e.g. 0.05)');
+    await request(socketOf(values), 'ports.set', { name: positionals[0], txLoss: loss });
+    return 0;
+  }
   const { values } = parse('ports', args, { ...SOCKET_OPTION, ...HELP_OPTION, json: { type: 'boolean' } });
   if (values.help) return help('ports');
   const { ports } = await request<{ ports: PortInfo[] }>(socketOf(values), 'ports');

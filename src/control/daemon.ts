@@ -318,6 +318,17 @@ export class Daemon {
         onlyKeys(p, [], 'ports');
         return { ports: this.listPorts() };
       },
+      'ports.set': (p) => {
+        onlyKeys(p, ['name', 'txLoss'], 'ports.set');
+        const name = reqString(p, 'name');
+        const a = this.attachments.get(name);
+        if (!a || !a.port) throw new NotFoundError(`no port named ${name} that is up`, 'ERR_NO_SUCH_PORT');
+        const loss = p.txLoss;
+        if (typeof loss !== 'number' || !(loss >= 0 && loss <= 1)) throw new InvalidArgumentError('"txLoss" must be a number from 0 to 1');
+        a.port.lossRate = loss;
+        this.log.warn({ port: name, txLoss: loss }, 'loss injected on a port (a testing knob)');
+        return { name, txLoss: loss };
+      },
       fdb: (p) => {
         onlyKeys(p, ['network'], 'fdb');
         const network = optString(p, 'network');

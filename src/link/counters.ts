@@ -41,7 +41,9 @@ export const DROP_SEGMENTATION = 17;
 export const DROP_CAPTURE = 18;
 /** Frames received on this port that went to one known port (unicast forwarding). */
 export const RX_UNICAST = 19;
-export const COUNTER_COUNT = 20;
+/** Frames dropped on purpose by the port's loss knob (testing retransmission). */
+export const DROP_INJECTED = 20;
+export const COUNTER_COUNT = 21;
 
 /** Drop reasons by counter index, as shown by `usernet ports`. */
 export const DROP_NAMES: ReadonlyArray<readonly [number, string]> = [
@@ -59,6 +61,7 @@ export const DROP_NAMES: ReadonlyArray<readonly [number, string]> = [
   [DROP_TX_ERROR, 'tx_error'],
   [DROP_SEGMENTATION, 'segmentation'],
   [DROP_CAPTURE, 'capture_overrun'],
+  [DROP_INJECTED, 'injected_loss'],
 ];
 
 export interface PortCountersSnapshot {

@@ -15,6 +15,7 @@ import { ParseStatus } from '../packet/status.js';
 import { VNET_F_NEEDS_CSUM, VNET_GSO_NONE, VNET_HDR_LEN } from '../packet/virtio-net.js';
 import {
   COUNTER_COUNT,
+  DROP_INJECTED,
   DROP_LINK_DOWN,
   DROP_QUEUE_FULL,
   DROP_SEGMENTATION,
@@ -71,6 +72,11 @@ export abstract class Port implements SegmentSink {
   readonly counters = new Float64Array(COUNTER_COUNT);
   /** Frame taps (captures) watching this port; empty on the fast path. */
   taps: FrameTap[] = [];
+  /**
+   * Probability (0..1) of dropping each frame sent out of this port, on purpose: a knob for
+   * testing how the TCP endpoints recover from loss (`usernet ports set NAME --tx-loss P`).
+   */
+  lossRate = 0;
   private scratch: Buffer | null = null;
   private scratchDv: DataView | null = null;
 
@@ -93,6 +99,10 @@ export abstract class Port implements SegmentSink {
 
   /** Sends a frame out of this port, adapting offloads to what the link takes. */
   transmit(f: Frame): void {
+    if (this.lossRate !== 0 && Math.random() < this.lossRate) {
+      this.counters[DROP_INJECTED]++;
+      return;
+    }
     if (this.taps.length !== 0) this.tapFrame(DIRECTION_TX, f);
     if (this.offloads) {
       if (f.vnetOff >= 0) this.account(this.writeLink(f.buf, f.vnetOff, f.len + VNET_HDR_LEN), f.len);

@@ -416,3 +416,104 @@ export async function tcpTransfer(from: Container, to: Container, toIp: string, 
   await done;
   return { sent, received: received.trim() };
 }
+
+// ---------------------------------------------------------------------------------------------
+// "Outside" hosts: a namespace on a veth from the sandbox's root namespace (the host)
+// ---------------------------------------------------------------------------------------------
+
+let outsideCount = 0;
+
+/**
+ * An outside network, 198.51.100.0/24 (documentation range): the host (the sandbox's root
+ * namespace) is 198.51.100.1, the outside namespace has .2, .3 and .4. Removed by cleanup().
+ */
+export class Outside {
+  static readonly HOST = '198.51.100.1';
+  static readonly ADDRESSES = ['198.51.100.2', '198.51.100.3', '198.51.100.4'];
+
+  private constructor(readonly name: string) {}
+
+  static async create(): Promise<Outside> {
+    const n = ++outsideCount;
+    const name = `usernet-out-${process.pid}-${n}`;
+    const hostIf = `uo${process.pid % 10000}h${n}`;
+    const peerIf = `uo${process.pid % 10000}p${n}`;
+    await runOk(['ip', 'netns', 'add', name]);
+    onCleanup(() => {
+      spawnSync('ip', ['netns', 'pids', name], { encoding: 'utf8' })
+        .stdout.split('\n')
+        .filter(Boolean)
+        .forEach((pid) => spawnSync('kill', ['-9', pid]));
+      spawnSync('ip', ['link', 'del', hostIf]);
+      spawnSync('ip', ['netns', 'del', name]);
+    });
+    await runOk(['ip', 'link', 'add', hostIf, 'type', 'veth', 'peer', 'name', peerIf]);
+    await runOk(['ip', 'link', 'set', peerIf, 'netns', name]);
+    await runOk(['ip', 'addr', 'add', `${Outside.HOST}/24`, 'dev', hostIf]);
+    await runOk(['ip', 'link', 'set', hostIf, 'up']);
+    for (const a of Outside.ADDRESSES) await runOk(['ip', '-n', name, 'addr', 'add', `${a}/24`, 'dev', peerIf]);
+    await runOk(['ip', '-n', name, 'link', 'set', peerIf, 'up']);
+    await runOk(['ip', '-n', name, 'link', 'set', 'lo', 'up']);
+    return new Outside(name);
+  }
+
+  argv(cmd: string[]): string[] {
+    return ['ip', 'netns', 'exec', this.name, ...cmd];
+  }
+
+  exec(cmd: string[], options: SpawnOptions & { input?: string | Buffer; timeoutMs?: number } = {}): Promise<RunResult> {
+    return run(this.argv(cmd), options);
+  }
+
+  startUntil(cmd: string[], ready: (line: string) => boolean, timeoutMs?: number): Promise<ChildProcess> {
+    return startUntil(this.argv(cmd), ready, { timeoutMs });
+  }
+}
+
+/** Collects a child's stdout lines; `waitFor` resolves on the first line matching. */
+export class Lines {
+  readonly lines: string[] = [];
+  private waiters: Array<{ match: (l: string) => boolean; resolve: (l: string) => void }> = [];
+  constructor(child: ChildProcess) {
+    let buf = '';
+    child.stdout?.on('data', (d: Buffer) => {
+      buf += d.toString();
+      let nl;
+      while ((nl = buf.indexOf('\n')) >= 0) {
+        const line = buf.slice(0, nl);
+        buf = buf.slice(nl + 1);
+        this.lines.push(line);
+        for (const w of [...this.waiters]) {
+          if (w.match(line)) {
+            this.waiters = this.waiters.filter((x) => x !== w);
+            w.resolve(line);
+          }
+        }
+      }
+    });
+  }
+  waitFor(match: (l: string) => boolean, timeoutMs = 60_000): Promise<string> {
+    const seen = this.lines.find(match);
+    if (seen) return Promise.resolve(seen);
+    return new Promise((resolve, reject) => {
+      const w = {
+        match,
+        resolve: (l: string) => {
+          clearTimeout(t);
+          resolve(l);
+        },
+      };
+      const t = setTimeout(() => {
+        this.waiters = this.waiters.filter((x) => x !== w);
+        reject(new Error(`no matching line within ${timeoutMs} ms; got:\n${this.lines.slice(-10).join('\n')}`));
+      }, timeoutMs);
+      this.waiters.push(w);
+    });
+  }
+}
+
+/** The resident set size of a process, in bytes. */
+export function rssBytes(pid: number): number {
+  const m = /^VmRSS:\s+(\d+) kB/m.exec(readFileSync(`/proc/${pid}/status`, 'utf8'));
+  return m ? Number(m[1]) * 1024 : 0;
+}
