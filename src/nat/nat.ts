@@ -21,7 +21,7 @@ import type { Logger } from 'pino';
 import type { GatewayPort, IpRouter } from '../gateway/gateway.js';
 import type { Upstream } from '../control/resolv.js';
 import { pseudoHeaderSumV4, sum16 } from '../packet/checksum.js';
-import { ICMP_DEST_UNREACH, ICMP_UNREACH_NET, ICMP_UNREACH_PROTOCOL } from '../packet/icmp.js';
+import { ICMP_DEST_UNREACH, ICMP_UNREACH_ADMIN_PROHIBITED, ICMP_UNREACH_NET, ICMP_UNREACH_PROTOCOL } from '../packet/icmp.js';
 import { IPPROTO_ICMP, IPPROTO_TCP, IPPROTO_UDP, type Ipv4View } from '../packet/ipv4.js';
 import { ipv4ToString, parseIpv4, prefixToMask } from '../packet/ip-address.js';
 import { UdpView as UdpHeaderView } from '../packet/udp.js';
@@ -79,6 +79,7 @@ export class Nat implements IpRouter {
   private readonly bindAddress: number;
   private readonly timer: NodeJS.Timeout;
   private lastLoopbackLog = 0;
+  private lastLimitLog = 0;
 
   constructor(private readonly options: NatOptions) {
     this.ct = new Conntrack({
@@ -169,8 +170,9 @@ export class Nat implements IpRouter {
     }
     const l4 = ip.payloadOffset;
     const l4Len = ip.payloadLength;
-    // A frame with neither a partial checksum nor a "validated" mark has a full one: check it.
-    if (proto !== IPPROTO_ICMP && (vnet === null || (vnet.flags & (VNET_F_NEEDS_CSUM | VNET_F_DATA_VALID)) === 0)) {
+    // A TCP or UDP frame with neither a partial checksum nor a "validated" mark has a full one:
+    // check it. (Other protocols have no pseudo-header checksum: they get protocol unreachable.)
+    if ((proto === IPPROTO_TCP || proto === IPPROTO_UDP) && (vnet === null || (vnet.flags & (VNET_F_NEEDS_CSUM | VNET_F_DATA_VALID)) === 0)) {
       if (proto === IPPROTO_UDP && l4Len >= 8 && dv.getUint16(l4 + 6) === 0) {
         // UDP without a checksum is allowed over IPv4.
       } else if (sum16(dv, l4, l4Len, pseudoHeaderSumV4(src, dst, proto, l4Len)) !== 0xffff) {
@@ -187,16 +189,30 @@ export class Nat implements IpRouter {
     if (proto === IPPROTO_UDP) {
       const u = this.udpHeader;
       if (u.bind(dv, l4, l4Len) !== ParseStatus.OK) return true;
+      const refusals = this.udp.stats.limitRefusals;
       this.udp.datagramFromContainer(gw, ethSrc, src, u.srcPort, dst, u.dstPort, hostDst, buf, u.payloadOffset, u.payloadLength, net.name, { toContainerView: toView });
+      if (this.udp.stats.limitRefusals !== refusals) this.refuse(gw, net, buf, ip, ethSrc);
       return true;
     }
     if (proto === IPPROTO_ICMP) {
+      const refusals = this.icmp.stats.limitRefusals;
       this.icmp.echoFromContainer(gw, ethSrc, src, dst, hostDst, buf, dv, l4, l4Len, net.name, toView);
+      if (this.icmp.stats.limitRefusals !== refusals) this.refuse(gw, net, buf, ip, ethSrc);
       return true;
     }
     this.stats.unsupportedProtocol++;
     gw.sendIcmpError(ethSrc, src, net.gateway, ICMP_DEST_UNREACH, ICMP_UNREACH_PROTOCOL, 0, buf.subarray(ip.off), Math.min(ip.headerLength + 8, ip.totalLength));
     return true;
+  }
+
+  /** The conntrack table (or the container's share) is full: administratively prohibited, logged. */
+  private refuse(gw: GatewayPort, net: NatNetwork, buf: Uint8Array, ip: Ipv4View, ethSrc: number): void {
+    const now = Date.now();
+    if (now - this.lastLimitLog > 10_000) {
+      this.lastLimitLog = now;
+      this.options.log.warn({ network: net.name, from: ipv4ToString(ip.src) }, 'conntrack full: new UDP/ICMP flows refused (administratively prohibited; logged at most every 10 s)');
+    }
+    gw.sendIcmpError(ethSrc, ip.src, net.gateway, ICMP_DEST_UNREACH, ICMP_UNREACH_ADMIN_PROHIBITED, 0, buf.subarray(ip.off), Math.min(ip.headerLength + 8, ip.totalLength));
   }
 
   /** Where a new TCP connection goes on the host (null: refused with a reset). */
