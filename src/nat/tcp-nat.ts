@@ -40,6 +40,8 @@ import { FLOW_CLOSED, FLOW_CONNECTING, FLOW_TIME_WAIT, TcpFlow, type TcpFlowHost
 /** How long a host connect may take before the container gets "host unreachable". */
 export const CONNECT_TIMEOUT_MS = 30_000;
 const TIMER_INTERVAL_MS = 50;
+/** A finished flow's socket still writing gives up after this long without progress. */
+const LINGER_IDLE_MS = 60_000;
 const OUT_SIZE = 65536 + 256;
 /** The MSS we advertise: the gateway port takes frames up to 64 KiB. */
 const OUR_MSS = 65495 - 40;
@@ -140,6 +142,8 @@ export class TcpNat implements TcpFlowWire {
   private readonly out = Buffer.allocUnsafeSlow(OUT_SIZE);
   private readonly outDv = new DataView(this.out.buffer, this.out.byteOffset, OUT_SIZE);
   private readonly flows = new Set<TcpNatFlow>();
+  /** Sockets of finished flows still writing the container's last bytes. */
+  private readonly lingering = new Set<Socket>();
   private timer: NodeJS.Timeout | null = null;
   private lastFdLog = 0;
 
@@ -288,7 +292,7 @@ export class TcpNat implements TcpFlowWire {
     socket.on('error', (err: NodeJS.ErrnoException) => {
       if (nf.flow.state === FLOW_CONNECTING) this.connectFailed(nf, err);
       else {
-        this.stats.resetsToContainer++;
+        // (The RST this sends is counted in resetsToContainer by segment().)
         nf.socket = null;
         nf.flow.hostReset(this.clock(), `host socket: ${err.code ?? err.message}`);
       }
@@ -401,10 +405,12 @@ export class TcpNat implements TcpFlowWire {
     }
     if (flow.state === FLOW_TIME_WAIT) {
       // Nothing left to carry: the socket goes, the entry stays (no socket) until it times out.
+      // Bytes the container sent (and saw acknowledged) may still be queued in the socket behind
+      // a slow peer: destroying it now would drop them, so it first writes them and its FIN.
       this.flows.delete(nf);
       const s = nf.socket;
       nf.socket = null;
-      if (s && !s.destroyed) s.destroy();
+      if (s && !s.destroyed) this.retire(s);
     }
     if (e) this.ct.setState(e, STATE_BY_NAME[flow.conntrackState()] ?? TCP_ESTABLISHED);
   }
@@ -459,6 +465,18 @@ export class TcpNat implements TcpFlowWire {
     gw.emitVnet(this.out, dv, 0, ETH_HLEN + 40);
   }
 
+  /** Closes a finished flow's socket once it has written what is queued (bounded by LINGER_IDLE_MS). */
+  private retire(s: Socket): void {
+    if (s.writableLength === 0) {
+      s.destroy();
+      return;
+    }
+    this.lingering.add(s);
+    s.once('finish', () => s.destroy());
+    s.once('close', () => this.lingering.delete(s));
+    s.setTimeout(LINGER_IDLE_MS, () => s.destroy());
+  }
+
   private ensureTimer(): void {
     if (this.timer) return;
     this.timer = setInterval(() => this.tick(), TIMER_INTERVAL_MS);
@@ -488,6 +506,8 @@ export class TcpNat implements TcpFlowWire {
     this.timer = null;
     for (const nf of [...this.flows]) nf.reset();
     this.flows.clear();
+    for (const s of [...this.lingering]) s.destroy();
+    this.lingering.clear();
   }
 }
 
