@@ -78,7 +78,6 @@ export interface TcpNatStats {
   fdExhausted: number;
   unknownFlowResets: number;
   badSegments: number;
-  badChecksums: number;
 }
 
 /** One NAT'ed TCP connection. */
@@ -135,7 +134,6 @@ export class TcpNat implements TcpFlowWire {
     fdExhausted: 0,
     unknownFlowResets: 0,
     badSegments: 0,
-    badChecksums: 0,
   };
   private readonly tcp = new TcpView();
   private readonly opts = new TcpOptions();

@@ -63,9 +63,14 @@ describe('outbound NAT', () => {
     await startUntil([PYTHON, '-u', '-m', 'http.server', '8080', '--bind', '127.0.0.1', '--directory', dir], (l) => l.startsWith('Serving HTTP'));
     expect(await a.execOk(['curl', '-s', '-m', '10', 'http://198.51.100.2/'])).toBe('outside\n');
     expect(await a.execOk(['curl', '-s', '-m', '10', 'http://10.0.2.2:8080/'])).toBe('outside\n');
+    // Two connections held open (a reader stalled for a while) so conntrack shows them live.
+    await out.startUntil(node('source', '7050', String(64 * MiB)), (l) => l === 'ready');
+    await startUntil(node('source', '7051', String(64 * MiB)), (l) => l === 'ready');
+    await a.startUntil(node('recv', '198.51.100.2', '7050', '3000'), (l) => l === 'stalled');
+    await a.startUntil(node('recv', '10.0.2.2', '7051', '3000'), (l) => l === 'stalled');
     const table = await conntrack(daemon, '-p', 'tcp');
-    expect(table).toMatch(/^tcp {6}6 \d+ (TIME_WAIT|ESTABLISHED|CLOSE_WAIT|FIN_WAIT|LAST_ACK) src=10\.0\.2\.100 dst=198\.51\.100\.2 sport=\d+ dport=80 src=198\.51\.100\.2 dst=198\.51\.100\.1 sport=80 dport=\d+ \[ASSURED\] mark=0 use=1$/m);
-    expect(table).toMatch(/^tcp {6}6 \d+ \S+ src=10\.0\.2\.100 dst=10\.0\.2\.2 sport=\d+ dport=8080 src=127\.0\.0\.1 dst=127\.0\.0\.1 sport=8080 dport=\d+ \[ASSURED\]/m);
+    expect(table).toMatch(/^tcp {6}6 \d+ ESTABLISHED src=10\.0\.2\.100 dst=198\.51\.100\.2 sport=\d+ dport=7050 src=198\.51\.100\.2 dst=198\.51\.100\.1 sport=7050 dport=\d+ \[ASSURED\] mark=0 use=1$/m);
+    expect(table).toMatch(/^tcp {6}6 \d+ ESTABLISHED src=10\.0\.2\.100 dst=10\.0\.2\.2 sport=\d+ dport=7051 src=127\.0\.0\.1 dst=127\.0\.0\.1 sport=7051 dport=\d+ \[ASSURED\] mark=0 use=1$/m);
     expect(await conntrack(daemon, '--dst', '10.0.2.2')).not.toContain('198.51.100.2');
   });
 
