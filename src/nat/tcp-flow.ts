@@ -30,8 +30,11 @@ import { TCP_ACK, TCP_FIN, TCP_PSH, TCP_RST, TCP_SYN } from '../packet/tcp.js';
 
 /** The host side: a net.Socket in production, a fake in tests. */
 export interface TcpFlowHost {
-  /** Queues data; false when the socket's buffer is over its high-water mark. */
-  write(data: Buffer): boolean;
+  /**
+   * Queues `len` bytes of `data` from `off`. They are lent (a TAP slab): the host copies what it
+   * keeps. False when the socket's buffer is over its high-water mark.
+   */
+  write(data: Uint8Array, off: number, len: number): boolean;
   /** Half-close (FIN after queued data). */
   end(): void;
   /** Abort with RST. */
@@ -309,7 +312,7 @@ export class TcpFlow {
     if (skip >= len) return true; // all old: a retransmission we already have
     // A container that ignores our window cannot make us buffer without bound.
     if (this.host.writableLength > 2 * RECEIVE_LIMIT) return true;
-    this.host.write(Buffer.from(payload.subarray(off + skip, off + len)));
+    this.host.write(payload, off + skip, len - skip);
     this.rcvNxt = seqAdd(this.rcvNxt, len - skip);
     return true;
   }

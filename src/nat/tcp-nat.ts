@@ -35,7 +35,18 @@ import {
   TCP_TIME_WAIT,
   type ConntrackEntry,
 } from './conntrack.js';
+import { CHUNK_SIZE, ChunkPool } from './chunk-pool.js';
+import { native } from '../native/addon.js';
 import { FLOW_CLOSED, FLOW_CONNECTING, FLOW_TIME_WAIT, TcpFlow, type TcpFlowHost, type TcpFlowWire } from './tcp-flow.js';
+
+const POOL = new ChunkPool();
+const ADDON = native();
+
+/** The fd under a connected net.Socket (libuv's TCP handle), or -1 if Node does not expose it. */
+function socketFd(socket: Socket): number {
+  const fd = (socket as unknown as { _handle?: { fd?: unknown } })._handle?.fd;
+  return typeof fd === 'number' && fd >= 0 ? fd : -1;
+}
 
 /** How long a host connect may take before the container gets "host unreachable". */
 export const CONNECT_TIMEOUT_MS = 30_000;
@@ -99,8 +110,33 @@ export class TcpNatFlow implements TcpFlowHost {
     readonly synQuote: Buffer,
   ) {}
 
-  write(data: Buffer): boolean {
-    return this.socket ? this.socket.write(data) : false;
+  write(data: Uint8Array, off: number, len: number): boolean {
+    const s = this.socket;
+    if (!s) return false;
+    // Straight from the lent buffer into the kernel when nothing is queued in Node before us
+    // (same bytes, same order, one copy less); whatever the kernel does not take right now goes
+    // the ordinary way. Any error other than EAGAIN is left for Node's write to report.
+    // The fd is read from the live handle each time: never a number a closed socket left behind.
+    const fd = s.writableLength === 0 && !s.destroyed ? socketFd(s) : -1;
+    if (fd >= 0) {
+      const n = ADDON.write(fd, data, off, len);
+      if (n === len) return true;
+      if (n > 0) {
+        off += n;
+        len -= n;
+      }
+    }
+    let ok = true;
+    // Copied into pooled chunks, each given back when its write has reached the kernel.
+    while (len > 0) {
+      const chunk = POOL.take();
+      const n = Math.min(len, CHUNK_SIZE);
+      chunk.set(data.subarray(off, off + n), 0);
+      ok = s.write(chunk.subarray(0, n), () => POOL.give(chunk));
+      off += n;
+      len -= n;
+    }
+    return ok;
   }
   end(): void {
     this.socket?.end();

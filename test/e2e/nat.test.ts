@@ -176,6 +176,12 @@ describe('outbound NAT', () => {
     const p3 = await s3.waitFor((l) => l.startsWith('198.51.100.1 '));
     expect(p2).toBe(p3); // the same external port for both destinations (endpoint-independent mapping)
     const ext = Number(p2.split(' ')[1]);
+    // The other container, same source port, same destination: a distinct external port.
+    const clientB = `import socket\ns=socket.socket(socket.AF_INET, socket.SOCK_DGRAM)\ns.bind(('0.0.0.0', 5000))\ns.settimeout(5)\ns.sendto(b'ping', ('198.51.100.2', 7000))\nprint(s.recvfrom(100)[0].decode(), flush=True)`;
+    const before2 = s2.lines.length;
+    expect((await b.execOk([PYTHON, '-c', clientB])).trim()).toBe('pong ping');
+    const pb = await s2.waitFor((l) => l.startsWith('198.51.100.1 ') && s2.lines.indexOf(l) >= before2);
+    expect(Number(pb.split(' ')[1])).not.toBe(ext);
     // A third address the container never sent to is filtered out.
     const before = (await status(daemon)).udp.filtered;
     await out.exec([PYTHON, '-c', `import socket\ns=socket.socket(socket.AF_INET, socket.SOCK_DGRAM)\ns.bind(('198.51.100.4', 7000))\ns.sendto(b'unsolicited', ('198.51.100.1', ${ext}))`]);

@@ -24,9 +24,9 @@ class FakeHost implements TcpFlowHost {
   wasReset = false;
   paused = false;
   writableLength = 0;
-  write(data: Buffer): boolean {
-    this.written.push(data);
-    this.writableLength += data.length;
+  write(data: Uint8Array, off: number, len: number): boolean {
+    this.written.push(Buffer.from(data.subarray(off, off + len)));
+    this.writableLength += len;
     return true;
   }
   end(): void {
