@@ -28,7 +28,7 @@ export interface ConntrackLineOptions {
 export function formatConntrackLine(e: ConntrackEntry, now: number, options: ConntrackLineOptions = {}): string {
   let s = `${protoName(e.proto).padEnd(8)} ${e.proto} ${remainingSeconds(e, now)} `;
   if (e.proto === PROTO_TCP) s += `${e.stateName} `;
-  s += `src=${ipv4ToString(e.origSrc)} dst=${ipv4ToString(e.origDst)} `;
+  s += `src=${origSrc(e)} dst=${origDst(e)} `;
   s += e.proto === PROTO_ICMP ? `type=${e.origDport} code=0 id=${e.origSport} ` : `sport=${e.origSport} dport=${e.origDport} `;
   if (options.accounting) s += `packets=${e.origPackets} bytes=${e.origBytes} `;
   if (!e.seenReply) s += '[UNREPLIED] ';
@@ -84,6 +84,8 @@ export interface ConntrackEntryJson {
   age: number;
   idle: number;
   container: string;
+  /** A published port's flow (DNAT): original = client → host address:port, reply = the container's side. */
+  dnat: boolean;
 }
 
 /** Every field of `e` at clock time `now`, addresses as strings. */
@@ -96,8 +98,8 @@ export function toJson(e: ConntrackEntry, now: number): ConntrackEntryJson {
     state: e.proto === PROTO_TCP ? e.stateName : null,
     timeout: remainingSeconds(e, now),
     original: icmp
-      ? { src: ipv4ToString(e.origSrc), dst: ipv4ToString(e.origDst), type: e.origDport, code: 0, id: e.origSport }
-      : { src: ipv4ToString(e.origSrc), dst: ipv4ToString(e.origDst), sport: e.origSport, dport: e.origDport },
+      ? { src: origSrc(e), dst: origDst(e), type: e.origDport, code: 0, id: e.origSport }
+      : { src: origSrc(e), dst: origDst(e), sport: e.origSport, dport: e.origDport },
     reply: icmp
       ? { src: ipv4ToString(e.replySrc), dst: ipv4ToString(e.replyDst), type: e.replySport, code: 0, id: e.replyDport }
       : { src: ipv4ToString(e.replySrc), dst: ipv4ToString(e.replyDst), sport: e.replySport, dport: e.replyDport },
@@ -113,5 +115,14 @@ export function toJson(e: ConntrackEntry, now: number): ConntrackEntryJson {
     age: Math.round((now - e.createdAt) / 10) / 100,
     idle: Math.round((now - e.lastSeen) / 10) / 100,
     container: e.container,
+    dnat: e.inbound,
   };
+}
+
+function origSrc(e: ConntrackEntry): string {
+  return e.origSrcText ?? ipv4ToString(e.origSrc);
+}
+
+function origDst(e: ConntrackEntry): string {
+  return e.origDstText ?? ipv4ToString(e.origDst);
 }

@@ -12,6 +12,13 @@
  *    (a host socket still connecting) the reply dst is 0.0.0.0:0, "pending", and the entry cannot
  *    be found from the reply side; `setReply()` fills it in.
  *
+ * A published port's flow (DNAT, `inbound`) is the other way round, as the kernel shows a DNAT'ed
+ * connection: the original tuple is the host-side client → the host address and published port,
+ * the reply tuple the container's side, src = container IP:port, dst = the address and port the
+ * container sees the client as (the client itself, or the gateway for a client it could not
+ * route back to). The container's packets find it with findReply(); its client side comes in on a
+ * host socket that already knows its flow, so its original tuple is not indexed at all.
+ *
  * For ICMP queries the "ports" are those of Linux's ICMP tuple: in the original tuple sport is
  * the echo identifier and dport the request type (8); in the reply tuple sport is the reply type
  * (0) and dport the mapped identifier. So an echo request is `findOriginal(ICMP, c, id, r, 8)`
@@ -218,6 +225,17 @@ export interface ConntrackAddParams {
   owner?: unknown;
   /** TCP only; default SYN_SENT. */
   state?: number;
+  /**
+   * A DNAT entry (a published port): the original tuple is the host-side client → the host
+   * address and published port, the reply tuple the container's side (container → the address
+   * it sees the client as). Packets from the container find it with findReply(); the client's
+   * side arrives on a host socket that already knows its flow, so the original tuple is not
+   * indexed (and two IPv6 clients shown as 0.0.0.0 cannot collide on it).
+   */
+  inbound?: boolean;
+  /** Text for an original address that is not IPv4 (an IPv6 client or listener), shown instead. */
+  origSrcText?: string;
+  origDstText?: string;
 }
 
 export type ConntrackRefusalReason = 'table-full' | 'container-full' | 'exists' | 'reply-taken';
@@ -309,6 +327,11 @@ export class ConntrackEntry {
   readonly container: string;
   /** False once removed. */
   live = true;
+  /** A DNAT entry (published port): see ConntrackAddParams.inbound. */
+  readonly inbound: boolean;
+  /** IPv6 original addresses, as text (origSrc/origDst are then 0). */
+  readonly origSrcText: string | undefined;
+  readonly origDstText: string | undefined;
 
   // Owned by the table (intrusive links); never written outside conntrack.ts.
   /** @internal */ hashOrig = 0;
@@ -316,6 +339,7 @@ export class ConntrackEntry {
   /** @internal */ nextOrig: ConntrackEntry | null = null;
   /** @internal */ nextReply: ConntrackEntry | null = null;
   /** @internal */ replyIndexed = false;
+  /** @internal */ origIndexed = false;
   /** @internal */ timeoutClass = 0;
   /** @internal */ tPrev: ConntrackEntry | null = null;
   /** @internal */ tNext: ConntrackEntry | null = null;
@@ -341,6 +365,9 @@ export class ConntrackEntry {
     this.lastSeen = now;
     this.owner = p.owner ?? null;
     this.container = p.container;
+    this.inbound = p.inbound === true;
+    this.origSrcText = p.origSrcText;
+    this.origDstText = p.origDstText;
   }
 
   get stateName(): string {
@@ -491,8 +518,9 @@ export class Conntrack {
   // ------------------------------------------------------------------------------------------
 
   /**
-   * Counts a packet of `bytes` in `direction` (DIR_ORIGINAL / DIR_REPLY). Outbound packets
-   * refresh every entry; replies refresh TCP only (RFC 4787 REQ-6), and mark the reply seen.
+   * Counts a packet of `bytes` in `direction` (DIR_ORIGINAL / DIR_REPLY). Original-direction
+   * packets refresh every entry; replies refresh TCP and DNAT entries only (RFC 4787 REQ-6: a
+   * container's outbound mapping is not kept alive by what comes back), and mark the reply seen.
    * `now` defaults to the table's clock (pass it when the caller has read the clock already).
    */
   touch(e: ConntrackEntry, direction: number, bytes: number, now: number = this.clock()): void {
@@ -508,7 +536,7 @@ export class Conntrack {
       e.replyPackets++;
       e.replyBytes += bytes;
       e.seenReply = true;
-      if (e.proto === PROTO_TCP) {
+      if (e.proto === PROTO_TCP || e.inbound) {
         e.expiresAt = now + this.classTimeout[e.timeoutClass];
         this.requeue(e);
       }
@@ -584,7 +612,7 @@ export class Conntrack {
     if (proto === PROTO_TCP && !(state >= TCP_SYN_SENT && state <= TCP_CLOSE)) throw new InvalidArgumentError(`conntrack: invalid TCP state ${state}`);
     let now = this.clock();
     // The original tuple: replace a finished TCP connection (a new SYN on its ports) or a corpse.
-    const same = this.lookupOrig(proto, p.origSrc >>> 0, p.origSport, p.origDst >>> 0, p.origDport);
+    const same = p.inbound ? null : this.lookupOrig(proto, p.origSrc >>> 0, p.origSport, p.origDst >>> 0, p.origDport);
     if (same !== null) {
       if (same.expiresAt <= now) this.removeEntry(same, REASON_TIMEOUT);
       else if (isReplaceable(same)) this.removeEntry(same, REASON_REPLACED);
@@ -647,7 +675,7 @@ export class Conntrack {
     e.slot = slot;
     if (this.entries.size >= this.origBuckets.length) this.grow();
     this.entries.add(e);
-    this.origLink(e);
+    if (!e.inbound) this.origLink(e);
     if (e.replyDst !== 0 || e.replyDport !== 0) this.replyLink(e);
     this.classAppend(e);
     if (state === TCP_TIME_WAIT) this.twAppend(e);
@@ -772,7 +800,7 @@ export class Conntrack {
   private removeEntry(e: ConntrackEntry, reason: string): void {
     if (!e.live) return;
     e.live = false;
-    this.origUnlink(e);
+    if (e.origIndexed) this.origUnlink(e);
     if (e.replyIndexed) this.replyUnlink(e);
     this.classUnlink(e);
     if (e.state === TCP_TIME_WAIT) this.twUnlink(e);
@@ -863,6 +891,7 @@ export class Conntrack {
     const i = e.hashOrig & this.bucketMask;
     e.nextOrig = this.origBuckets[i];
     this.origBuckets[i] = e;
+    e.origIndexed = true;
   }
 
   private origUnlink(e: ConntrackEntry): void {
@@ -874,6 +903,7 @@ export class Conntrack {
       if (p !== null) p.nextOrig = e.nextOrig;
     }
     e.nextOrig = null;
+    e.origIndexed = false;
   }
 
   private replyLink(e: ConntrackEntry): void {
@@ -904,9 +934,11 @@ export class Conntrack {
     this.replyBuckets = new Array<ConntrackEntry | null>(n).fill(null);
     this.bucketMask = n - 1;
     for (const e of this.entries) {
-      const i = e.hashOrig & this.bucketMask;
-      e.nextOrig = this.origBuckets[i];
-      this.origBuckets[i] = e;
+      if (e.origIndexed) {
+        const i = e.hashOrig & this.bucketMask;
+        e.nextOrig = this.origBuckets[i];
+        this.origBuckets[i] = e;
+      }
       if (e.replyIndexed) {
         const j = e.hashReply & this.bucketMask;
         e.nextReply = this.replyBuckets[j];

@@ -21,6 +21,9 @@
  *  - Loss: retransmission from the oldest unacknowledged byte on RTO (200 ms, doubling, 12 tries)
  *    and on three duplicate ACKs; a zero window is probed on a persist timer.
  *  - FIN and half-close both ways; RST both ways.
+ *  - Published ports open the other way (`activeOpen`): a host client was accepted, we send the
+ *    container a SYN from the client's address, and the host socket stays paused until the
+ *    container's SYN-ACK. A reset answer resets the client at once; silence, after 4 SYNs (3 s).
  *
  * No congestion control: the container's kernel runs its own, and the host kernel the real one
  * towards the network. Time comes from the owner (`tick(now)`), so tests walk through timeouts.
@@ -56,12 +59,13 @@ export interface TcpFlowWire {
   stateChanged(flow: TcpFlow): void;
 }
 
-/** Endpoint states (towards the container). */
+/** Endpoint states (towards the container). TIME_WAIT and CLOSED stay the highest two. */
 export const FLOW_CONNECTING = 0; // container's SYN seen, host socket connecting
-export const FLOW_SYN_RCVD = 1; // SYN-ACK sent, waiting for the container's ACK
-export const FLOW_ESTABLISHED = 2; // data both ways (half-closes tracked by flags)
-export const FLOW_TIME_WAIT = 3; // both FINs exchanged and acknowledged: no socket left
-export const FLOW_CLOSED = 4; // reset, refused, or given up
+export const FLOW_SYN_SENT = 1; // (published port) our SYN sent, waiting for the container's SYN-ACK
+export const FLOW_SYN_RCVD = 2; // SYN-ACK sent, waiting for the container's ACK
+export const FLOW_ESTABLISHED = 3; // data both ways (half-closes tracked by flags)
+export const FLOW_TIME_WAIT = 4; // both FINs exchanged and acknowledged: no socket left
+export const FLOW_CLOSED = 5; // reset, refused, or given up
 
 /** Bytes of container data the host socket may hold before our window closes. */
 export const RECEIVE_LIMIT = 4 * 1024 * 1024;
@@ -74,6 +78,11 @@ export const OUR_WSCALE = 7;
 const RTO_INITIAL_MS = 200;
 const RTO_MAX_MS = 10_000;
 const MAX_RETRIES = 12;
+/**
+ * SYNs sent to a container for a published port before its host client is reset: 200 + 400 +
+ * 800 + 1600 ms, so a client waits about 3 s for a container that does not answer, not minutes.
+ */
+export const SYN_RETRIES = 4;
 const PERSIST_MS = 500;
 
 const seqLt = (a: number, b: number): boolean => ((a - b) | 0) < 0;
@@ -123,6 +132,10 @@ export class TcpFlow {
   bytesToContainer = 0;
   /** Why the flow closed (for logs and conntrack): '' while open. */
   closeReason = '';
+  /** We opened the connection (a published port) rather than the container. */
+  active = false;
+  private peerMss = -1;
+  private peerWscale = -1;
 
   constructor(
     readonly host: TcpFlowHost,
@@ -144,6 +157,27 @@ export class TcpFlow {
       this.rcvWscale = OUR_WSCALE;
     }
     this.sndWnd = syn.window; // a SYN's window is never scaled
+  }
+
+  /**
+   * A connection we open towards the container (a published port): SYN with our MSS and window
+   * scale, host socket paused until the container answers. `peerSyn()` then gives its options.
+   */
+  static activeOpen(host: TcpFlowHost, wire: TcpFlowWire, iss: number, now: number): TcpFlow {
+    const f = new TcpFlow(host, wire, { seq: 0, window: 0, mss: -1, wscale: -1 }, iss, now);
+    f.state = FLOW_SYN_SENT;
+    f.active = true;
+    f.rcvWscale = OUR_WSCALE; // offered; dropped if the container's SYN-ACK has no window scale
+    f.host.pause();
+    f.hostPaused = true;
+    f.sendSyn();
+    return f;
+  }
+
+  /** The MSS and window-scale options of the container's SYN-ACK (-1: absent); before segment(). */
+  peerSyn(mss: number, wscale: number): void {
+    this.peerMss = mss;
+    this.peerWscale = wscale;
   }
 
   // ------------------------------------------------------------------------------------------
@@ -196,7 +230,10 @@ export class TcpFlow {
   hostReset(now: number, reason: string): void {
     this.now = now;
     if (this.state >= FLOW_TIME_WAIT) return;
-    if (this.state !== FLOW_CONNECTING) this.wire.segment(this, TCP_RST | TCP_ACK, this.sndNxt, this.rcvNxt, 0, 0, 0, false);
+    // Before the container's SYN-ACK its sequence numbers are unknown: a bare RST (in its window
+    // if it did answer meanwhile) ends its half-open connection.
+    if (this.state === FLOW_SYN_SENT) this.wire.segment(this, TCP_RST, this.sndNxt, 0, 0, 0, 0, false);
+    else if (this.state !== FLOW_CONNECTING) this.wire.segment(this, TCP_RST | TCP_ACK, this.sndNxt, this.rcvNxt, 0, 0, 0, false);
     this.close(reason);
   }
 
@@ -215,6 +252,10 @@ export class TcpFlow {
     seq >>>= 0;
     ack >>>= 0;
     if (this.state === FLOW_CLOSED) return;
+    if (this.state === FLOW_SYN_SENT) {
+      this.synSentSegment(flags, seq, ack, window);
+      return;
+    }
 
     if ((flags & TCP_RST) !== 0) {
       // Accept a reset whose sequence number is inside what we expect (RFC 5961 spirit, relaxed).
@@ -271,6 +312,43 @@ export class TcpFlow {
     if (needAck) this.sendAck();
     this.pump();
     this.maybeDone();
+  }
+
+  /** SYN-SENT (RFC 9293 3.10.7.3): the container answers our SYN, refuses it, or talks nonsense. */
+  private synSentSegment(flags: number, seq: number, ack: number, window: number): void {
+    const ackOk = (flags & TCP_ACK) !== 0 && ack === seqAdd(this.iss, 1);
+    if ((flags & TCP_ACK) !== 0 && !ackOk) {
+      // Acknowledges something we never sent (an old connection on these ports): reset it.
+      if ((flags & TCP_RST) === 0) this.wire.segment(this, TCP_RST, ack, 0, 0, 0, 0, false);
+      return;
+    }
+    if ((flags & TCP_RST) !== 0) {
+      if (ackOk) {
+        // Nothing listens on that port in the container: the host client is reset at once.
+        this.host.reset();
+        this.close('refused by the container');
+      }
+      return;
+    }
+    if ((flags & TCP_SYN) === 0 || !ackOk) return; // (a simultaneous open is not expected of a server)
+    this.irs = seq;
+    this.rcvNxt = seqAdd(seq, 1);
+    this.sndUna = ack;
+    this.sndNxt = ack;
+    this.sndWnd = window; // a SYN's window is never scaled
+    this.mss = this.peerMss > 0 ? this.peerMss : 536;
+    if (this.peerWscale >= 0) this.sndWscale = Math.min(this.peerWscale, 14);
+    else {
+      this.sndWscale = -1;
+      this.rcvWscale = 0;
+    }
+    this.state = FLOW_ESTABLISHED;
+    this.clearRto();
+    this.sendAck();
+    this.hostPaused = false;
+    this.host.resume();
+    this.wire.stateChanged(this);
+    this.pump();
   }
 
   private onAck(ack: number, window: number, pureAck: boolean): void {
@@ -330,6 +408,13 @@ export class TcpFlow {
     const w = this.window();
     this.advertised = Math.min(w, 0xffff << this.rcvWscale);
     return Math.min(0xffff, w >>> this.rcvWscale);
+  }
+
+  private sendSyn(): void {
+    this.advertised = Math.min(this.window(), 0xffff);
+    this.wire.segment(this, TCP_SYN, this.iss, 0, this.advertised, 0, 0, true);
+    this.sndNxt = seqAdd(this.iss, 1);
+    this.armRto();
   }
 
   private sendSynAck(): void {
@@ -419,6 +504,10 @@ export class TcpFlow {
 
   /** Go back to sndUna and send again (RTO, fast retransmit). */
   private retransmit(): void {
+    if (this.state === FLOW_SYN_SENT) {
+      this.sendSyn();
+      return;
+    }
     if (this.state === FLOW_SYN_RCVD) {
       this.sendSynAck();
       return;
@@ -439,6 +528,13 @@ export class TcpFlow {
     this.now = now;
     if (this.state >= FLOW_TIME_WAIT) return;
     if (this.rtoAt !== 0 && now >= this.rtoAt) {
+      if (this.state === FLOW_SYN_SENT && this.retries + 1 >= SYN_RETRIES) {
+        // The container never answered: the client that is waiting on the host is reset.
+        this.host.reset();
+        this.wire.segment(this, TCP_RST, this.sndNxt, 0, 0, 0, 0, false);
+        this.close('the container did not answer');
+        return;
+      }
       if (++this.retries > MAX_RETRIES) {
         this.host.reset();
         this.wire.segment(this, TCP_RST | TCP_ACK, this.sndNxt, this.rcvNxt, 0, 0, 0, false);
@@ -483,6 +579,7 @@ export class TcpFlow {
   conntrackState(): string {
     switch (this.state) {
       case FLOW_CONNECTING:
+      case FLOW_SYN_SENT:
         return 'SYN_SENT';
       case FLOW_SYN_RCVD:
         return 'SYN_RECV';

@@ -14,7 +14,7 @@
 import { connect, type Socket } from 'node:net';
 import type { Logger } from 'pino';
 import type { GatewayPort } from '../gateway/gateway.js';
-import { pseudoHeaderSumV4, checksum } from '../packet/checksum.js';
+import { checksum, finish, pseudoHeaderSumV4, sum16 } from '../packet/checksum.js';
 import { ETH_HLEN, ETH_P_IPV4, writeEthernetHeader } from '../packet/ethernet.js';
 import { ICMP_DEST_UNREACH, ICMP_UNREACH_ADMIN_PROHIBITED, ICMP_UNREACH_HOST, ICMP_UNREACH_NET } from '../packet/icmp.js';
 import { IPPROTO_TCP, IPV4_FLAG_DF, IPV4_MIN_HLEN } from '../packet/ipv4.js';
@@ -24,7 +24,10 @@ import { VNET_F_NEEDS_CSUM, VNET_GSO_NONE, VNET_GSO_TCPV4, VNET_HDR_LEN, writeVn
 import { ParseStatus } from '../packet/status.js';
 import {
   Conntrack,
+  DIR_ORIGINAL,
+  DIR_REPLY,
   PROTO_TCP,
+  isRefusal,
   TCP_CLOSE,
   TCP_CLOSE_WAIT,
   TCP_ESTABLISHED,
@@ -37,7 +40,7 @@ import {
 } from './conntrack.js';
 import { CHUNK_SIZE, ChunkPool } from './chunk-pool.js';
 import { native } from '../native/addon.js';
-import { FLOW_CLOSED, FLOW_CONNECTING, FLOW_TIME_WAIT, TcpFlow, type TcpFlowHost, type TcpFlowWire } from './tcp-flow.js';
+import { FLOW_CLOSED, FLOW_CONNECTING, FLOW_ESTABLISHED, FLOW_TIME_WAIT, TcpFlow, type TcpFlowHost, type TcpFlowWire } from './tcp-flow.js';
 
 const POOL = new ChunkPool();
 const ADDON = native();
@@ -68,6 +71,19 @@ const STATE_BY_NAME: Record<string, number> = {
   CLOSE: TCP_CLOSE,
 };
 
+const EMPTY = Buffer.alloc(0);
+
+/** A published port's conntrack original tuple: the host-side client → the host's address and port. */
+export interface InboundOriginal {
+  src: number;
+  sport: number;
+  dst: number;
+  dport: number;
+  /** IPv6 addresses as text (src/dst then 0). */
+  srcText?: string;
+  dstText?: string;
+}
+
 /** Where a container's connection goes on the host, and how it looks to the container. */
 export interface TcpTarget {
   /** Host-side destination. */
@@ -89,6 +105,11 @@ export interface TcpNatStats {
   fdExhausted: number;
   unknownFlowResets: number;
   badSegments: number;
+  /** Published ports: connections accepted on the host, answered by the container, refused by it, unanswered. */
+  inboundAccepted: number;
+  inboundEstablished: number;
+  inboundRefused: number;
+  inboundUnanswered: number;
 }
 
 /** One NAT'ed TCP connection. */
@@ -98,9 +119,12 @@ export class TcpNatFlow implements TcpFlowHost {
   entry: ConntrackEntry | null = null;
   connectTimer: NodeJS.Timeout | null = null;
   ipId = 0;
+  /** The published mapping an inbound flow came through (null: an outbound flow). */
+  mapping: unknown = null;
   constructor(
     readonly gw: GatewayPort,
-    readonly containerMac: number,
+    /** -1 until known (a published port's first SYN goes out through the gateway's ARP). */
+    public containerMac: number,
     readonly containerIp: number,
     readonly containerPort: number,
     /** The destination as the container sees it (replies come from there). */
@@ -170,6 +194,10 @@ export class TcpNat implements TcpFlowWire {
     fdExhausted: 0,
     unknownFlowResets: 0,
     badSegments: 0,
+    inboundAccepted: 0,
+    inboundEstablished: 0,
+    inboundRefused: 0,
+    inboundUnanswered: 0,
   };
   private readonly tcp = new TcpView();
   private readonly opts = new TcpOptions();
@@ -241,7 +269,7 @@ export class TcpNat implements TcpFlowWire {
       this.newConnection(gw, buf, dv, ipOff, containerMac, containerIp, sport, remoteIp, dport, target(), `${network}/${ipv4ToString(containerIp)}`, now);
       return;
     }
-    this.ct.touch(entry, 0, tcpLen);
+    this.ct.touch(entry, DIR_ORIGINAL, tcpLen);
     nf.flow.segment(flags, t.seq, t.ack, t.window, buf, t.payloadOffset, t.payloadLength, now);
   }
 
@@ -314,10 +342,68 @@ export class TcpNat implements TcpFlowWire {
       if (nf.entry) this.ct.setReply(nf.entry, ipToNumber(socket.localAddress), socket.localPort ?? 0);
       nf.flow.hostConnected(this.clock());
     });
+    this.wireSocket(nf, socket, DIR_REPLY);
+  }
+
+  /**
+   * A published port's connection: `socket` was accepted on the host; the flow towards the
+   * container starts with our SYN from `shownIp:shownPort` (the client as the container sees
+   * it). `original` is the conntrack original tuple (client → host address and port). False
+   * when conntrack refuses the flow (the client is reset).
+   */
+  acceptInbound(
+    socket: Socket,
+    gw: GatewayPort,
+    containerIp: number,
+    containerPort: number,
+    shownIp: number,
+    shownPort: number,
+    container: string,
+    original: InboundOriginal,
+    mapping: unknown,
+  ): boolean {
+    this.stats.inboundAccepted++;
+    const nf = new TcpNatFlow(gw, gw.neighbourMac(containerIp), containerIp, containerPort, shownIp, shownPort, EMPTY);
+    nf.mapping = mapping;
+    const added = this.ct.add({
+      proto: PROTO_TCP,
+      inbound: true,
+      origSrc: original.src,
+      origSport: original.sport,
+      origDst: original.dst,
+      origDport: original.dport,
+      ...(original.srcText !== undefined ? { origSrcText: original.srcText } : {}),
+      ...(original.dstText !== undefined ? { origDstText: original.dstText } : {}),
+      replySrc: containerIp,
+      replySport: containerPort,
+      replyDst: shownIp,
+      replyDport: shownPort,
+      container,
+      owner: nf,
+      state: TCP_SYN_SENT,
+    });
+    if (isRefusal(added)) {
+      this.stats.limitRefusals++;
+      this.log.warn({ container, reason: added.refused }, 'conntrack full: published-port connection refused (client reset)');
+      socket.resetAndDestroy();
+      return false;
+    }
+    nf.entry = added;
+    nf.socket = socket;
+    this.wireSocket(nf, socket, DIR_ORIGINAL);
+    this.flows.add(nf);
+    this.ensureTimer();
+    // Last: the SYN goes out from here, and may be answered synchronously by a MemoryPort.
+    nf.flow = TcpFlow.activeOpen(nf, this, randomIss(), this.clock());
+    return true;
+  }
+
+  /** The host socket's events, for both directions of flow. `hostDir`: its packets' conntrack direction. */
+  private wireSocket(nf: TcpNatFlow, socket: Socket, hostDir: number): void {
     socket.on('data', (data: Buffer) => {
       if (nf.entry) {
-        this.ct.touch(nf.entry, 1, data.length);
-        this.ct.markReply(nf.entry);
+        this.ct.touch(nf.entry, hostDir, data.length);
+        if (hostDir === DIR_REPLY) this.ct.markReply(nf.entry);
       }
       nf.flow.hostData(data, this.clock());
     });
@@ -339,6 +425,27 @@ export class TcpNat implements TcpFlowWire {
         nf.flow.hostReset(this.clock(), 'host socket closed');
       }
     });
+  }
+
+  /**
+   * A segment from the container on a published port's flow (found by the NAT through the
+   * entry's reply tuple). `ethSrc` is where the container is now.
+   */
+  segmentForInbound(e: ConntrackEntry, buf: Uint8Array, dv: DataView, tcpOff: number, tcpLen: number, ethSrc: number): void {
+    const nf = e.owner as TcpNatFlow | null;
+    const t = this.tcp;
+    if (!nf || t.bind(dv, tcpOff, tcpLen) !== ParseStatus.OK) {
+      this.stats.badSegments++;
+      return;
+    }
+    nf.containerMac = ethSrc;
+    const flags = t.flags;
+    if ((flags & TCP_SYN) !== 0) {
+      t.readOptions(this.opts);
+      nf.flow.peerSyn(this.opts.mss, this.opts.windowScale);
+    }
+    this.ct.touch(e, DIR_REPLY, tcpLen);
+    nf.flow.segment(flags, t.seq, t.ack, t.window, buf, t.payloadOffset, t.payloadLength, this.clock());
   }
 
   /** The host connect failed: RST for a refusal, ICMP unreachable for no route or a timeout. */
@@ -387,7 +494,7 @@ export class TcpNat implements TcpFlowWire {
     const total = IPV4_MIN_HLEN + tcpHl + payloadLength;
     const gso = payloadLength > flow.mss;
     writeVnetHeader(dv, 0, VNET_F_NEEDS_CSUM, gso ? VNET_GSO_TCPV4 : VNET_GSO_NONE, ETH_HLEN + IPV4_MIN_HLEN + tcpHl, gso ? flow.mss : 0, ETH_HLEN + IPV4_MIN_HLEN, 16);
-    writeEthernetHeader(dv, eth, nf.containerMac, nf.gw.mac, ETH_P_IPV4);
+    writeEthernetHeader(dv, eth, nf.containerMac < 0 ? 0 : nf.containerMac, nf.gw.mac, ETH_P_IPV4);
     dv.setUint8(ip, 0x45);
     dv.setUint8(ip + 1, 0);
     dv.setUint16(ip + 2, total);
@@ -420,6 +527,14 @@ export class TcpNat implements TcpFlowWire {
       }
     }
     if (payloadLength > 0) flow.copyPayload(payloadOffset, payloadLength, o, tcp + tcpHl);
+    if (nf.containerMac < 0) {
+      // A published port's SYN to a container not heard from yet: a plain frame with a full
+      // checksum, sent once the gateway's ARP has found the container (or dropped and counted).
+      dv.setUint16(tcp + 16, 0);
+      dv.setUint16(tcp + 16, finish(sum16(dv, tcp, tcpHl + payloadLength, pseudoHeaderSumV4(nf.remoteIp, nf.containerIp, IPPROTO_TCP, tcpHl + payloadLength))));
+      nf.gw.sendIpv4(nf.containerIp, o.subarray(eth), ETH_HLEN + total);
+      return;
+    }
     // Partial checksum: the pseudo-header sum; the receiving kernel (or the switch) finishes it.
     dv.setUint16(tcp + 16, pseudoHeaderSumV4(nf.remoteIp, nf.containerIp, IPPROTO_TCP, tcpHl + payloadLength));
     nf.gw.emitVnet(o, dv, 0, ETH_HLEN + total);
@@ -428,6 +543,11 @@ export class TcpNat implements TcpFlowWire {
   stateChanged(flow: TcpFlow): void {
     const nf = flow.host as TcpNatFlow;
     const e = nf.entry;
+    if (flow.active && e !== null && e.state === TCP_SYN_SENT) {
+      if (flow.state === FLOW_ESTABLISHED) this.stats.inboundEstablished++;
+      else if (flow.closeReason === 'refused by the container') this.stats.inboundRefused++;
+      else if (flow.closeReason === 'the container did not answer') this.stats.inboundUnanswered++;
+    }
     if (flow.state === FLOW_CLOSED) {
       this.flows.delete(nf);
       nf.reset();

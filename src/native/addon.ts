@@ -79,7 +79,7 @@ export type DgramReaderHandle = { readonly __dgramReader: unique symbol };
  */
 
 /** Columns of a datagram row in the reader's `meta`: DGRAM_ROW int32s per datagram. */
-export const DGRAM_ROW = 4;
+export const DGRAM_ROW = 5;
 /** Offset of the datagram in the slab (64-byte aligned). */
 export const DGRAM_OFFSET = 0;
 /** Its length in bytes (never truncated: every IPv4 datagram fits a DGRAM_SLOT). */
@@ -88,6 +88,8 @@ export const DGRAM_LENGTH = 1;
 export const DGRAM_SRC_ADDR = 2;
 /** Source port (0 for ICMP kinds). */
 export const DGRAM_SRC_PORT = 3;
+/** The address the datagram was sent to (IP_PKTINFO, on a socket opened with `pktinfo`), else 0. */
+export const DGRAM_DST_ADDR = 4;
 
 /**
  * Columns of an error row in the reader's `errMeta` (one per entry of the socket error queue,
@@ -142,6 +144,9 @@ export interface DgramOpenOptions {
   /** IP_RECVERR: ICMP and local errors go to the error queue, which the reader reports.
    *  Default true for 'udp' and 'ping', false for 'raw-icmp' (which sees ICMP errors as packets). */
   recvErr?: boolean;
+  /** 'udp': IP_PKTINFO, so the reader reports each datagram's destination address (DGRAM_DST_ADDR)
+   *  — on a socket bound to 0.0.0.0, which of the host's addresses the sender used. Default false. */
+  pktinfo?: boolean;
   /** SO_RCVBUF/SO_SNDBUF request. With CAP_NET_ADMIN the *FORCE options pass net.core.rmem_max /
    *  wmem_max; without, the kernel caps the request there. */
   recvBufferSize?: number;
@@ -198,8 +203,10 @@ export interface NativeAddon {
    * or -errno, never a throw for I/O errors (-EAGAIN: the send buffer is full, count a drop).
    * For 'ping'/'raw-icmp' `buf` holds the ICMP message and the port is ignored. A failure caused
    * by an earlier datagram's ICMP error (Linux reports it on the next send) is retried once.
+   * A non-zero `srcAddr` (uint32) is the source address (IP_PKTINFO): the reply of a socket bound
+   * to 0.0.0.0 leaves from the address its peer wrote to.
    */
-  sendTo(fd: number, buf: Uint8Array, off: number, len: number, addr: number, port: number): number;
+  sendTo(fd: number, buf: Uint8Array, off: number, len: number, addr: number, port: number, srcAddr?: number): number;
   /**
    * Reads the socket in batches. On each wake: up to `budget` datagrams (recvmmsg) into `slab`,
    * a DGRAM_ROW row each in `meta`; then, if IP_RECVERR is on and an error is pending, up to

@@ -19,7 +19,10 @@
  *                                          needs CAP_NET_RAW
  *     IP_RECVERR is on by default for udp and ping (off for raw-icmp, which sees ICMP errors as
  *     packets anyway).
- *  2. sendTo(): one sendto(2), returning bytes or -errno (never throwing on I/O errors). With
+ *     `pktinfo` (udp) turns on IP_PKTINFO: a socket bound to 0.0.0.0 (a published port) learns
+ *     which of the host's addresses each datagram was sent to, and answers from that address.
+ *  2. sendTo(): one sendto(2), returning bytes or -errno (never throwing on I/O errors); with a
+ *     source address, sendmsg(2) with IP_PKTINFO's ipi_spec_dst sets the reply's source. With
  *     IP_RECVERR Linux also stores an arriving ICMP error in sk_err, and the *next* send on the
  *     socket fails with it without sending anything (an unconnected UDP socket included). The
  *     error is also in the error queue, where the reader reports it properly, so sendTo retries
@@ -48,7 +51,8 @@
  *
  * Row layouts (documented as constants in addon.ts, exported here as DGRAM_* numbers):
  *   datagram  [offset, length, sourceAddr (uint32 host order as int32 bits), sourcePort (0 for
- *             ICMP kinds)]
+ *             ICMP kinds), destinationAddr (the address the datagram was sent to, from IP_PKTINFO
+ *             on a socket opened with pktinfo; 0 otherwise)]
  *   error     [-errno, origin (SO_EE_ORIGIN_*), icmpType, icmpCode, offenderAddr, dstAddr, dstPort,
  *             info (ee_info: the MTU for "fragmentation needed"/EMSGSIZE), dataOffset, dataLength]
  *
@@ -83,7 +87,9 @@
 /* One message's room in a recvmmsg call: the largest IPv4 datagram (65535 with its header). */
 #define DGRAM_SLOT 65536
 #define DGRAM_ALIGN 64
-#define DGRAM_ROW 4
+#define DGRAM_ROW 5
+/* Room for the one control message a datagram can carry (IP_PKTINFO). */
+#define DGRAM_CONTROL CMSG_SPACE(sizeof(struct in_pktinfo))
 #define DGRAM_ERR_ROW 10
 /* recvmmsg takes at most UIO_MAXIOV messages per call. */
 #define DGRAM_MAX_VLEN 1024
@@ -228,6 +234,7 @@ static napi_value dgram_open(napi_env env, napi_callback_info info) {
   }
   if (kind == KIND_RAW_ICMP) bind_port = 0; /* raw sockets have no ports */
   bool recv_err = get_bool_prop(env, opts, "recvErr", kind != KIND_RAW_ICMP);
+  bool pktinfo = kind == KIND_UDP && get_bool_prop(env, opts, "pktinfo", false);
 
   char addr_text[16], context[64], hint[256] = "";
   format_addr(addr_text, sizeof addr_text, bind_addr);
@@ -264,6 +271,11 @@ static napi_value dgram_open(napi_env env, napi_callback_info info) {
   }
   /* Errors then poll as POLLERR|POLLPRI, which libuv delivers (see the theory above). */
   (void)setsockopt(fd, SOL_SOCKET, SO_SELECT_ERR_QUEUE, &one, sizeof one);
+  if (pktinfo && setsockopt(fd, IPPROTO_IP, IP_PKTINFO, &one, sizeof one) < 0) {
+    err = errno;
+    failed = "setsockopt(IP_PKTINFO)";
+    goto fail;
+  }
   if (rcvbuf > 0 && (err = set_buffer_size(fd, SO_RCVBUFFORCE, SO_RCVBUF, rcvbuf)) != 0) {
     failed = "setsockopt(SO_RCVBUF)";
     goto fail;
@@ -337,10 +349,11 @@ static bool is_async_send_error(int err) {
   }
 }
 
-/* sendTo(fd, buf, offset, length, addr (uint32 host order), port) -> bytes sent or -errno. */
+/* sendTo(fd, buf, offset, length, addr (uint32 host order), port[, srcAddr]) -> bytes sent or
+ * -errno. A non-zero srcAddr is the datagram's source address (IP_PKTINFO ipi_spec_dst). */
 static napi_value dgram_send_to(napi_env env, napi_callback_info info) {
-  size_t argc = 6;
-  napi_value argv[6], result;
+  size_t argc = 7;
+  napi_value argv[7], result;
   NAPI_CALL(env, napi_get_cb_info(env, info, &argc, argv, NULL, NULL));
   int32_t fd, off, len, port;
   uint32_t addr;
@@ -358,15 +371,46 @@ static napi_value dgram_send_to(napi_env env, napi_callback_info info) {
                            "sendTo: offset/length outside the buffer, or port not 0-65535");
     return NULL;
   }
+  uint32_t src_addr = 0;
+  if (argc >= 7) {
+    napi_valuetype st = napi_undefined;
+    napi_typeof(env, argv[6], &st);
+    if (st != napi_undefined && napi_get_value_uint32(env, argv[6], &src_addr) != napi_ok) {
+      napi_throw_type_error(env, "ERR_INVALID_ARG_TYPE", "sendTo: srcAddr must be a uint32");
+      return NULL;
+    }
+  }
   struct sockaddr_in sa;
   memset(&sa, 0, sizeof sa);
   sa.sin_family = AF_INET;
   sa.sin_addr.s_addr = htonl(addr);
   sa.sin_port = htons((uint16_t)port);
+  struct iovec iov = {.iov_base = data + off, .iov_len = (size_t)len};
+  union {
+    char buf[CMSG_SPACE(sizeof(struct in_pktinfo))];
+    struct cmsghdr align;
+  } control;
+  struct msghdr m;
+  memset(&m, 0, sizeof m);
+  m.msg_name = &sa;
+  m.msg_namelen = sizeof sa;
+  m.msg_iov = &iov;
+  m.msg_iovlen = 1;
+  if (src_addr != 0) {
+    memset(&control, 0, sizeof control);
+    m.msg_control = control.buf;
+    m.msg_controllen = sizeof control.buf;
+    struct cmsghdr *c = CMSG_FIRSTHDR(&m);
+    c->cmsg_level = IPPROTO_IP;
+    c->cmsg_type = IP_PKTINFO;
+    c->cmsg_len = CMSG_LEN(sizeof(struct in_pktinfo));
+    struct in_pktinfo *pi = (struct in_pktinfo *)CMSG_DATA(c);
+    pi->ipi_spec_dst.s_addr = htonl(src_addr);
+  }
   ssize_t w;
   int err = 0, retried = 0;
   for (;;) {
-    w = sendto(fd, data + off, (size_t)len, MSG_DONTWAIT, (struct sockaddr *)&sa, sizeof sa);
+    w = sendmsg(fd, &m, MSG_DONTWAIT);
     if (w >= 0) break;
     err = errno;
     if (err == EINTR) continue;
@@ -405,6 +449,7 @@ typedef struct dgram_reader {
   struct mmsghdr *msgs;
   struct iovec *iovs;
   struct sockaddr_in *names;
+  uint8_t *controls; /* DGRAM_CONTROL bytes per message */
   napi_ref slab_ref;
   napi_ref meta_ref;
   napi_ref err_meta_ref;
@@ -466,9 +511,11 @@ static void dgram_reader_on_closed(uv_handle_t *h) {
   free(r->msgs);
   free(r->iovs);
   free(r->names);
+  free(r->controls);
   r->msgs = NULL;
   r->iovs = NULL;
   r->names = NULL;
+  r->controls = NULL;
   r->closed = true;
   if (r->finalized) free(r);
 }
@@ -507,8 +554,8 @@ static int read_datagrams(dgram_reader_t *r, size_t *off_io, int *hard_err) {
       m->msg_namelen = sizeof r->names[i];
       m->msg_iov = &r->iovs[i];
       m->msg_iovlen = 1;
-      m->msg_control = NULL;
-      m->msg_controllen = 0;
+      m->msg_control = r->controls + (size_t)i * DGRAM_CONTROL;
+      m->msg_controllen = DGRAM_CONTROL;
       m->msg_flags = 0;
       r->msgs[i].msg_len = 0;
     }
@@ -543,6 +590,16 @@ static int read_datagrams(dgram_reader_t *r, size_t *off_io, int *hard_err) {
       row[1] = (int32_t)len;
       row[2] = have_name ? (int32_t)ntohl(sin->sin_addr.s_addr) : 0;
       row[3] = have_name ? (int32_t)ntohs(sin->sin_port) : 0;
+      row[4] = 0;
+      struct msghdr *mh = &r->msgs[i].msg_hdr;
+      for (struct cmsghdr *c = CMSG_FIRSTHDR(mh); c; c = CMSG_NXTHDR(mh, c)) {
+        if (c->cmsg_level == IPPROTO_IP && c->cmsg_type == IP_PKTINFO &&
+            c->cmsg_len >= CMSG_LEN(sizeof(struct in_pktinfo))) {
+          struct in_pktinfo pi;
+          memcpy(&pi, CMSG_DATA(c), sizeof pi);
+          row[4] = (int32_t)ntohl(pi.ipi_addr.s_addr);
+        }
+      }
       n++;
       off = dst_off + align_up(len);
     }
@@ -698,12 +755,14 @@ static napi_value start_dgram_reader(napi_env env, napi_callback_info info) {
     r->msgs = calloc((size_t)vlen, sizeof *r->msgs);
     r->iovs = calloc((size_t)vlen, sizeof *r->iovs);
     r->names = calloc((size_t)vlen, sizeof *r->names);
+    r->controls = calloc((size_t)vlen, DGRAM_CONTROL);
   }
-  if (!r || !r->msgs || !r->iovs || !r->names) {
+  if (!r || !r->msgs || !r->iovs || !r->names || !r->controls) {
     if (r) {
       free(r->msgs);
       free(r->iovs);
       free(r->names);
+      free(r->controls);
       free(r);
     }
     napi_throw_error(env, "ENOMEM", "startDgramReader: out of memory");
@@ -726,6 +785,7 @@ static napi_value start_dgram_reader(napi_env env, napi_callback_info info) {
     free(r->msgs);
     free(r->iovs);
     free(r->names);
+    free(r->controls);
     free(r);
     throw_errno(env, -rc, "uv_poll_init", "startDgramReader");
     return NULL;

@@ -27,6 +27,7 @@ import {
   DGRAM_SLOT,
   DGRAM_SRC_ADDR,
   DGRAM_SRC_PORT,
+  DGRAM_DST_ADDR,
   SO_EE_ORIGIN_ICMP,
   SO_EE_ORIGIN_LOCAL,
   errnoName,
@@ -49,6 +50,8 @@ interface Datagram {
   offset: number;
   addr: number;
   port: number;
+  /** The address it was sent to (pktinfo sockets), else 0. */
+  dst: number;
 }
 
 interface ErrorRow {
@@ -162,6 +165,7 @@ function read(fd: number, opts: { budget?: number; slabSize?: number; errRows?: 
           offset,
           addr: meta[r + DGRAM_SRC_ADDR] >>> 0,
           port: meta[r + DGRAM_SRC_PORT],
+          dst: meta[r + DGRAM_DST_ADDR] >>> 0,
         });
       }
       for (let i = 0; i < errors; i++) {
@@ -581,6 +585,42 @@ describe('the datagram reader', () => {
     expect(batches).toEqual([1]);
   });
 
+  it('with pktinfo, reports the address each datagram was sent to, and answers from it', async () => {
+    // A socket bound to 0.0.0.0 (a published port): 127.0.0.2 is one of the host's addresses.
+    const s = open({ bindAddress: 0, pktinfo: true });
+    const rx = read(s.fd);
+    const client = await nodeSocket();
+    const replies: Array<{ msg: string; from: string }> = [];
+    const twoReplies = new Promise<void>((resolve, reject) => {
+      const timer = setTimeout(() => reject(new Error(`timed out waiting for two replies, got ${JSON.stringify(replies)}`)), EVENT_TIMEOUT_MS);
+      client.on('message', (msg, rinfo) => {
+        replies.push({ msg: msg.toString(), from: rinfo.address });
+        if (replies.length === 2) {
+          clearTimeout(timer);
+          resolve();
+        }
+      });
+    });
+    for (const to of ['127.0.0.2', '127.0.0.1']) client.send(`to ${to}`, s.port, to);
+    await rx.until(() => rx.datagrams.length === 2, 'both datagrams');
+    const byText = new Map(rx.datagrams.map((d) => [d.data.toString(), d]));
+    expect(byText.get('to 127.0.0.2')?.dst).toBe(0x7f000002);
+    expect(byText.get('to 127.0.0.1')?.dst).toBe(LOOPBACK);
+    // The answer to 127.0.0.2 leaves from 127.0.0.2 (without srcAddr the kernel would pick 127.0.0.1).
+    const reply = Buffer.from('reply');
+    const cport = client.address().port;
+    expect(addon.sendTo(s.fd, reply, 0, reply.length, LOOPBACK, cport, 0x7f000002)).toBe(reply.length);
+    expect(addon.sendTo(s.fd, reply, 0, reply.length, LOOPBACK, cport)).toBe(reply.length);
+    await twoReplies;
+    expect(replies.map((r) => r.from)).toEqual(['127.0.0.2', '127.0.0.1']);
+    // Without pktinfo the column is 0.
+    const plain = open();
+    const rx2 = read(plain.fd);
+    client.send('plain', plain.port, '127.0.0.1');
+    await rx2.until(() => rx2.datagrams.length === 1, 'the plain datagram');
+    expect(rx2.datagrams[0].dst).toBe(0);
+  });
+
   it('pauses and resumes', async () => {
     const a = open();
     const b = open();
@@ -602,7 +642,7 @@ describe('the datagram reader', () => {
     const script = `
       const a = require(${JSON.stringify(`${projectRoot()}/build/Release/usernet_native.node`)});
       const s = a.dgramOpen({ kind: 'udp', bindAddress: 0x7f000001 });
-      const h = a.startDgramReader(s.fd, Buffer.alloc(65536), new Int32Array(4), 1, () => {}, new Int32Array(10), true);
+      const h = a.startDgramReader(s.fd, Buffer.alloc(65536), new Int32Array(a.DGRAM_ROW), 1, () => {}, new Int32Array(10), true);
       a.refDgramReader(h, false);
     `;
     const child = spawn(process.execPath, ['-e', script], { stdio: 'inherit' });
