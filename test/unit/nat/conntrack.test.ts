@@ -868,6 +868,7 @@ describe('conntrack -L format and JSON', () => {
       age: 2.5,
       idle: 1,
       container: K1,
+      dnat: false,
     });
     const i = ok(ct.add(icmpParams(10790, 999)));
     expect(toJson(i, clock.t)).toMatchObject({
