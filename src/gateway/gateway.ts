@@ -446,16 +446,22 @@ export class GatewayPort extends Port implements FragmentSink {
     if (!accepted) this.stats.dns_malformed++;
   }
 
-  /** Sends a UDP datagram from one of the gateway's addresses, fragmented to the network MTU. */
+  /**
+   * Sends a UDP datagram (from one of the gateway's addresses, or from a host-side peer the NAT
+   * stands in for), fragmented to the network MTU. `dstMac` -1: not known yet, resolved by ARP
+   * first (the datagram waits, see sendIpv4).
+   */
   sendUdp(dstMac: number, dstIp: number, srcIp: number, srcPort: number, dstPort: number, payload: Uint8Array): void {
     // IPv4 total length is 16 bits: a larger answer (possible from an IPv6 upstream) cannot be sent.
     if (payload.length > IPV4_MAX_UDP_PAYLOAD) {
       this.stats.other_dropped++;
       return;
     }
-    const e: Ipv4Endpoints = { dstMac, srcMac: this.mac, srcIp, dstIp, id: this.nextId(), dontFragment: false };
+    const resolve = dstMac < 0;
+    const e: Ipv4Endpoints = { dstMac: resolve ? 0 : dstMac, srcMac: this.mac, srcIp, dstIp, id: this.nextId(), dontFragment: false };
     const n = buildUdpFrame(this.big, this.bigDv, 0, e, srcPort, dstPort, payload, 0, payload.length);
-    if (!fragmentIpv4Frame(this.big, 0, n, this.options.mtu, this.out, this)) this.stats.other_dropped++;
+    const sink: FragmentSink = resolve ? { fragment: (buf, off, len) => this.sendIpv4(dstIp, buf.subarray(off), len) } : this;
+    if (!fragmentIpv4Frame(this.big, 0, n, this.options.mtu, this.out, sink)) this.stats.other_dropped++;
   }
 
   /** FragmentSink: one datagram (or fragment) ready. */

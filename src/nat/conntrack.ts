@@ -269,6 +269,8 @@ export interface ConntrackFilter {
 export interface ConntrackStats {
   /** Entries in the table now. */
   entries: number;
+  /** Of which DNAT entries (published ports): while 0, the NAT skips their lookup. */
+  inbound: number;
   inserted: number;
   /** Removals by reason (the reason up to its first ':', at most 64 distinct, then 'other'). */
   removed: Record<string, number>;
@@ -397,6 +399,7 @@ export class Conntrack {
   onRemove: ((entry: ConntrackEntry, reason: string) => void) | null;
   readonly stats: ConntrackStats = {
     entries: 0,
+    inbound: 0,
     inserted: 0,
     removed: Object.create(null) as Record<string, number>,
     refusedTableFull: 0,
@@ -681,6 +684,7 @@ export class Conntrack {
     if (state === TCP_TIME_WAIT) this.twAppend(e);
     this.stats.inserted++;
     this.stats.entries = this.entries.size;
+    if (e.inbound) this.stats.inbound++;
     return e;
   }
 
@@ -815,6 +819,7 @@ export class Conntrack {
     if (this.lastReply === e) this.lastReply = null;
     const s = this.stats;
     s.entries = this.entries.size;
+    if (e.inbound) s.inbound--;
     let key = reason;
     const colon = key.indexOf(':');
     if (colon >= 0) key = key.slice(0, colon);

@@ -29,6 +29,7 @@ import { ParseStatus } from '../packet/status.js';
 import { VNET_F_DATA_VALID, VNET_F_NEEDS_CSUM, type VnetHeader } from '../packet/virtio-net.js';
 import { Conntrack, PROTO_ICMP, PROTO_TCP, PROTO_UDP, type ConntrackEntry, type ConntrackTimeouts } from './conntrack.js';
 import { IcmpNat } from './icmp-nat.js';
+import { Publisher } from './publish.js';
 import { TcpNat, type TcpTarget } from './tcp-nat.js';
 import { UdpNat, type UdpFiltering } from './udp-nat.js';
 
@@ -73,6 +74,8 @@ export class Nat implements IpRouter {
   readonly tcp: TcpNat;
   readonly udp: UdpNat;
   readonly icmp: IcmpNat;
+  /** Published ports (DNAT). */
+  readonly publisher: Publisher;
   readonly stats: NatStats = { routed: 0, special: 0, fragments: 0, badChecksums: 0, hostLoopbackRefused: 0, unsupportedProtocol: 0 };
   private readonly networks = new Map<GatewayPort, NatNetwork>();
   private readonly udpHeader = new UdpHeaderView();
@@ -93,6 +96,7 @@ export class Nat implements IpRouter {
     this.tcp = new TcpNat(this.ct, options.log, options.clock);
     this.udp = new UdpNat(this.ct, options.log, options.udpFiltering ?? 'address-dependent', this.bindAddress);
     this.icmp = new IcmpNat(this.ct, options.log);
+    this.publisher = new Publisher(this.ct, this.tcp, options.log, (addr) => this.isShowable(addr));
     this.timer = setInterval(() => this.ct.expire(), EXPIRE_INTERVAL_MS);
     this.timer.unref();
   }
@@ -123,7 +127,10 @@ export class Nat implements IpRouter {
 
   private entryRemoved(e: ConntrackEntry, reason: string): void {
     if (e.proto === PROTO_TCP) this.tcp.entryRemoved(e, reason);
-    else if (e.proto === PROTO_UDP) this.udp.entryRemoved(e);
+    else if (e.proto === PROTO_UDP) {
+      if (e.inbound) this.publisher.udpEntryRemoved(e);
+      else this.udp.entryRemoved(e);
+    }
     else if (e.proto === PROTO_ICMP) this.icmp.entryRemoved(e);
   }
 
@@ -137,12 +144,40 @@ export class Nat implements IpRouter {
     return false;
   }
 
+  /**
+   * Whether a published port's client at `addr` can be shown to a container as itself: the
+   * container must be able to answer it through its gateway (not loopback, not martian, not an
+   * address inside a usernet network).
+   */
+  isShowable(addr: number): boolean {
+    return !this.isSpecial(addr) && addr !== 0xffffffff;
+  }
+
   route(gw: GatewayPort, buf: Uint8Array, dv: DataView, ip: Ipv4View, ethSrc: number, vnet: VnetHeader | null): boolean {
     const net = this.networks.get(gw);
     if (!net) return false;
     const dst = ip.dst;
     const src = ip.src;
     const proto = ip.protocol;
+    // A published port's flow: the container answers a client (or the gateway standing in for
+    // one). Looked up first, since the client may be shown as the gateway address itself.
+    if (this.ct.stats.inbound > 0 && (proto === IPPROTO_TCP || proto === IPPROTO_UDP) && ip.payloadLength >= 4 && !ip.moreFragments && ip.fragmentOffset === 0) {
+      const l4 = ip.payloadOffset;
+      const e = this.ct.findReply(proto, src, dv.getUint16(l4), dst, dv.getUint16(l4 + 2));
+      if (e !== undefined && e.inbound) {
+        if (!this.checksumOk(dv, proto, src, dst, l4, ip.payloadLength, vnet)) {
+          this.stats.badChecksums++;
+          return true;
+        }
+        this.stats.routed++;
+        if (proto === IPPROTO_TCP) this.tcp.segmentForInbound(e, buf, dv, l4, ip.payloadLength, ethSrc);
+        else {
+          const u = this.udpHeader;
+          if (u.bind(dv, l4, ip.payloadLength) === ParseStatus.OK) this.publisher.udpFromContainer(e, buf, u.payloadOffset, u.payloadLength);
+        }
+        return true;
+      }
+    }
     let hostDst = dst;
     if (dst === net.gateway) {
       if (proto === IPPROTO_ICMP) return false; // the gateway answers ping itself
@@ -170,15 +205,9 @@ export class Nat implements IpRouter {
     }
     const l4 = ip.payloadOffset;
     const l4Len = ip.payloadLength;
-    // A TCP or UDP frame with neither a partial checksum nor a "validated" mark has a full one:
-    // check it. (Other protocols have no pseudo-header checksum: they get protocol unreachable.)
-    if ((proto === IPPROTO_TCP || proto === IPPROTO_UDP) && (vnet === null || (vnet.flags & (VNET_F_NEEDS_CSUM | VNET_F_DATA_VALID)) === 0)) {
-      if (proto === IPPROTO_UDP && l4Len >= 8 && dv.getUint16(l4 + 6) === 0) {
-        // UDP without a checksum is allowed over IPv4.
-      } else if (sum16(dv, l4, l4Len, pseudoHeaderSumV4(src, dst, proto, l4Len)) !== 0xffff) {
-        this.stats.badChecksums++;
-        return true;
-      }
+    if (!this.checksumOk(dv, proto, src, dst, l4, l4Len, vnet)) {
+      this.stats.badChecksums++;
+      return true;
     }
     this.stats.routed++;
     const toView = (hostAddr: number): number => (hostAddr === LOOPBACK || (hostAddr >>> 24 === 127 && !net.disableHostLoopback) ? net.gateway : hostAddr);
@@ -203,6 +232,17 @@ export class Nat implements IpRouter {
     this.stats.unsupportedProtocol++;
     gw.sendIcmpError(ethSrc, src, net.gateway, ICMP_DEST_UNREACH, ICMP_UNREACH_PROTOCOL, 0, buf.subarray(ip.off), Math.min(ip.headerLength + 8, ip.totalLength));
     return true;
+  }
+
+  /**
+   * A TCP or UDP frame with neither a partial checksum nor a "validated" mark has a full one:
+   * check it. (Other protocols have no pseudo-header checksum: they get protocol unreachable.)
+   */
+  private checksumOk(dv: DataView, proto: number, src: number, dst: number, l4: number, l4Len: number, vnet: VnetHeader | null): boolean {
+    if ((proto !== IPPROTO_TCP && proto !== IPPROTO_UDP) || (vnet !== null && (vnet.flags & (VNET_F_NEEDS_CSUM | VNET_F_DATA_VALID)) !== 0)) return true;
+    // UDP without a checksum is allowed over IPv4.
+    if (proto === IPPROTO_UDP && l4Len >= 8 && dv.getUint16(l4 + 6) === 0) return true;
+    return sum16(dv, l4, l4Len, pseudoHeaderSumV4(src, dst, proto, l4Len)) === 0xffff;
   }
 
   /** The conntrack table (or the container's share) is full: administratively prohibited, logged. */
@@ -230,6 +270,7 @@ export class Nat implements IpRouter {
 
   close(): void {
     clearInterval(this.timer);
+    void this.publisher.close();
     this.ct.flush('daemon stopping');
     this.tcp.close();
     this.udp.close();

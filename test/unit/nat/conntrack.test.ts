@@ -967,6 +967,7 @@ describe('Conntrack: 100 000 entries (sanity, no timing assertions)', () => {
     expect(removed.length).toBe(0); // the replaced hook took over
     expect(ct.stats).toEqual({
       entries: 0,
+      inbound: 0,
       inserted: N,
       removed: { timeout: N },
       refusedTableFull: 0,
