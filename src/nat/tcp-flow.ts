@@ -412,16 +412,16 @@ export class TcpFlow {
 
   private sendSyn(): void {
     this.advertised = Math.min(this.window(), 0xffff);
-    this.wire.segment(this, TCP_SYN, this.iss, 0, this.advertised, 0, 0, true);
     this.sndNxt = seqAdd(this.iss, 1);
     this.armRto();
+    this.wire.segment(this, TCP_SYN, this.iss, 0, this.advertised, 0, 0, true);
   }
 
   private sendSynAck(): void {
     this.advertised = Math.min(this.window(), 0xffff);
-    this.wire.segment(this, TCP_SYN | TCP_ACK, this.iss, this.rcvNxt, Math.min(0xffff, this.window()), 0, 0, true);
     this.sndNxt = seqAdd(this.iss, 1);
     this.armRto();
+    this.wire.segment(this, TCP_SYN | TCP_ACK, this.iss, this.rcvNxt, Math.min(0xffff, this.window()), 0, 0, true);
   }
 
   sendAck(): void {
@@ -444,18 +444,23 @@ export class TcpFlow {
       // Whole MSS-sized pieces in a big segment, so the GSO split needs no short middle piece.
       if (n > this.mss && n < unsent) n -= n % this.mss;
       const flags = TCP_ACK | (n === unsent ? TCP_PSH : 0);
-      this.wire.segment(this, flags, this.sndNxt, this.rcvNxt, this.windowField(), inFlight, n, false);
+      // State first, then the segment: the container's answer may come back before segment()
+      // returns (a MemoryPort driven from its frame callback) and must find sndNxt past it.
+      const seq = this.sndNxt;
+      this.sndNxt = seqAdd(seq, n);
       this.packetsToContainer++;
       this.bytesToContainer += n;
-      this.sndNxt = seqAdd(this.sndNxt, n);
       if (this.rtoAt === 0) this.armRto();
+      this.wire.segment(this, flags, seq, this.rcvNxt, this.windowField(), inFlight, n, false);
+      if (this.state !== FLOW_ESTABLISHED) return; // closed by what came back meanwhile
     }
     const inFlight = seqDiff(this.sndNxt, this.sndUna) - (this.finSent ? 1 : 0);
     if (this.hostEnded && !this.finSent && inFlight === this.queued) {
-      this.wire.segment(this, TCP_FIN | TCP_ACK, this.sndNxt, this.rcvNxt, this.windowField(), 0, 0, false);
+      const seq = this.sndNxt;
       this.finSent = true;
-      this.sndNxt = seqAdd(this.sndNxt, 1);
+      this.sndNxt = seqAdd(seq, 1);
       if (this.rtoAt === 0) this.armRto();
+      this.wire.segment(this, TCP_FIN | TCP_ACK, seq, this.rcvNxt, this.windowField(), 0, 0, false);
       this.wire.stateChanged(this);
     }
   }
@@ -513,14 +518,14 @@ export class TcpFlow {
       return;
     }
     if (this.finSent && !this.finAcked && seqDiff(this.sndNxt, this.sndUna) === 1) {
-      this.wire.segment(this, TCP_FIN | TCP_ACK, this.sndUna, this.rcvNxt, this.windowField(), 0, 0, false);
       this.armRto();
+      this.wire.segment(this, TCP_FIN | TCP_ACK, this.sndUna, this.rcvNxt, this.windowField(), 0, 0, false);
       return;
     }
     this.sndNxt = this.sndUna;
     this.finSent = false;
-    this.pump();
     this.armRto();
+    this.pump();
   }
 
   /** Timers: RTO and zero-window probes. Call when `now` passes rtoAt or persistAt. */

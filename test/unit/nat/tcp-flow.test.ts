@@ -8,11 +8,13 @@ import {
   FLOW_CLOSED,
   FLOW_ESTABLISHED,
   FLOW_SYN_RCVD,
+  FLOW_SYN_SENT,
   FLOW_TIME_WAIT,
   MAX_SEGMENT_PAYLOAD,
   OUR_WSCALE,
   RECEIVE_LIMIT,
   SEND_LIMIT,
+  SYN_RETRIES,
   TcpFlow,
   type TcpFlowHost,
   type TcpFlowWire,
@@ -402,5 +404,113 @@ describe('TcpFlow: sequence wrap-around', () => {
     flow.segment(TCP_ACK, flow.rcvNxt, (0xfffffff1 + 100) >>> 0, 1000, EMPTY, 0, 0, 0);
     expect(flow.sndUna).toBe((0xfffffff1 + 100) >>> 0);
     expect(flow.queued).toBe(0);
+  });
+});
+
+describe('TcpFlow: active open (published ports)', () => {
+  function open() {
+    const host = new FakeHost();
+    const wire = new Wire();
+    const flow = TcpFlow.activeOpen(host, wire, ISS, 0);
+    return { host, wire, flow };
+  }
+
+  it('sends a SYN with options and keeps the host paused until the SYN-ACK', () => {
+    const { host, wire, flow } = open();
+    const [syn] = wire.take();
+    expect(syn).toMatchObject({ flags: TCP_SYN, seq: ISS, syn: true });
+    expect(flow.state).toBe(FLOW_SYN_SENT);
+    expect(flow.conntrackState()).toBe('SYN_SENT');
+    expect(host.paused).toBe(true);
+    flow.peerSyn(1400, 9);
+    flow.segment(TCP_SYN | TCP_ACK, IRS, ISS + 1, 29200, EMPTY, 0, 0, 1);
+    expect(flow.state).toBe(FLOW_ESTABLISHED);
+    expect(host.paused).toBe(false);
+    expect(flow.mss).toBe(1400);
+    expect(flow.sndWscale).toBe(9);
+    expect(flow.rcvWscale).toBe(OUR_WSCALE);
+    expect(flow.sndWnd).toBe(29200); // a SYN's window is not scaled
+    expect(wire.take()).toMatchObject([{ flags: TCP_ACK, seq: ISS + 1, ack: IRS + 1 }]);
+    // Host data now flows to the container, its window scaled by 9 from the next segment on.
+    flow.segment(TCP_ACK, IRS + 1, ISS + 1, 100, EMPTY, 0, 0, 2);
+    expect(flow.sndWnd).toBe(100 << 9);
+  });
+
+  it('turns window scaling off when the SYN-ACK has none', () => {
+    const { wire, flow } = open();
+    wire.take();
+    flow.peerSyn(1460, -1);
+    flow.segment(TCP_SYN | TCP_ACK, IRS, ISS + 1, 5000, EMPTY, 0, 0, 1);
+    expect(flow.rcvWscale).toBe(0);
+    expect(flow.sndWscale).toBe(-1);
+    flow.segment(TCP_ACK, IRS + 1, ISS + 1, 5000, EMPTY, 0, 0, 2);
+    expect(flow.sndWnd).toBe(5000);
+  });
+
+  it('resets the host on a RST that acknowledges the SYN, ignores one that does not', () => {
+    const { host, wire, flow } = open();
+    wire.take();
+    flow.segment(TCP_RST | TCP_ACK, 0, ISS + 7, 0, EMPTY, 0, 0, 1);
+    expect(flow.state).toBe(FLOW_SYN_SENT);
+    flow.segment(TCP_RST | TCP_ACK, 0, ISS + 1, 0, EMPTY, 0, 0, 1);
+    expect(flow.state).toBe(FLOW_CLOSED);
+    expect(host.wasReset).toBe(true);
+    expect(flow.closeReason).toBe('refused by the container');
+  });
+
+  it('answers an ACK of something never sent with a RST, and stays', () => {
+    const { wire, flow } = open();
+    wire.take();
+    flow.segment(TCP_SYN | TCP_ACK, IRS, ISS + 99, 1000, EMPTY, 0, 0, 1);
+    expect(wire.take()).toMatchObject([{ flags: TCP_RST, seq: ISS + 99 }]);
+    expect(flow.state).toBe(FLOW_SYN_SENT);
+  });
+
+  it(`retransmits the SYN on RTO and gives up after ${SYN_RETRIES} SYNs in about 3 s, resetting the host`, () => {
+    const { host, wire, flow } = open();
+    let t = 0;
+    let syns = wire.take().length;
+    while (flow.state === FLOW_SYN_SENT && t < 60_000) {
+      t = flow.rtoAt;
+      flow.tick(t);
+      syns += wire.take().filter((s) => s.flags === TCP_SYN).length;
+    }
+    expect(syns).toBe(SYN_RETRIES);
+    expect(t).toBe(3000);
+    expect(flow.state).toBe(FLOW_CLOSED);
+    expect(host.wasReset).toBe(true);
+    expect(flow.closeReason).toBe('the container did not answer');
+  });
+});
+
+describe('TcpFlow: a wire that answers before segment() returns', () => {
+  it('sends every byte once, in order, when the container acknowledges from inside segment()', () => {
+    const host = new FakeHost();
+    let flow!: TcpFlow;
+    const sent: Array<{ seq: number; len: number }> = [];
+    const wire: TcpFlowWire = {
+      segment(f, flags, seq, ack, window, off, len) {
+        if (len > 0) {
+          sent.push({ seq, len });
+          // The container's kernel acknowledges at once, re-entering the flow.
+          flow.segment(TCP_ACK, flow.rcvNxt, (seq + len) >>> 0, 65535, EMPTY, 0, 0, 0);
+        }
+        void [f, flags, ack, window, off];
+      },
+      stateChanged() {},
+    };
+    flow = new TcpFlow(host, wire, { seq: IRS, window: 65535, mss: 1460, wscale: 7 }, ISS, 0);
+    flow.hostConnected(0);
+    flow.segment(TCP_ACK, IRS + 1, ISS + 1, 65535, EMPTY, 0, 0, 0);
+    flow.hostData(Buffer.alloc(300_000, 1), 0);
+    flow.hostData(Buffer.alloc(200_000, 2), 0);
+    let next = ISS + 1;
+    for (const s of sent) {
+      expect(s.seq).toBe(next);
+      next += s.len;
+    }
+    expect(next - (ISS + 1)).toBe(500_000);
+    expect(flow.sndUna).toBe(flow.sndNxt);
+    expect(flow.rtoAt).toBe(0);
   });
 });
