@@ -1,5 +1,6 @@
 /** Text output of the CLI: aligned tables and the `bridge fdb show` style. */
-import type { FdbEntryInfo, PortInfo } from '../control/daemon.js';
+import type { FdbEntryInfo, PortInfo, PublishedPortInfo } from '../control/daemon.js';
+import { formatHostAddress } from '../nat/publish-spec.js';
 
 /** Left-aligned columns separated by two spaces. */
 export function table(header: string[], rows: string[][]): string {
@@ -55,5 +56,21 @@ export function formatNetworks(networks: NetworkInfo[]): string {
   return table(
     ['NAME', 'SUBNET', 'GATEWAY', 'DNS', 'RANGE', 'MTU', 'ICC', 'PORTS', 'SEARCH'],
     networks.map((n) => [n.name, n.subnet, n.gateway, n.dns ?? 'off', n.range, String(n.mtu), n.icc ? 'on' : 'off', String(n.ports), n.dnsSearch.join(',') || '-']),
+  );
+}
+
+/** Published ports, one per line, `docker port` style with the container and the state. */
+export function formatPublished(ports: PublishedPortInfo[]): string {
+  if (ports.length === 0) return 'no published ports';
+  return table(
+    ['NAME', 'PROTO', 'HOST', 'CONTAINER', 'STATE', 'FLOWS'],
+    ports.map((p) => [
+      p.name,
+      p.proto,
+      formatHostAddress(p),
+      `${p.containerIp}:${p.containerPort}`,
+      p.state === 'listening' ? 'listening' : `down: ${p.error ?? 'not listening'}`,
+      p.refused ? `${p.flows} (${p.refused} refused)` : String(p.flows),
+    ]),
   );
 }

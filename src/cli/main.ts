@@ -8,7 +8,8 @@ import pino from 'pino';
 import { Daemon, VERSION } from '../control/daemon.js';
 import { openRequest, request } from '../control/client.js';
 import { checkSocketPath, defaultSocketPath, defaultStateDir, ensureDir, ensurePrivateDir, socketDir } from '../control/paths.js';
-import type { AttachResult, FdbEntryInfo, PortInfo } from '../control/daemon.js';
+import type { AttachResult, FdbEntryInfo, PortInfo, PublishedPortInfo } from '../control/daemon.js';
+import { formatHostAddress, parsePublishSpec } from '../nat/publish-spec.js';
 import { parseUpstream } from '../control/resolv.js';
 import { checkDomain, validateNetworkSpec, type NetworkSpec } from '../gateway/network.js';
 import { toUsernetError, UsernetError } from '../errors.js';
@@ -16,7 +17,7 @@ import { IFNAME_PATTERN, NAME_PATTERN } from '../control/validate.js';
 import { parseIpv4, parseIpv4Cidr } from '../packet/ip-address.js';
 import { parseMac } from '../packet/mac.js';
 import { boolFlag, intFlag, parse, stringFlag, UsageError } from './args.js';
-import { formatFdb, formatNetworks, formatPorts, type NetworkInfo } from './format.js';
+import { formatFdb, formatNetworks, formatPorts, formatPublished, type NetworkInfo } from './format.js';
 import { runDemo } from './demo.js';
 
 const HELP: Record<string, string> = {
@@ -29,6 +30,7 @@ Commands:
   network    create, list, inspect and remove networks
   attach     give a container a TAP port on a network
   detach     remove a container's port
+  publish    publish container ports on the host (DNAT), list them; unpublish removes
   ports      list ports and their counters
   fdb        show the MAC table (like "bridge fdb show")
   capture    write the frames crossing a port to a pcap file
@@ -98,6 +100,10 @@ Options:
                      address, search list), for the container runtime to bind-mount
   --offload=BOOL     virtio-net checksum/TSO offloads on this TAP (default: the daemon's);
                      false makes the switch complete checksums and segment GSO frames for it
+  -p, --publish SPEC publish a container port on the host, repeatable, in Docker's syntax
+                     [HOST_IP:]HOST_PORT[-END]:CONTAINER_PORT[-END][/tcp|/udp]
+                     (see usernet publish --help); if one cannot be published, nothing is
+                     attached
   --json             print the result as JSON`,
   detach: `Usage: usernet detach NAME
 
@@ -122,6 +128,29 @@ Options:
   -w, --write FILE   pcap file to write ("-" for stdout)
   -c, --count N      stop after N frames`,
   status: `Usage: usernet status [--json]`,
+  publish: `Usage: usernet publish NAME SPEC [SPEC...]
+       usernet publish --list [NAME] [--json]
+       usernet unpublish NAME SPEC [SPEC...]
+       usernet unpublish NAME --all
+
+Publishes container ports on the host, like "docker run -p": a host port forwards to a port of
+the container attached as NAME. The container sees each client's real address (a client on the
+host's loopback, or over IPv6, appears as the network's gateway). Published ports are recorded:
+after a daemon restart they listen again.
+
+SPEC, in Docker's syntax:
+  [HOST_IP:]HOST_PORT[-END]:CONTAINER_PORT[-END][/tcp|/udp]
+  HOST_IP defaults to 0.0.0.0; an IPv6 address goes in brackets ([::1]:8080:80); ranges pair up
+  in order and must be of equal length (9000-9009:9000-9009); without a host port
+  (CONTAINER_PORT alone, or HOST_IP::CONTAINER_PORT) any free host port is taken.
+
+A publish request is all or nothing: a port in use, a port below
+net.ipv4.ip_unprivileged_port_start without CAP_NET_BIND_SERVICE, or a bad spec leaves nothing
+listening. Unpublishing closes the listeners and resets their open connections; in an
+unpublish SPEC without a host port, any host port matches.
+
+--list prints one line per published port, like "docker port":
+  NAME  PROTO  HOST  CONTAINER  STATE  FLOWS`,
   conntrack: `Usage: usernet conntrack -L [-p tcp|udp|icmp] [--src IP] [--dst IP] [--json]
        usernet conntrack -F
 
@@ -264,9 +293,12 @@ async function cmdAttach(args: string[]): Promise<number> {
     network: { type: 'string' },
     'resolv-conf': { type: 'string' },
     offload: { type: 'string' },
+    publish: { type: 'string', short: 'p', multiple: true },
     json: { type: 'boolean' },
   });
   if (values.help) return help('attach');
+  const publish = (values.publish as string[] | undefined) ?? [];
+  for (const spec of publish) checkValue('attach', () => parsePublishSpec(spec));
   const pid = intFlag('attach', 'pid', values.pid, 1, 0x3fffffff);
   if ((pid === undefined) === (values.netns === undefined)) throw new UsageError('attach: give exactly one of --pid PID or --netns PATH');
   const name = stringFlag(values.name);
@@ -291,6 +323,7 @@ async function cmdAttach(args: string[]): Promise<number> {
     ip: stringFlag(values.ip),
     network: stringFlag(values.network),
     offload: boolFlag('attach', 'offload', values.offload),
+    publish: publish.length ? publish : undefined,
   };
   for (const k of Object.keys(params)) if (params[k] === undefined) delete params[k];
   const result = await request<AttachResult>(socketOf(values), 'attach', params);
@@ -578,6 +611,36 @@ async function cmdCapture(args: string[]): Promise<number> {
   });
 }
 
+async function cmdPublish(args: string[]): Promise<number> {
+  const { values, positionals } = parse('publish', args, { ...SOCKET_OPTION, ...HELP_OPTION, list: { type: 'boolean', short: 'l' }, json: { type: 'boolean' } }, Infinity);
+  if (values.help) return help('publish');
+  if (values.list) {
+    if (positionals.length > 1) throw new UsageError(`publish --list: unexpected argument "${positionals[1]}"`);
+    const { ports } = await request<{ ports: PublishedPortInfo[] }>(socketOf(values), 'publish.list', positionals[0] ? { name: positionals[0] } : {});
+    out(values.json ? JSON.stringify(ports, null, 2) : formatPublished(ports));
+    return 0;
+  }
+  const [name, ...specs] = positionals;
+  if (name === undefined || specs.length === 0) throw new UsageError('publish: give the port NAME and at least one SPEC, e.g. usernet publish c1 8080:80 (or --list)');
+  for (const spec of specs) checkValue('publish', () => parsePublishSpec(spec));
+  const { ports } = await request<{ ports: PublishedPortInfo[] }>(socketOf(values), 'publish', { name, specs });
+  out(values.json ? JSON.stringify(ports, null, 2) : ports.map((p) => `${p.containerPort}/${p.proto} -> ${formatHostAddress(p)}`).join('\n'));
+  return 0;
+}
+
+async function cmdUnpublish(args: string[]): Promise<number> {
+  const { values, positionals } = parse('unpublish', args, { ...SOCKET_OPTION, ...HELP_OPTION, all: { type: 'boolean' } }, Infinity);
+  if (values.help) return help('publish');
+  const [name, ...specs] = positionals;
+  if (name === undefined) throw new UsageError('unpublish: give the port NAME and the SPECs to remove (or --all)');
+  if (values.all && specs.length) throw new UsageError('unpublish: give SPECs or --all, not both');
+  if (!values.all && specs.length === 0) throw new UsageError('unpublish: give the SPECs to remove (or --all)');
+  for (const spec of specs) checkValue('unpublish', () => parsePublishSpec(spec));
+  const { removed } = await request<{ removed: string[] }>(socketOf(values), 'unpublish', values.all ? { name, all: true } : { name, specs });
+  out(removed.join('\n'));
+  return 0;
+}
+
 function help(command: string): number {
   out(HELP[command] ?? HELP.main);
   return 0;
@@ -606,6 +669,10 @@ export async function main(argv: string[]): Promise<number> {
       return cmdConntrack(args);
     case 'detach':
       return cmdDetach(args);
+    case 'publish':
+      return cmdPublish(args);
+    case 'unpublish':
+      return cmdUnpublish(args);
     case 'ports':
       return cmdPorts(args);
     case 'fdb':

@@ -31,6 +31,8 @@ import { Nat } from '../nat/nat.js';
 import type { UdpFiltering } from '../nat/udp-nat.js';
 import { protoFromName, type ConntrackFilter } from '../nat/conntrack.js';
 import { formatConntrackLine, toJson as conntrackJson } from '../nat/conntrack-format.js';
+import type { PublishedPort, PublishTarget } from '../nat/publish.js';
+import { formatMapping, parsePublishSpec, expandPublishSpec, type PortMapping } from '../nat/publish-spec.js';
 import { ApiServer, StreamingResult } from './api-server.js';
 import { CaptureSession } from './capture.js';
 import { ResolvConf, parseUpstream, type Upstream } from './resolv.js';
@@ -105,6 +107,26 @@ export interface AttachResult {
   dnsSearch: string[];
   offloads: boolean;
   existed: boolean;
+  /** Published ports, as HOST_IP:HOST_PORT:CONTAINER_PORT/PROTO (host ports resolved). */
+  ports: string[];
+}
+
+/** One published port, as `usernet publish --list` shows it. */
+export interface PublishedPortInfo {
+  /** The attachment (container port name). */
+  name: string;
+  network: string;
+  proto: 'tcp' | 'udp';
+  hostIp: string;
+  hostPort: number;
+  containerIp: string;
+  containerPort: number;
+  spec: string;
+  state: 'listening' | 'down';
+  error?: string;
+  /** Connections / client flows so far, and those refused. */
+  flows: number;
+  refused: number;
 }
 
 export interface FdbEntryInfo extends FdbEntrySnapshot {
@@ -164,6 +186,8 @@ export class Daemon {
   private netnsTimer: NodeJS.Timeout | null = null;
   private readonly startedAt = Date.now();
   private stopped = false;
+  /** Requests wait for this: the daemon has re-attached its containers and re-opened their ports. */
+  private ready: Promise<void> = Promise.resolve();
 
   constructor(
     config: DaemonConfig,
@@ -258,10 +282,17 @@ export class Daemon {
       }
       this.server = new ApiServer(this.config.socketPath, this.handlers(), this.log);
       await this.server.listen();
-      // Synchronous from here to the log line: no request is served before re-attaching is done.
-      this.restoreNetworks(loaded.state);
-      this.reattachAll(loaded.state);
-      this.restoreLeases(loaded.state);
+      // No request is served before re-attaching is done: handlers wait for `ready`.
+      let markReady!: () => void;
+      this.ready = new Promise<void>((resolve) => (markReady = resolve));
+      try {
+        this.restoreNetworks(loaded.state);
+        this.reattachAll(loaded.state);
+        this.restoreLeases(loaded.state);
+        await this.restorePublished();
+      } finally {
+        markReady();
+      }
     } catch (err) {
       await this.server?.close();
       this.server = null;
@@ -271,8 +302,17 @@ export class Daemon {
     this.netnsTimer = setInterval(() => this.checkNamespaces(), this.config.netnsCheckIntervalMs);
     this.netnsTimer.unref();
     const down = [...this.attachments.values()].filter((a) => !a.port).length;
+    const published = this.nat.publisher.list();
     this.log.info(
-      { socket: this.config.socketPath, stateDir: this.config.stateDir, networks: this.networks.size, attachments: this.attachments.size, down },
+      {
+        socket: this.config.socketPath,
+        stateDir: this.config.stateDir,
+        networks: this.networks.size,
+        attachments: this.attachments.size,
+        down,
+        published: published.length,
+        publishedDown: published.filter((p) => !p.listening).length,
+      },
       'listening',
     );
   }
@@ -286,6 +326,8 @@ export class Daemon {
     this.stopped = true;
     if (this.netnsTimer) clearInterval(this.netnsTimer);
     await this.server?.close();
+    // Listeners close and their clients are reset; the mappings stay recorded for the next start.
+    await this.nat.publisher.close();
     await Promise.all([...this.attachments.values()].map((a) => this.release(a, false)));
     if (this.leaseSaveTimer) {
       clearTimeout(this.leaseSaveTimer);
@@ -303,6 +345,18 @@ export class Daemon {
   // ------------------------------------------------------------------------------------------
 
   private handlers(): Record<string, (p: Record<string, unknown>) => unknown> {
+    const handlers = this.methods();
+    const gated: Record<string, (p: Record<string, unknown>) => unknown> = {};
+    for (const [name, h] of Object.entries(handlers)) {
+      gated[name] = async (p) => {
+        await this.ready;
+        return h(p);
+      };
+    }
+    return gated;
+  }
+
+  private methods(): Record<string, (p: Record<string, unknown>) => unknown> {
     return {
       status: (p) => {
         onlyKeys(p, [], 'status');
@@ -360,7 +414,119 @@ export class Daemon {
         await this.removeNetwork(reqString(p, 'name'));
         return {};
       },
+      publish: async (p) => {
+        onlyKeys(p, ['name', 'specs'], 'publish');
+        const name = reqString(p, 'name');
+        const specs = optStringList(p, 'specs');
+        if (!specs || specs.length === 0) throw new InvalidArgumentError('"specs" must list at least one port spec');
+        return { name, ports: (await this.publish(name, specs)).map(publishedInfo) };
+      },
+      unpublish: async (p) => {
+        onlyKeys(p, ['name', 'specs', 'all'], 'unpublish');
+        const name = reqString(p, 'name');
+        const specs = optStringList(p, 'specs') ?? [];
+        const all = optBool(p, 'all') ?? false;
+        if (all === (specs.length > 0)) throw new InvalidArgumentError('unpublish needs either "specs" or "all": true');
+        return { name, removed: await this.unpublish(name, all ? null : specs) };
+      },
+      'publish.list': (p) => {
+        onlyKeys(p, ['name'], 'publish.list');
+        const name = optString(p, 'name');
+        if (name !== undefined && !this.attachments.has(name)) throw new NotFoundError(`no port named ${name}`, 'ERR_NO_SUCH_PORT');
+        return { ports: this.listPublished(name), stats: this.nat.publisher.stats };
+      },
     };
+  }
+
+  // ------------------------------------------------------------------------------------------
+  // Published ports
+  // ------------------------------------------------------------------------------------------
+
+  /** The specs parsed and expanded, every error before anything opens. */
+  private parseSpecs(specs: readonly string[]): PortMapping[] {
+    const out: PortMapping[] = [];
+    for (const spec of specs) out.push(...expandPublishSpec(parsePublishSpec(spec)));
+    return out;
+  }
+
+  private publishTarget(a: Attachment): PublishTarget {
+    const r = a.record;
+    const net = this.network(r.network ?? DEFAULT_NETWORK);
+    if (!r.ip) throw new UsernetError('ERR_NO_ADDRESS', `port ${r.name} has no address on network ${net.name}: nothing to publish to`);
+    return { name: r.name, network: net.name, gw: net.gateway, containerIp: parseIpv4(r.ip), container: `${net.name}/${r.ip}` };
+  }
+
+  /** Publishes ports to an attachment (all or nothing) and records them. */
+  async publish(name: string, specs: readonly string[]): Promise<PublishedPort[]> {
+    const a = this.attachments.get(name);
+    if (!a) throw new NotFoundError(`no port named ${name} (see usernet ports)`, 'ERR_NO_SUCH_PORT');
+    const mappings = this.parseSpecs(specs);
+    const opened = await this.nat.publisher.publish(this.publishTarget(a), mappings);
+    if (!this.attachments.has(name) || this.attachments.get(name) !== a) {
+      // Detached while the listeners were opening.
+      await Promise.all(opened.map((p) => this.nat.publisher.unpublish(p, 'container gone')));
+      throw new NotFoundError(`port ${name} was detached meanwhile`, 'ERR_NO_SUCH_PORT');
+    }
+    const before = a.record.ports;
+    a.record.ports = [...(before ?? []), ...opened.map((p) => ({ ...p.mapping }))];
+    try {
+      this.saveState();
+    } catch (err) {
+      if (before === undefined) delete a.record.ports;
+      else a.record.ports = before;
+      await Promise.all(opened.map((p) => this.nat.publisher.unpublish(p, 'publish failed')));
+      throw new UsernetError('ERR_STATE_WRITE', `cannot record the published ports in ${this.stateFile.path}: ${(err as Error).message}`);
+    }
+    return opened;
+  }
+
+  /**
+   * Removes published ports of an attachment: those the specs name (all of them must exist; a
+   * spec without a host port matches any) or all (`null`). Returns them as specs.
+   */
+  async unpublish(name: string, specs: readonly string[] | null): Promise<string[]> {
+    const a = this.attachments.get(name);
+    if (!a) throw new NotFoundError(`no port named ${name} (see usernet ports)`, 'ERR_NO_SUCH_PORT');
+    const live = this.nat.publisher.portsOf(name);
+    let chosen: PublishedPort[];
+    if (specs === null) chosen = live;
+    else {
+      chosen = [];
+      for (const m of this.parseSpecs(specs)) {
+        const p = live.find((x) => !chosen.includes(x) && x.mapping.proto === m.proto && x.mapping.hostIp === m.hostIp && x.mapping.containerPort === m.containerPort && (m.hostPort === 0 || x.mapping.hostPort === m.hostPort));
+        if (!p) throw new NotFoundError(`${name} has no published port ${formatMapping(m).replace(/:0:/, '::')} (see usernet publish --list ${name})`, 'ERR_NOT_PUBLISHED');
+        chosen.push(p);
+      }
+    }
+    const removed = chosen.map((p) => formatMapping(p.mapping));
+    a.record.ports = (a.record.ports ?? []).filter((m) => !removed.includes(formatMapping(m)));
+    if (a.record.ports.length === 0) delete a.record.ports;
+    this.trySaveState();
+    await Promise.all(chosen.map((p) => this.nat.publisher.unpublish(p, 'unpublished')));
+    return removed;
+  }
+
+  listPublished(name?: string): PublishedPortInfo[] {
+    return this.nat.publisher
+      .list()
+      .filter((p) => name === undefined || p.target.name === name)
+      .map(publishedInfo);
+  }
+
+  /** After a restart: every recorded mapping listens again (or is retried until it can). */
+  private async restorePublished(): Promise<void> {
+    for (const a of this.attachments.values()) {
+      const ports = a.record.ports;
+      if (!ports || ports.length === 0) continue;
+      let target: PublishTarget;
+      try {
+        target = this.publishTarget(a);
+      } catch (err) {
+        this.log.error({ port: a.record.name, err: (err as Error).message }, 'published ports not restored');
+        continue;
+      }
+      await this.nat.publisher.restore(target, ports);
+    }
   }
 
   private conntrackList(p: Record<string, unknown>): Record<string, unknown> {
@@ -381,7 +547,14 @@ export class Daemon {
   }
 
   natStats(): Record<string, unknown> {
-    return { nat: this.nat.stats, tcp: this.nat.tcp.stats, udp: this.nat.udp.stats, icmp: { ...this.nat.icmp.stats, mode: this.nat.icmp.mode }, conntrack: this.nat.ct.stats };
+    return {
+      nat: this.nat.stats,
+      tcp: this.nat.tcp.stats,
+      udp: this.nat.udp.stats,
+      icmp: { ...this.nat.icmp.stats, mode: this.nat.icmp.mode },
+      conntrack: this.nat.ct.stats,
+      published: this.nat.publisher.stats,
+    };
   }
 
   private network(name: string): Network {
@@ -539,7 +712,7 @@ export class Daemon {
 
   /** Attaches a container (API params as in `usernet attach`). */
   async attach(p: Record<string, unknown>): Promise<AttachResult> {
-    onlyKeys(p, ['pid', 'netns', 'userns', 'network', 'name', 'ifname', 'mac', 'mtu', 'configure', 'ip', 'offload'], 'attach');
+    onlyKeys(p, ['pid', 'netns', 'userns', 'network', 'name', 'ifname', 'mac', 'mtu', 'configure', 'ip', 'offload', 'publish'], 'attach');
     const net = this.network(optString(p, 'network') ?? DEFAULT_NETWORK);
     const pid = optInt(p, 'pid', 1, 0x3fffffff);
     const netnsPath = optString(p, 'netns', { max: 4096 });
@@ -557,6 +730,12 @@ export class Daemon {
     const offload = optBool(p, 'offload');
     const ipText = optString(p, 'ip');
     const wantedIp = ipText === undefined ? undefined : parseMemberAddress(ipText, net.config);
+    // Port specs are checked before anything is opened.
+    const mappings = this.parseSpecs(optStringList(p, 'publish') ?? []);
+    for (const m of mappings) {
+      const other = this.nat.publisher.clashWith(m);
+      if (other) throw new ConflictError(`cannot publish ${formatMapping(m)}: it is already published to ${other.target.name} port ${other.mapping.containerPort}`, 'ERR_PORT_PUBLISHED');
+    }
 
     // The container must exist now, and be a network namespace.
     let nsPath: string;
@@ -642,11 +821,24 @@ export class Daemon {
     // A TAP that was there before (persistent, made by someone else) is left as it was on detach.
     record.ownsDevice = !existed;
     this.attachments.set(name, a);
+    if (mappings.length > 0) {
+      try {
+        const opened = await this.nat.publisher.publish(this.publishTarget(a), mappings);
+        record.ports = opened.map((x) => ({ ...x.mapping }));
+      } catch (err) {
+        // Nothing half-applied: the attachment goes again.
+        this.attachments.delete(name);
+        net.pool.release(chosenMac, HOLD_ATTACHMENT);
+        await this.release(a, record.ownsDevice);
+        throw err;
+      }
+    }
     try {
       this.saveState();
     } catch (err) {
       // Nothing half-applied: without a record the attachment would be lost on restart.
       this.attachments.delete(name);
+      await this.nat.publisher.removeTarget(name, 'attach failed');
       net.pool.release(chosenMac, HOLD_ATTACHMENT);
       await this.release(a, record.ownsDevice);
       throw new UsernetError('ERR_STATE_WRITE', `cannot record the attachment in ${this.stateFile.path}: ${(err as Error).message}`);
@@ -666,6 +858,7 @@ export class Daemon {
       dnsSearch: net.searchList(),
       offloads: a.port?.offloads ?? false,
       existed,
+      ports: (record.ports ?? []).map(formatMapping),
     };
   }
 
@@ -679,6 +872,7 @@ export class Daemon {
     this.attachments.delete(name);
     this.releaseAddress(a);
     this.saveState();
+    await this.nat.publisher.removeTarget(name, 'detached');
     await this.release(a, a.record.ownsDevice !== false);
     this.log.info({ port: name }, 'detached');
   }
@@ -875,6 +1069,7 @@ export class Daemon {
     this.attachments.delete(name);
     this.releaseAddress(a);
     this.trySaveState();
+    await this.nat.publisher.removeTarget(name, 'container gone');
     await this.release(a, a.record.ownsDevice !== false);
     this.log.info({ port: name, reason: why }, 'container gone: port removed');
   }
@@ -973,6 +1168,24 @@ export class Daemon {
       // gone already
     }
   }
+}
+
+function publishedInfo(p: PublishedPort): PublishedPortInfo {
+  const m = p.mapping;
+  return {
+    name: p.target.name,
+    network: p.target.network,
+    proto: m.proto,
+    hostIp: m.hostIp,
+    hostPort: m.hostPort,
+    containerIp: ipv4ToString(p.target.containerIp),
+    containerPort: m.containerPort,
+    spec: formatMapping(m),
+    state: p.listening ? 'listening' : 'down',
+    ...(p.error && !p.listening ? { error: p.error } : {}),
+    flows: p.stats.flows,
+    refused: p.stats.refused,
+  };
 }
 
 /** The errno code of stat(path), or '' when it succeeds. */

@@ -9,6 +9,7 @@ import { join } from 'node:path';
 import { UsernetError } from '../errors.js';
 
 import type { NetworkSpec } from '../gateway/network.js';
+import type { PortMapping } from '../nat/publish-spec.js';
 
 /** 2: networks and DHCP leases. A version 1 file (attachments only) is read and upgraded. */
 export const STATE_VERSION = 2;
@@ -39,6 +40,8 @@ export interface AttachmentRecord {
   ownsDevice?: boolean;
   /** Virtio-net offloads for this TAP; absent: the daemon's setting. */
   offload?: boolean;
+  /** Published ports (host ports as bound: a request for any port records the one it got). */
+  ports?: PortMapping[];
   attachedAt: string;
 }
 
@@ -158,6 +161,15 @@ function validateState(value: unknown): DaemonState {
     }
     const ns = r.netns as Record<string, unknown> | undefined;
     if (!ns || typeof ns.dev !== 'string' || typeof ns.ino !== 'string') throw new UsernetError('ERR_STATE', `attachment ${r.name} has no namespace identity`);
+    if (r.ports !== undefined) {
+      if (!Array.isArray(r.ports)) throw new UsernetError('ERR_STATE', `attachment ${r.name} has a malformed ports list`);
+      for (const m of r.ports as Array<Record<string, unknown>>) {
+        const port = (v: unknown): boolean => typeof v === 'number' && Number.isInteger(v) && v >= 1 && v <= 65535;
+        if (typeof m !== 'object' || m === null || (m.proto !== 'tcp' && m.proto !== 'udp') || typeof m.hostIp !== 'string' || !port(m.hostPort) || !port(m.containerPort)) {
+          throw new UsernetError('ERR_STATE', `attachment ${r.name} has a malformed published port`);
+        }
+      }
+    }
   }
   return v as unknown as DaemonState;
 }
