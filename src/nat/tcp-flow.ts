@@ -122,6 +122,8 @@ export class TcpFlow {
   rtoAt = 0;
   private rto = RTO_INITIAL_MS;
   private retries = 0;
+  /** SYN_SENT: the SYN was already sent again after resetting a stale connection. */
+  private synResent = false;
   persistAt = 0;
   private dupAcks = 0;
   private now = 0;
@@ -319,7 +321,18 @@ export class TcpFlow {
     const ackOk = (flags & TCP_ACK) !== 0 && ack === seqAdd(this.iss, 1);
     if ((flags & TCP_ACK) !== 0 && !ackOk) {
       // Acknowledges something we never sent (an old connection on these ports): reset it.
-      if ((flags & TCP_RST) === 0) this.wire.segment(this, TCP_RST, ack, 0, 0, 0, 0, false);
+      if ((flags & TCP_RST) === 0) {
+        this.wire.segment(this, TCP_RST, ack, 0, 0, 0, 0, false);
+        // Usually the container's TIME_WAIT of an earlier connection on the same ports, whose
+        // answer to our SYN was a challenge ACK. Our RST ends that TIME_WAIT (Linux, with the
+        // default tcp_rfc1337=0), so a SYN sent now opens the connection at once instead of
+        // after the retransmission timer. Once per flow, so that a peer answering every SYN
+        // this way cannot make us loop.
+        if (!this.synResent && this.state === FLOW_SYN_SENT) {
+          this.synResent = true;
+          this.sendSyn();
+        }
+      }
       return;
     }
     if ((flags & TCP_RST) !== 0) {

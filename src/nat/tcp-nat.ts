@@ -39,6 +39,7 @@ import {
   type ConntrackEntry,
 } from './conntrack.js';
 import { CHUNK_SIZE, ChunkPool } from './chunk-pool.js';
+import { IsnGenerator } from './isn.js';
 import { native } from '../native/addon.js';
 import { FLOW_CLOSED, FLOW_CONNECTING, FLOW_ESTABLISHED, FLOW_TIME_WAIT, TcpFlow, type TcpFlowHost, type TcpFlowWire } from './tcp-flow.js';
 
@@ -206,6 +207,8 @@ export class TcpNat implements TcpFlowWire {
   private readonly flows = new Set<TcpNatFlow>();
   /** Sockets of finished flows still writing the container's last bytes. */
   private readonly lingering = new Set<Socket>();
+  /** RFC 6528 ISNs on the NAT's clock (see isn.ts: why not random). */
+  private readonly isn = new IsnGenerator({ clockMs: () => this.clock() });
   private timer: NodeJS.Timeout | null = null;
   private lastFdLog = 0;
 
@@ -319,7 +322,7 @@ export class TcpNat implements TcpFlowWire {
       return;
     }
     nf.entry = added;
-    nf.flow = new TcpFlow(nf, this, { seq: t.seq, window: t.window, mss: this.opts.mss, wscale: this.opts.windowScale }, randomIss(), now);
+    nf.flow = new TcpFlow(nf, this, { seq: t.seq, window: t.window, mss: this.opts.mss, wscale: this.opts.windowScale }, this.isn.next(rIp, rPort, cIp, cPort), now);
     this.flows.add(nf);
     this.ensureTimer();
     let socket: Socket;
@@ -394,7 +397,7 @@ export class TcpNat implements TcpFlowWire {
     this.flows.add(nf);
     this.ensureTimer();
     // Last: the SYN goes out from here, and may be answered synchronously by a MemoryPort.
-    nf.flow = TcpFlow.activeOpen(nf, this, randomIss(), this.clock());
+    nf.flow = TcpFlow.activeOpen(nf, this, this.isn.next(shownIp, shownPort, containerIp, containerPort), this.clock());
     return true;
   }
 
@@ -663,10 +666,6 @@ export class TcpNat implements TcpFlowWire {
     for (const s of [...this.lingering]) s.destroy();
     this.lingering.clear();
   }
-}
-
-function randomIss(): number {
-  return (Math.random() * 0x100000000) >>> 0;
 }
 
 /** A host socket's local address (IPv4, or IPv4-mapped IPv6) as uint32; 0 if unknown. */

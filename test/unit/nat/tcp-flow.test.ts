@@ -462,8 +462,28 @@ describe('TcpFlow: active open (published ports)', () => {
     const { wire, flow } = open();
     wire.take();
     flow.segment(TCP_SYN | TCP_ACK, IRS, ISS + 99, 1000, EMPTY, 0, 0, 1);
-    expect(wire.take()).toMatchObject([{ flags: TCP_RST, seq: ISS + 99 }]);
+    expect(wire.take()[0]).toMatchObject({ flags: TCP_RST, seq: ISS + 99 });
     expect(flow.state).toBe(FLOW_SYN_SENT);
+  });
+
+  it("resets a TIME_WAIT's challenge ACK and sends the SYN again at once, but only once", () => {
+    const { host, wire, flow } = open();
+    wire.take();
+    // The container still holds an earlier connection on these ports in TIME_WAIT: it answers
+    // our SYN with an ACK of that connection.
+    flow.segment(TCP_ACK, 777, 123456, 1000, EMPTY, 0, 0, 1);
+    expect(wire.take()).toMatchObject([
+      { flags: TCP_RST, seq: 123456 },
+      { flags: TCP_SYN, seq: ISS, syn: true },
+    ]);
+    // A peer that keeps doing it gets RSTs only; the SYN then waits for its timer.
+    flow.segment(TCP_ACK, 777, 123456, 1000, EMPTY, 0, 0, 2);
+    expect(wire.take()).toMatchObject([{ flags: TCP_RST, seq: 123456 }]);
+    // The TIME_WAIT is gone: the container answers the SYN.
+    flow.peerSyn(1460, 7);
+    flow.segment(TCP_SYN | TCP_ACK, IRS, ISS + 1, 29200, EMPTY, 0, 0, 3);
+    expect(flow.state).toBe(FLOW_ESTABLISHED);
+    expect(host.paused).toBe(false);
   });
 
   it(`retransmits the SYN on RTO and gives up after ${SYN_RETRIES} SYNs in about 3 s, resetting the host`, () => {
