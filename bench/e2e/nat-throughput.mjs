@@ -37,24 +37,44 @@
 // (containers, NATs, servers, clients) is stopped on exit, on failure and on Ctrl-C, and the
 // namespaces die with their last process. Results go to bench/results/nat-throughput-<date>.json.
 
-import { spawn, spawnSync } from 'node:child_process';
-import { existsSync, accessSync, constants as fsc, mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
-import { createServer } from 'node:net';
+import { spawnSync } from 'node:child_process';
+import { existsSync, mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir, cpus } from 'node:os';
-import { dirname, join, relative, resolve } from 'node:path';
+import { join, relative } from 'node:path';
 import { fileURLToPath } from 'node:url';
+import {
+  CONN_CLIENT_JS,
+  CONN_SERVER_JS,
+  CONTAINER_ARGV,
+  Proc,
+  ROOT,
+  Scope,
+  abort,
+  checkSandbox,
+  cleanupAll,
+  cmdline,
+  firstLine,
+  freePort,
+  info,
+  parkIfAborting,
+  pidEndpoint,
+  requireTools,
+  round,
+  run,
+  runInSandbox,
+  setQuiet,
+  startContainer,
+  toolVersion,
+  warn,
+  withCpu,
+} from './lib.mjs';
 
 const SCRIPT = fileURLToPath(import.meta.url);
-const ROOT = resolve(dirname(SCRIPT), '..', '..');
-const SANDBOX_WRAPPER = join(ROOT, 'test', 'sandbox', 'netsandbox.sh');
 
 const ALL_IMPLS = ['slirp4netns', 'usernet'];
 const GATEWAY = '10.0.2.2';
 const EXPECTED_IP = '10.0.2.100';
 const HOST_ADDR = '127.0.0.1';
-
-// The container: a rootless-style user + network namespace; prints "ready" once unshared.
-const CONTAINER_ARGV = ['unshare', '--user', '--map-root-user', '--net', 'sh', '-c', 'echo ready; exec sleep infinity'];
 
 // ---- usernet CLI contract: the one place to edit if the CLI differs --------------------------
 const USERNET = {
@@ -141,343 +161,12 @@ function fail(msg) {
   usage(2);
 }
 
-const shq = (s) => (/^[\w@%+=:,./-]+$/.test(s) ? s : `'${String(s).replace(/'/g, `'\\''`)}'`);
-const cmdline = (argv) => argv.map(shq).join(' ');
 // What was typed, give or take the node binary's path; printed at start and end, and saved.
 const COMMAND = cmdline(['node', relative(process.cwd(), SCRIPT) || SCRIPT, ...process.argv.slice(2)]);
 const OPTS = parseArgs(process.argv.slice(2));
+setQuiet(OPTS.jsonOnly);
 const MTUS = OPTS.jumbo ? [1500, OPTS.jumboMtu] : [1500];
 
-function signalNumber(sig) {
-  return { SIGHUP: 1, SIGINT: 2, SIGKILL: 9, SIGTERM: 15 }[sig];
-}
-
-// ---- logging ---------------------------------------------------------------------------------
-
-function info(msg) { if (!OPTS.jsonOnly) process.stderr.write(`[bench] ${msg}\n`); }
-function warn(msg) { process.stderr.write(`[bench] ${msg}\n`); }
-
-// ---- processes and cleanup -------------------------------------------------------------------
-
-const live = new Set(); // every child process we started and that has not exited yet
-
-class Proc {
-  // argv[0] is the program; stdout/stderr are split into lines kept in a bounded history.
-  // extraFds: that many more pipes as fds 3, 4, ... (child.stdio[3] ...), e.g. a ready fd.
-  constructor(label, argv, { stdin = 'ignore', keepAll = false, env, extraFds = 0 } = {}) {
-    this.label = label;
-    this.argv = argv;
-    this.keepAll = keepAll;
-    this.text = { stdout: '', stderr: '' };
-    this.lines = { stdout: [], stderr: [] };
-    this.partial = { stdout: '', stderr: '' };
-    this.waiters = new Set();
-    this.exitInfo = null;
-    this.child = spawn(argv[0], argv.slice(1), { stdio: [stdin, 'pipe', 'pipe', ...Array(extraFds).fill('pipe')], env: env ?? process.env });
-    live.add(this);
-    this.exited = new Promise((res) => {
-      const done = (info) => {
-        if (this.exitInfo) return;
-        for (const s of ['stdout', 'stderr']) if (this.partial[s]) this._line(s, this.partial[s]);
-        this.exitInfo = info;
-        live.delete(this);
-        for (const w of this.waiters) w.onExit(info);
-        res(info);
-      };
-      this.child.on('error', (err) => done({ code: null, signal: null, error: err }));
-      // 'close' (not 'exit') so that all output has been read.
-      this.child.on('close', (code, signal) => done({ code, signal }));
-    });
-    for (const s of ['stdout', 'stderr']) {
-      this.child[s].setEncoding('utf8');
-      this.child[s].on('data', (chunk) => {
-        if (this.keepAll) this.text[s] += chunk;
-        const parts = (this.partial[s] + chunk).split('\n');
-        this.partial[s] = parts.pop();
-        for (const l of parts) this._line(s, l);
-      });
-    }
-  }
-
-  get pid() { return this.child.pid; }
-
-  _line(stream, line) {
-    const h = this.lines[stream];
-    h.push(line);
-    if (h.length > 400) h.splice(0, h.length - 200);
-    for (const w of this.waiters) w.onLine(stream, line);
-  }
-
-  tail(n = 15) {
-    const out = [...this.lines.stderr.slice(-n), ...this.lines.stdout.slice(-n)].filter((l) => l.trim());
-    return out.length ? out.map((l) => `    | ${l}`).join('\n') : '    | (no output)';
-  }
-
-  describeExit(info = this.exitInfo) {
-    if (!info) return 'still running';
-    if (info.error) return info.error.code === 'ENOENT' ? `${this.argv[0]}: command not found` : info.error.message;
-    return info.signal ? `killed by ${info.signal}` : `exited with status ${info.code}`;
-  }
-
-  // Resolve with the first line on `stream` (already seen or future) for which pred(line) holds.
-  waitLine(stream, pred, timeoutMs, what) {
-    for (const l of this.lines[stream]) if (pred(l)) return Promise.resolve(l);
-    return new Promise((res, rej) => {
-      const w = {
-        onLine: (s, l) => { if (s === stream && pred(l)) finish(null, l); },
-        onExit: (info) => finish(new Error(`${this.label} ${this.describeExit(info)} before ${what}\n${this.tail()}`)),
-      };
-      const timer = setTimeout(() => finish(new Error(`${this.label}: no ${what} within ${timeoutMs} ms\n${this.tail()}`)), timeoutMs);
-      const finish = (err, l) => {
-        clearTimeout(timer);
-        this.waiters.delete(w);
-        err ? rej(err) : res(l);
-      };
-      this.waiters.add(w);
-      if (this.exitInfo) w.onExit(this.exitInfo);
-    });
-  }
-
-  // slirp4netns-style readiness: resolve once the child writes "1" to its fd `fd`.
-  waitReadyFd(fd, timeoutMs, what) {
-    const s = this.child.stdio[fd];
-    return new Promise((res, rej) => {
-      let got = '';
-      let settled = false;
-      const finish = (err) => {
-        if (settled) return;
-        settled = true;
-        clearTimeout(timer);
-        err ? rej(err) : res();
-      };
-      const timer = setTimeout(() => finish(new Error(`${this.label}: no ${what} within ${timeoutMs} ms\n${this.tail()}`)), timeoutMs);
-      s.setEncoding('utf8');
-      s.on('data', (d) => { got += d; if (got.includes('1')) finish(); });
-      s.on('end', () => finish(got.includes('1') ? null : new Error(`${this.label} closed its ready fd without writing "1"\n${this.tail()}`)));
-      s.on('error', (err) => finish(new Error(`${this.label}: ready fd: ${err.message}`)));
-      this.exited.then((i) => finish(new Error(`${this.label} ${this.describeExit(i)} before ${what}\n${this.tail()}`)));
-    });
-  }
-
-  async stop(signal = 'SIGTERM', graceMs = 3000) {
-    if (this.exitInfo) return this.exitInfo;
-    try { this.child.kill(signal); } catch {}
-    const t = setTimeout(() => { try { this.child.kill('SIGKILL'); } catch {} }, graceMs);
-    const info = await this.exited;
-    clearTimeout(t);
-    return info;
-  }
-}
-
-// Run a command to completion; reject on failure (unless allowFail) with its output.
-async function run(argv, { timeoutMs = 30_000, allowFail = false, label = argv[0] } = {}) {
-  const p = new Proc(label, argv, { keepAll: true });
-  let timedOut = false;
-  const t = setTimeout(() => { timedOut = true; p.stop('SIGTERM', 2000); }, timeoutMs);
-  const info = await p.exited;
-  clearTimeout(t);
-  const res = { code: info.code, stdout: p.text.stdout, stderr: p.text.stderr };
-  if (info.error || timedOut || (!allowFail && info.code !== 0)) {
-    const why = timedOut ? `timed out after ${timeoutMs} ms` : p.describeExit(info);
-    throw new Error(`\`${cmdline(argv)}\` ${why}${p.text.stderr.trim() ? `:\n${p.tail(8)}` : ''}`);
-  }
-  return res;
-}
-
-// A Scope owns things to undo, undone in reverse order; open scopes are closed on abort.
-const openScopes = new Set();
-class Scope {
-  constructor(name) { this.name = name; this.undo = []; openScopes.add(this); }
-  defer(what, fn) { this.undo.push({ what, fn }); }
-  proc(p) { this.defer(`stop ${p.label}`, () => p.stop()); return p; }
-  async close() {
-    openScopes.delete(this);
-    // Stop processes first (clients, NATs, containers) so that namespaces can really go away.
-    const items = this.undo.splice(0).reverse();
-    const procsFirst = [...items.filter((i) => i.what.startsWith('stop ')), ...items.filter((i) => !i.what.startsWith('stop '))];
-    for (const { what, fn } of procsFirst) {
-      try { await fn(); } catch (err) { warn(`cleanup (${this.name}): ${what}: ${firstLine(err.message)}`); }
-    }
-  }
-}
-
-const firstLine = (s) => String(s).split('\n')[0];
-
-let aborting = false;
-// Once an abort is under way, the normal flow parks here (abort() exits when cleanup is done),
-// so that it neither reports the failures caused by the interruption nor writes results.
-const parkIfAborting = () => (aborting ? new Promise(() => {}) : undefined);
-async function abort(reason, code) {
-  if (aborting) return;
-  aborting = true;
-  warn(`${reason}: cleaning up`);
-  await cleanupAll();
-  process.exit(code);
-}
-
-async function cleanupAll() {
-  for (const s of [...openScopes].reverse()) await s.close();
-  await Promise.all([...live].map((p) => p.stop('SIGTERM', 2000)));
-}
-
-// ---- environment checks ----------------------------------------------------------------------
-
-async function checkSandbox() {
-  if (process.getuid() !== 0) throw new Error('needs root inside the sandbox (it creates namespaces and enters them)');
-  const v4 = (await run(['ip', '-4', 'route', 'show', 'default'])).stdout.trim().split('\n').filter(Boolean);
-  const v6 = (await run(['ip', '-6', 'route', 'show', 'default'], { allowFail: true })).stdout.trim().split('\n').filter(Boolean);
-  const open = [...v4, ...v6].filter((l) => !/^\s*(blackhole|unreachable|prohibit)\b/.test(l));
-  if (!v4.length || open.length) {
-    throw new Error(`refusing to run: the IPv4/IPv6 default routes here must be blackholes, found:\n` +
-      `    ${[...v4, ...v6].join('\n    ') || '(no IPv4 default route)'}\nRun it through test/sandbox/netsandbox.sh.`);
-  }
-}
-
-function toolVersion(argv, re) {
-  const r = spawnSync(argv[0], argv.slice(1), { encoding: 'utf8', timeout: 5000 });
-  if (r.error) return null;
-  const m = `${r.stdout}\n${r.stderr}`.match(re);
-  return m ? m[1] : 'unknown';
-}
-
-function requireTools(names) {
-  const missing = names.filter((n) => spawnSync('sh', ['-c', `command -v ${n}`]).status !== 0);
-  if (missing.length) throw new Error(`missing tool(s): ${missing.join(', ')}`);
-}
-
-// A TCP port free on 127.0.0.1 right now (the sandbox's loopback is ours alone).
-function freePort() {
-  return new Promise((res, rej) => {
-    const s = createServer();
-    s.on('error', rej);
-    s.listen(0, HOST_ADDR, () => { const { port } = s.address(); s.close(() => res(port)); });
-  });
-}
-
-// ---- the connection-rate server and client (written to the temp dir, run with this node) -----
-
-// Runs in the sandbox's root namespace on 127.0.0.1. Prints {"listening":PORT} when ready.
-// Each connection: read up to "\n", answer "pong <same>\n" and close (FIN) at once, so that the
-// server side is the active closer. stdin lines: "stats TAG" prints a stats line; EOF exits.
-const CONN_SERVER_JS = String.raw`
-import net from 'node:net';
-import readline from 'node:readline';
-const host = process.argv[2];
-let accepted = 0, served = 0, badRequests = 0;
-const errors = {};
-const server = net.createServer((s) => {
-  accepted++;
-  s.setNoDelay(true);
-  let buf = '';
-  s.setEncoding('latin1');
-  s.on('data', (d) => {
-    buf += d;
-    const nl = buf.indexOf('\n');
-    if (nl < 0) { if (buf.length > 256) { badRequests++; s.destroy(); } return; }
-    const req = buf.slice(0, nl);
-    if (!req.startsWith('ping ')) { badRequests++; s.destroy(); return; }
-    served++;
-    s.end('pong ' + req.slice(5) + '\n');
-    buf = '';
-  });
-  s.on('error', (e) => { errors[e.code || e.message] = (errors[e.code || e.message] || 0) + 1; });
-});
-server.on('error', (e) => { console.error('conn server: ' + e.message); process.exit(1); });
-server.listen({ host, port: 0, backlog: 4096 }, () => {
-  process.stdout.write(JSON.stringify({ listening: server.address().port }) + '\n');
-});
-const rl = readline.createInterface({ input: process.stdin });
-rl.on('line', (l) => {
-  const [cmd, tag] = l.trim().split(/\s+/);
-  if (cmd === 'stats') {
-    const cpu = process.cpuUsage();
-    process.stdout.write(JSON.stringify({ stats: tag, accepted, served, badRequests, errors: { ...errors }, cpuUs: cpu.user + cpu.system }) + '\n');
-  }
-});
-rl.on('close', () => process.exit(0));
-`;
-
-// Runs inside the container (nsenter -n). argv: HOST PORT PARALLEL SECONDS TIMEOUT_MS [COUNT].
-// With COUNT, makes that many connections one after another (a probe) instead of a timed run.
-// Prints one JSON line: completed, errors by kind, conns/s, latency percentiles, per-second counts.
-const CONN_CLIENT_JS = String.raw`
-import net from 'node:net';
-import { performance } from 'node:perf_hooks';
-const [host, portS, parS, secS, toS, countS] = process.argv.slice(2);
-const port = Number(portS), parallel = Number(parS), seconds = Number(secS), timeoutMs = Number(toS);
-const count = countS ? Number(countS) : 0;
-let completed = 0, seq = 0, started = 0;
-const errors = {};
-const firstErrors = [];
-const lat = [];
-const perSecond = [];
-const t0 = performance.now();
-const cpu0 = process.cpuUsage();
-const deadline = t0 + seconds * 1000;
-function one() {
-  return new Promise((resolve) => {
-    const n = ++seq;
-    started++;
-    const c0 = performance.now();
-    const expect = 'pong ' + n + '\n';
-    let buf = '', gotEnd = false, done = false;
-    const s = net.connect({ host, port });
-    s.setNoDelay(true);
-    s.setEncoding('latin1');
-    const finish = (err) => {
-      if (done) return;
-      done = true;
-      clearTimeout(timer);
-      const now = performance.now();
-      if (err) {
-        errors[err] = (errors[err] || 0) + 1;
-        if (firstErrors.length < 5) firstErrors.push({ error: err, atMs: Math.round(now - t0), conn: n });
-        s.destroy();
-      } else {
-        completed++;
-        lat.push(now - c0);
-        const sec = Math.floor((now - t0) / 1000);
-        while (perSecond.length <= sec) perSecond.push(0);
-        perSecond[sec]++;
-      }
-      resolve();
-    };
-    const timer = setTimeout(() => finish(gotEnd ? 'TIMEOUT_CLOSE' : buf ? 'TIMEOUT_FIN' : s.connecting ? 'TIMEOUT_CONNECT' : 'TIMEOUT_REPLY'), timeoutMs);
-    s.on('connect', () => s.write('ping ' + n + '\n'));
-    s.on('data', (d) => { buf += d; if (buf.length > expect.length) finish('BAD_REPLY'); });
-    // The server answers and closes; allowHalfOpen is false, so node closes our side on its FIN.
-    s.on('end', () => { gotEnd = true; if (buf !== expect) finish(buf ? 'BAD_REPLY' : 'EOF_WITHOUT_REPLY'); });
-    s.on('error', (e) => finish(e.code || e.message));
-    s.on('close', (hadError) => finish(hadError ? 'CLOSED_WITH_ERROR' : gotEnd ? null : 'CLOSED_EARLY'));
-  });
-}
-async function worker() {
-  if (count) { while (started < count) await one(); return; }
-  while (performance.now() < deadline) await one();
-}
-await Promise.all(Array.from({ length: count ? 1 : parallel }, worker));
-const elapsed = (performance.now() - t0) / 1000;
-const cpu = process.cpuUsage(cpu0);
-lat.sort((a, b) => a - b);
-const pct = (p) => (lat.length ? Math.round(lat[Math.min(lat.length - 1, Math.floor((p / 100) * lat.length))] * 1000) / 1000 : null);
-const errorCount = Object.values(errors).reduce((a, b) => a + b, 0);
-process.stdout.write(JSON.stringify({
-  completed, errorCount, errors, firstErrors, seconds: elapsed, connsPerSec: completed / elapsed,
-  latencyMs: { p50: pct(50), p90: pct(90), p99: pct(99), max: lat.length ? Math.round(lat[lat.length - 1] * 1000) / 1000 : null },
-  perSecond, clientCpuPct: (100 * (cpu.user + cpu.system)) / 1e6 / elapsed,
-}) + '\n');
-process.exit(0);
-`;
-
-// ---- the container ---------------------------------------------------------------------------
-
-const pidEndpoint = (pid, ifname) => ({ pid, ifname, exec: (argv) => ['nsenter', '-t', String(pid), '-n', ...argv] });
-
-async function startContainer(scope, label) {
-  const holder = scope.proc(new Proc(label, CONTAINER_ARGV));
-  await holder.waitLine('stdout', (l) => l.trim() === 'ready', 10_000, '"ready"');
-  return holder;
-}
 
 // What the NAT configured: address, MTU, default route. An error if the route is not via 10.0.2.2.
 async function inspectContainer(ep) {
@@ -546,28 +235,6 @@ const IMPLS = {
 
 // ---- workloads -------------------------------------------------------------------------------
 
-function cpuTicks(pid) {
-  if (!pid) return null;
-  try {
-    const stat = readFileSync(`/proc/${pid}/stat`, 'utf8');
-    const f = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
-    return Number(f[11]) + Number(f[12]); // utime + stime (fields 14, 15)
-  } catch { return null; }
-}
-const CLK_TCK = Number(spawnSync('getconf', ['CLK_TCK'], { encoding: 'utf8' }).stdout) || 100;
-
-// Measures the NAT process's CPU (% of one core) around fn().
-async function withNatCpu(natPid, fn) {
-  const t0 = cpuTicks(natPid);
-  const w0 = process.hrtime.bigint();
-  const r = await fn();
-  const wall = Number(process.hrtime.bigint() - w0) / 1e9;
-  const t1 = cpuTicks(natPid);
-  return { r, natCpuPct: t0 != null && t1 != null ? round((100 * (t1 - t0)) / CLK_TCK / wall, 0) : null };
-}
-
-const round = (x, d = 2) => (x == null || !Number.isFinite(x) ? null : Math.round(x * 10 ** d) / 10 ** d);
-
 // One iperf3 TCP test: server on the host's 127.0.0.1 (waits for "Server listening"), client in
 // the container to 10.0.2.2, JSON result; reverse = `-R` (the server sends).
 async function iperfTcp(topo, reverse) {
@@ -578,7 +245,7 @@ async function iperfTcp(topo, reverse) {
     await srv.waitLine('stdout', (l) => l.includes('Server listening'), 10_000, '"Server listening"');
     const argv = topo.container.exec(['iperf3', '-c', GATEWAY, '-p', String(port), '-t', String(OPTS.time), '-J', '--connect-timeout', '5000',
       ...(reverse ? ['-R'] : [])]);
-    const { r, natCpuPct } = await withNatCpu(topo.natPid, () => run(argv, { timeoutMs: (OPTS.time + 40) * 1000, allowFail: true, label: 'iperf3 client' }));
+    const { r, natCpuPct } = await withCpu(topo.natPid, () => run(argv, { timeoutMs: (OPTS.time + 40) * 1000, allowFail: true, label: 'iperf3 client' }));
     let json;
     try { json = JSON.parse(r.stdout); } catch { throw new Error(`iperf3 client gave no JSON (status ${r.code}): ${firstLine(r.stderr || r.stdout)}`); }
     if (json.error) throw new Error(`iperf3: ${json.error}`);
@@ -622,7 +289,7 @@ async function serverStats(srv) {
 
 async function connRate(topo, ctx) {
   const before = await serverStats(ctx.connServer);
-  const { r, natCpuPct } = await withNatCpu(topo.natPid, () => connClient(topo, ctx, { parallel: OPTS.parallel, seconds: OPTS.connTime, timeoutMs: 10_000 }));
+  const { r, natCpuPct } = await withCpu(topo.natPid, () => connClient(topo, ctx, { parallel: OPTS.parallel, seconds: OPTS.connTime, timeoutMs: 10_000 }));
   const after = await serverStats(ctx.connServer);
   // Sockets left in TIME_WAIT inside the container (the server closes first, so expect ~0).
   const tw = await run(topo.container.exec(['ss', '-Htan', 'state', 'time-wait']), { allowFail: true, label: 'ss' });
@@ -892,21 +559,4 @@ async function main() {
 
 // ---- entry: re-exec inside the sandbox, or run (last, so that every class above is defined) --
 
-if (process.env.USERNET_SANDBOX !== '1' && process.env.NETSANDBOX !== '1') {
-  if (!existsSync(SANDBOX_WRAPPER)) {
-    process.stderr.write(`nat-throughput: not inside a network sandbox and ${relative(process.cwd(), SANDBOX_WRAPPER)} is missing.\n` +
-      `Run it inside one, e.g.: ../shared/tools/netsandbox ${COMMAND}\n`);
-    process.exit(2);
-  }
-  let executable = true;
-  try { accessSync(SANDBOX_WRAPPER, fsc.X_OK); } catch { executable = false; }
-  const argv = [process.execPath, ...process.execArgv, SCRIPT, ...process.argv.slice(2)];
-  const child = executable ? spawn(SANDBOX_WRAPPER, argv, { stdio: 'inherit' }) : spawn('bash', [SANDBOX_WRAPPER, ...argv], { stdio: 'inherit' });
-  // Ctrl-C reaches the whole foreground process group (the inner script cleans up); forward
-  // signals sent to this process alone. The inner script tolerates getting one twice.
-  for (const sig of ['SIGINT', 'SIGTERM', 'SIGHUP']) process.on(sig, () => { try { child.kill(sig); } catch {} });
-  child.on('error', (err) => { process.stderr.write(`nat-throughput: cannot run ${SANDBOX_WRAPPER}: ${err.message}\n`); process.exit(2); });
-  child.on('exit', (code, sig) => process.exit(code ?? (sig ? 128 + (signalNumber(sig) ?? 1) : 1)));
-} else {
-  main();
-}
+runInSandbox(SCRIPT, 'nat-throughput', COMMAND, main);

@@ -39,15 +39,34 @@
 // namespaces this script creates (ubench-*), and everything it creates is removed on exit,
 // on failure and on Ctrl-C. Results go to bench/results/switch-throughput-<date>.json.
 
-import { spawn, spawnSync } from 'node:child_process';
-import { existsSync, accessSync, constants as fsc, mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { spawnSync } from 'node:child_process';
+import { existsSync, mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir, cpus } from 'node:os';
-import { dirname, join, relative, resolve } from 'node:path';
+import { join, relative } from 'node:path';
 import { fileURLToPath } from 'node:url';
+import {
+  CLK_TCK,
+  Proc,
+  ROOT,
+  Scope,
+  abort,
+  checkSandbox,
+  cleanupAll,
+  cmdline,
+  cpuTicks,
+  firstLine,
+  info,
+  parkIfAborting,
+  requireTools,
+  round,
+  run,
+  runInSandbox,
+  setQuiet,
+  toolVersion,
+  warn,
+} from './lib.mjs';
 
 const SCRIPT = fileURLToPath(import.meta.url);
-const ROOT = resolve(dirname(SCRIPT), '..', '..');
-const SANDBOX_WRAPPER = join(ROOT, 'test', 'sandbox', 'netsandbox.sh');
 
 const ALL_PATHS = ['bridge', 'vde', 'vde-plug2tap', 'usernet'];
 const DEFAULT_PATHS = ['bridge', 'vde', 'usernet'];
@@ -123,188 +142,12 @@ function fail(msg) {
   usage(2);
 }
 
-const shq = (s) => (/^[\w@%+=:,./-]+$/.test(s) ? s : `'${String(s).replace(/'/g, `'\\''`)}'`);
-const cmdline = (argv) => argv.map(shq).join(' ');
 // What was typed, give or take the node binary's path; printed at start and end, and saved.
 const COMMAND = cmdline(['node', relative(process.cwd(), SCRIPT) || SCRIPT, ...process.argv.slice(2)]);
 const OPTS = parseArgs(process.argv.slice(2));
-
-function signalNumber(sig) {
-  return { SIGHUP: 1, SIGINT: 2, SIGKILL: 9, SIGTERM: 15 }[sig];
-}
-
-// ---- logging ---------------------------------------------------------------------------------
-
-function info(msg) { if (!OPTS.jsonOnly) process.stderr.write(`[bench] ${msg}\n`); }
-function warn(msg) { process.stderr.write(`[bench] ${msg}\n`); }
-
-// ---- processes and cleanup -------------------------------------------------------------------
-
-const live = new Set(); // every child process we started and that has not exited yet
-
-class Proc {
-  // argv[0] is the program; stdout/stderr are split into lines kept in a bounded history.
-  constructor(label, argv, { stdin = 'ignore', keepAll = false, env } = {}) {
-    this.label = label;
-    this.argv = argv;
-    this.keepAll = keepAll;
-    this.text = { stdout: '', stderr: '' };
-    this.lines = { stdout: [], stderr: [] };
-    this.partial = { stdout: '', stderr: '' };
-    this.waiters = new Set();
-    this.exitInfo = null;
-    this.child = spawn(argv[0], argv.slice(1), { stdio: [stdin, 'pipe', 'pipe'], env: env ?? process.env });
-    live.add(this);
-    this.exited = new Promise((res) => {
-      const done = (info) => {
-        if (this.exitInfo) return;
-        for (const s of ['stdout', 'stderr']) if (this.partial[s]) this._line(s, this.partial[s]);
-        this.exitInfo = info;
-        live.delete(this);
-        for (const w of this.waiters) w.onExit(info);
-        res(info);
-      };
-      this.child.on('error', (err) => done({ code: null, signal: null, error: err }));
-      // 'close' (not 'exit') so that all output has been read.
-      this.child.on('close', (code, signal) => done({ code, signal }));
-    });
-    for (const s of ['stdout', 'stderr']) {
-      this.child[s].setEncoding('utf8');
-      this.child[s].on('data', (chunk) => {
-        if (this.keepAll) this.text[s] += chunk;
-        const parts = (this.partial[s] + chunk).split('\n');
-        this.partial[s] = parts.pop();
-        for (const l of parts) this._line(s, l);
-      });
-    }
-  }
-
-  get pid() { return this.child.pid; }
-
-  _line(stream, line) {
-    const h = this.lines[stream];
-    h.push(line);
-    if (h.length > 400) h.splice(0, h.length - 200);
-    for (const w of this.waiters) w.onLine(stream, line);
-  }
-
-  tail(n = 15) {
-    const out = [...this.lines.stderr.slice(-n), ...this.lines.stdout.slice(-n)].filter((l) => l.trim());
-    return out.length ? out.map((l) => `    | ${l}`).join('\n') : '    | (no output)';
-  }
-
-  describeExit(info = this.exitInfo) {
-    if (!info) return 'still running';
-    if (info.error) return info.error.code === 'ENOENT' ? `${this.argv[0]}: command not found` : info.error.message;
-    return info.signal ? `killed by ${info.signal}` : `exited with status ${info.code}`;
-  }
-
-  // Resolve with the first line on `stream` (already seen or future) for which pred(line) holds.
-  waitLine(stream, pred, timeoutMs, what) {
-    for (const l of this.lines[stream]) if (pred(l)) return Promise.resolve(l);
-    return new Promise((res, rej) => {
-      const w = {
-        onLine: (s, l) => { if (s === stream && pred(l)) finish(null, l); },
-        onExit: (info) => finish(new Error(`${this.label} ${this.describeExit(info)} before ${what}\n${this.tail()}`)),
-      };
-      const timer = setTimeout(() => finish(new Error(`${this.label}: no ${what} within ${timeoutMs} ms\n${this.tail()}`)), timeoutMs);
-      const finish = (err, l) => {
-        clearTimeout(timer);
-        this.waiters.delete(w);
-        err ? rej(err) : res(l);
-      };
-      this.waiters.add(w);
-      if (this.exitInfo) w.onExit(this.exitInfo);
-    });
-  }
-
-  async stop(signal = 'SIGTERM', graceMs = 3000) {
-    if (this.exitInfo) return this.exitInfo;
-    try { this.child.kill(signal); } catch {}
-    const t = setTimeout(() => { try { this.child.kill('SIGKILL'); } catch {} }, graceMs);
-    const info = await this.exited;
-    clearTimeout(t);
-    return info;
-  }
-}
-
-// Run a command to completion; reject on failure (unless allowFail) with its output.
-async function run(argv, { timeoutMs = 30_000, allowFail = false, label = argv[0] } = {}) {
-  const p = new Proc(label, argv, { keepAll: true });
-  let timedOut = false;
-  const t = setTimeout(() => { timedOut = true; p.stop('SIGTERM', 2000); }, timeoutMs);
-  const info = await p.exited;
-  clearTimeout(t);
-  const res = { code: info.code, stdout: p.text.stdout, stderr: p.text.stderr };
-  if (info.error || timedOut || (!allowFail && info.code !== 0)) {
-    const why = timedOut ? `timed out after ${timeoutMs} ms` : p.describeExit(info);
-    throw new Error(`\`${cmdline(argv)}\` ${why}${p.text.stderr.trim() ? `:\n${p.tail(8)}` : ''}`);
-  }
-  return res;
-}
+setQuiet(OPTS.jsonOnly);
 
 const ip = (...args) => run(['ip', ...args], { label: 'ip' });
-
-// A Scope owns things to undo, undone in reverse order; open scopes are closed on abort.
-const openScopes = new Set();
-class Scope {
-  constructor(name) { this.name = name; this.undo = []; openScopes.add(this); }
-  defer(what, fn) { this.undo.push({ what, fn }); }
-  proc(p) { this.defer(`stop ${p.label}`, () => p.stop()); return p; }
-  async close() {
-    openScopes.delete(this);
-    // Stop processes first (iperf3, switches, holders) so that namespaces can really go away.
-    const items = this.undo.splice(0).reverse();
-    const procsFirst = [...items.filter((i) => i.what.startsWith('stop ')), ...items.filter((i) => !i.what.startsWith('stop '))];
-    for (const { what, fn } of procsFirst) {
-      try { await fn(); } catch (err) { warn(`cleanup (${this.name}): ${what}: ${firstLine(err.message)}`); }
-    }
-  }
-}
-
-const firstLine = (s) => String(s).split('\n')[0];
-
-let aborting = false;
-// Once an abort is under way, the normal flow parks here (abort() exits when cleanup is done),
-// so that it neither reports the failures caused by the interruption nor writes results.
-const parkIfAborting = () => (aborting ? new Promise(() => {}) : undefined);
-async function abort(reason, code) {
-  if (aborting) return;
-  aborting = true;
-  warn(`${reason}: cleaning up`);
-  await cleanupAll();
-  process.exit(code);
-}
-
-async function cleanupAll() {
-  for (const s of [...openScopes].reverse()) await s.close();
-  await Promise.all([...live].map((p) => p.stop('SIGTERM', 2000)));
-}
-
-// ---- environment checks ----------------------------------------------------------------------
-
-async function checkSandbox() {
-  if (process.getuid() !== 0) throw new Error('needs root inside the sandbox (it creates namespaces and links)');
-  const v4 = (await run(['ip', '-4', 'route', 'show', 'default'])).stdout.trim().split('\n').filter(Boolean);
-  const v6 = (await run(['ip', '-6', 'route', 'show', 'default'], { allowFail: true })).stdout.trim().split('\n').filter(Boolean);
-  const open = [...v4, ...v6].filter((l) => !/^\s*(blackhole|unreachable|prohibit)\b/.test(l));
-  if (!v4.length || open.length) {
-    throw new Error(`refusing to run: the IPv4/IPv6 default routes here must be blackholes, found:\n` +
-      `    ${[...v4, ...v6].join('\n    ') || '(no IPv4 default route)'}\nRun it through test/sandbox/netsandbox.sh.`);
-  }
-}
-
-function toolVersion(argv, re) {
-  const r = spawnSync(argv[0], argv.slice(1), { encoding: 'utf8', timeout: 5000 });
-  if (r.error) return null;
-  const m = `${r.stdout}\n${r.stderr}`.match(re);
-  return m ? m[1] : 'unknown';
-}
-
-function requireTools(names) {
-  const missing = names.filter((n) => spawnSync('sh', ['-c', `command -v ${n}`]).status !== 0);
-  if (missing.length) throw new Error(`missing tool(s): ${missing.join(', ')}`);
-}
 
 // ---- namespaces and links --------------------------------------------------------------------
 
@@ -480,16 +323,6 @@ const PATHS = {
 
 // ---- workloads -------------------------------------------------------------------------------
 
-function cpuTicks(pid) {
-  if (!pid) return null;
-  try {
-    const stat = readFileSync(`/proc/${pid}/stat`, 'utf8');
-    const f = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
-    return Number(f[11]) + Number(f[12]); // utime + stime (fields 14, 15)
-  } catch { return null; }
-}
-const CLK_TCK = Number(spawnSync('getconf', ['CLK_TCK'], { encoding: 'utf8' }).stdout) || 100;
-
 // One iperf3 test: server in B (waits for its "Server listening" line), client in A, JSON result.
 async function iperf(topo, clientArgs, switchPid) {
   const scope = new Scope('iperf3');
@@ -512,8 +345,6 @@ async function iperf(topo, clientArgs, switchPid) {
     await scope.close();
   }
 }
-
-const round = (x, d = 2) => (x == null || !Number.isFinite(x) ? null : Math.round(x * 10 ** d) / 10 ** d);
 
 async function tcpTest(topo, sw) {
   const { json, switchCpuPct } = await iperf(topo, [], sw);
@@ -754,21 +585,4 @@ async function main() {
 
 // ---- entry: re-exec inside the sandbox, or run (last, so that every class above is defined) --
 
-if (process.env.USERNET_SANDBOX !== '1' && process.env.NETSANDBOX !== '1') {
-  if (!existsSync(SANDBOX_WRAPPER)) {
-    process.stderr.write(`switch-throughput: not inside a network sandbox and ${relative(process.cwd(), SANDBOX_WRAPPER)} is missing.\n` +
-      `Run it inside one, e.g.: ../shared/tools/netsandbox ${COMMAND}\n`);
-    process.exit(2);
-  }
-  let executable = true;
-  try { accessSync(SANDBOX_WRAPPER, fsc.X_OK); } catch { executable = false; }
-  const argv = [process.execPath, ...process.execArgv, SCRIPT, ...process.argv.slice(2)];
-  const child = executable ? spawn(SANDBOX_WRAPPER, argv, { stdio: 'inherit' }) : spawn('bash', [SANDBOX_WRAPPER, ...argv], { stdio: 'inherit' });
-  // Ctrl-C reaches the whole foreground process group (the inner script cleans up); forward
-  // signals sent to this process alone. The inner script tolerates getting one twice.
-  for (const sig of ['SIGINT', 'SIGTERM', 'SIGHUP']) process.on(sig, () => { try { child.kill(sig); } catch {} });
-  child.on('error', (err) => { process.stderr.write(`switch-throughput: cannot run ${SANDBOX_WRAPPER}: ${err.message}\n`); process.exit(2); });
-  child.on('exit', (code, sig) => process.exit(code ?? (sig ? 128 + (signalNumber(sig) ?? 1) : 1)));
-} else {
-  main();
-}
+runInSandbox(SCRIPT, 'switch-throughput', COMMAND, main);
