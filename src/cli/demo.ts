@@ -4,7 +4,8 @@
  * Two rootless "containers" (processes in their own user + network namespaces, made with
  * `unshare --user --map-root-user --net`), a daemon on a temporary socket, both attached with
  * addresses from the default network (10.0.2.0/24: gateway .2, DNS .3, containers from .100),
- * a ping from one to the other and to the gateway, the port counters and the MAC table, then
+ * a ping from one to the other and to the gateway, a published port (an HTTP server in one
+ * container, fetched from the host's loopback), the port counters and the MAC table, then
  * everything removed. Every command is printed as it runs, so the demo doubles as a
  * walkthrough. Packets never leave the two namespaces it made.
  */
@@ -109,6 +110,12 @@ function run(cmd: string, args: string[], show = true, env?: NodeJS.ProcessEnv):
   return output;
 }
 
+/** The web server in beta: answers every request with the client address it sees. */
+const DEMO_SERVER_JS = [
+  'require("node:http").createServer((req, res) => res.end(`hello from beta (10.0.2.101:80); you are ${req.socket.remoteAddress}:${req.socket.remotePort}\\n`))',
+  '.listen(80, "0.0.0.0", () => console.log("listening on 80"));',
+].join('');
+
 export async function runDemo(): Promise<number> {
   preflight();
   const root = projectRoot();
@@ -126,14 +133,21 @@ export async function runDemo(): Promise<number> {
     return label;
   };
   let daemon: ChildProcess | null = null;
-  const cleanup = (): void => {
-    for (const c of children) if (c.exitCode === null) c.kill('SIGKILL');
-    if (daemon && daemon.exitCode === null) daemon.kill('SIGTERM');
+  const cleanup = async (): Promise<void> => {
+    for (const c of children) if (c.exitCode === null && c.signalCode === null) c.kill('SIGKILL');
+    // The demo ends only once its daemon has: nothing of it outlives the command.
+    const d = daemon;
+    if (d && d.exitCode === null && d.signalCode === null) {
+      const gone = new Promise<void>((resolve) => d.once('exit', () => resolve()));
+      d.kill('SIGTERM');
+      const timer = setTimeout(() => d.kill('SIGKILL'), 5000);
+      await gone;
+      clearTimeout(timer);
+    }
     rmSync(dir, { recursive: true, force: true });
   };
   const onSignal = (): void => {
-    cleanup();
-    process.exit(130);
+    void cleanup().finally(() => process.exit(130));
   };
   process.once('SIGINT', onSignal);
   process.once('SIGTERM', onSignal);
@@ -171,19 +185,38 @@ export async function runDemo(): Promise<number> {
     enter(alpha.pid, 'ping', '-c', '2', '-i', '0.2', '-W', '2', '10.0.2.2');
     say('');
 
-    say('5. What the switch saw: ports with their counters, and the MAC table it learned.');
+    say('5. Publish a port, like "docker run -p": beta serves HTTP on its port 80, published on the');
+    say("   host's 127.0.0.1 at any free port. The server answers with the address it sees: a client on");
+    say("   the host's loopback appears as the gateway 10.0.2.2 (any other client as its own address).");
+    const server = [
+      'nsenter', '--target', String(beta.pid), '--user', '--net', '--preserve-credentials',
+      process.execPath, '-e', DEMO_SERVER_JS,
+    ];
+    say(bold(`$ ${commandLine(server)} &`));
+    const web = await startAndWait(server[0] as string, server.slice(1), (l) => l === 'listening on 80', 'stdout');
+    children.push(web);
+    say('   listening on 80');
+    show('', ['publish', 'beta', '127.0.0.1::80']);
+    const listed = JSON.parse(usernet('publish', '--list', 'beta', '--json')) as Array<{ hostPort: number }>;
+    const url = `http://127.0.0.1:${listed[0]?.hostPort}/`;
+    if (onPath('curl')) run('curl', ['-sS', '--max-time', '5', url]);
+    else run(process.execPath, ['-e', `fetch(${JSON.stringify(url)}).then((r) => r.text()).then((t) => process.stdout.write(t))`]);
+    show('', ['conntrack', '-L', '-p', 'tcp']);
+    say('');
+
+    say('6. What the switch saw: ports with their counters, and the MAC table it learned.');
     show('', ['ports']);
     say('');
     show('', ['fdb']);
     say('');
 
-    say('6. Clean up: detach (the TAPs disappear from the containers), stop everything.');
+    say('7. Clean up: detach (the TAPs disappear from the containers, with their published ports), stop everything.');
     show('', ['detach', 'alpha']);
     show('', ['detach', 'beta']);
     say('\nDone. Next: "sudo npm test" runs the test suite; docs/cli.md lists every command.');
     return 0;
   } finally {
-    cleanup();
+    await cleanup();
     process.off('SIGINT', onSignal);
     process.off('SIGTERM', onSignal);
   }

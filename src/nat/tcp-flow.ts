@@ -443,7 +443,9 @@ export class TcpFlow {
 
   /** Sends what the container's window allows, then our FIN if the host is done. */
   pump(): void {
-    if (this.state !== FLOW_ESTABLISHED) return;
+    // Once our FIN is acknowledged there is nothing left to send — and the sums below, which
+    // count the FIN's sequence number as in flight, would take its acknowledgement for a byte.
+    if (this.state !== FLOW_ESTABLISHED || this.finAcked) return;
     for (;;) {
       const inFlight = seqDiff(this.sndNxt, this.sndUna) - (this.finSent ? 1 : 0);
       const unsent = this.queued - inFlight;

@@ -106,6 +106,24 @@ describe('published ports', () => {
     expect(json.find((e) => e.original.dport === 8081)?.dnat).toBe(true);
   });
 
+  it('a connection the client closes first ends in TIME_WAIT, not in a reset from the container', async () => {
+    // A keep-alive server: the client (curl) closes first, so usernet's FIN reaches the container
+    // first and the container's FIN acknowledges it. Nothing may follow our FIN — a byte after
+    // it makes the container answer RST, and the flow would vanish from conntrack.
+    await daemon.cliOk(['publish', 'b', '8082:82']);
+    const server = 'require("node:http").createServer((q, s) => s.end("kept alive\\n")).listen(82, "0.0.0.0", () => console.log("ready"))';
+    await b.startUntil([process.execPath, '-e', server], (l) => l === 'ready');
+    expect(await curl((c) => out.argv(c), `http://${HOST}:8082/`)).toBe('kept alive\n');
+    let table = '';
+    for (let i = 0; i < 100 && !/ TIME_WAIT .* dport=8082 /.test(table); i++) {
+      if (i) await new Promise((resolve) => setTimeout(resolve, 20));
+      table = await daemon.cliOk(['conntrack', '-L', '-p', 'tcp']);
+    }
+    expect(table).toMatch(/^tcp {6}6 \d+ TIME_WAIT src=198\.51\.100\.2 dst=198\.51\.100\.1 sport=(\d+) dport=8082 src=10\.0\.2\.101 dst=198\.51\.100\.2 sport=82 dport=\1 \[ASSURED\] mark=0 use=1$/m);
+    const status = JSON.parse(await daemon.cliOk(['status', '--json'])) as { conntrack: { removed: Record<string, number> } };
+    expect(status.conntrack.removed['reset by the container'] ?? 0).toBe(0);
+  });
+
   it('UDP: two clients at once each get their own replies, each seen with its own address', async () => {
     const server = new Lines(
       await b.startUntil(

@@ -340,13 +340,28 @@ describe('TcpFlow: host → container', () => {
     expect(t.flow.conntrackState()).toBe('FIN_WAIT');
     t.ack(ISS + 12);
     expect(t.flow.conntrackState()).toBe('CLOSE_WAIT');
+    expect(t.wire.take()).toEqual([]); // nothing after the FIN, ever
     t.send(IRS + 1, '', TCP_ACK | TCP_FIN);
     expect(t.flow.state).toBe(FLOW_TIME_WAIT);
     expect(t.host.ended).toBe(true);
+    expect(t.wire.take()).toMatchObject([{ flags: TCP_ACK, seq: ISS + 12, ack: IRS + 2, data: Buffer.alloc(0) }]);
     // A retransmitted FIN in TIME_WAIT is acknowledged again.
-    t.wire.take();
     t.send(IRS + 1, '', TCP_ACK | TCP_FIN);
     expect(t.wire.take()[0]).toMatchObject({ flags: TCP_ACK, ack: IRS + 2 });
+  });
+
+  it('answers a FIN that also acknowledges ours with one ACK and nothing more (TIME_WAIT, not a reset)', () => {
+    const t = handshake();
+    t.flow.hostData(Buffer.from('GET / HTTP/1.1\r\n\r\n'), t.now);
+    t.flow.hostEnd(t.now);
+    expect(t.wire.take().map((s) => s.flags)).toEqual([TCP_ACK | TCP_PSH, TCP_FIN | TCP_ACK]);
+    // The container answers, then acknowledges our FIN together with its own.
+    t.send(IRS + 1, 'HTTP/1.1 200 OK\r\n\r\n');
+    expect(t.wire.take()).toMatchObject([{ flags: TCP_ACK }]);
+    t.flow.segment(TCP_ACK | TCP_FIN, IRS + 20, ISS + 20, 65535, EMPTY, 0, 0, t.now);
+    expect(t.wire.take()).toMatchObject([{ flags: TCP_ACK, seq: ISS + 20, ack: IRS + 21, data: Buffer.alloc(0) }]);
+    expect(t.flow.state).toBe(FLOW_TIME_WAIT);
+    expect(t.flow.conntrackState()).toBe('TIME_WAIT');
   });
 
   it('retransmits a lost FIN', () => {
