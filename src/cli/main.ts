@@ -19,6 +19,7 @@ import { parseMac } from '../packet/mac.js';
 import { boolFlag, intFlag, parse, stringFlag, UsageError } from './args.js';
 import { formatFdb, formatNetworks, formatPorts, formatPublished, type NetworkInfo } from './format.js';
 import { runDemo } from './demo.js';
+import { runSlirp4netns } from '../slirp/main.js';
 
 const HELP: Record<string, string> = {
   main: `usernet ${VERSION} — user-mode networking for containers
@@ -37,6 +38,7 @@ Commands:
   conntrack  list (-L) or flush (-F) the NAT's connection tracking table
   status     show the daemon's status
   demo       two rootless containers ping each other through usernet
+  slirp4netns slirp4netns's command line and API (also the usernet-slirp4netns program)
 
 Every client command takes --socket PATH (or USERNET_SOCKET); default:
   ${defaultSocketPath()}
@@ -681,6 +683,9 @@ export async function main(argv: string[]): Promise<number> {
       return cmdStatus(args);
     case 'capture':
       return cmdCapture(args);
+    case 'slirp4netns':
+      // slirp4netns's own command line: its --help, not ours.
+      process.exit(await runSlirp4netns(args, 'usernet slirp4netns'));
     case 'demo':
       if (args.includes('--help') || args.includes('-h')) return help('demo');
       if (args.length) throw new UsageError(`demo: unexpected argument "${args[0]}"`);

@@ -36,7 +36,7 @@ import { formatMapping, parsePublishSpec, expandPublishSpec, type PortMapping } 
 import { ApiServer, StreamingResult } from './api-server.js';
 import { CaptureSession } from './capture.js';
 import { ResolvConf, parseUpstream, type Upstream } from './resolv.js';
-import { STATE_VERSION, StateFile, type AttachmentRecord, type DaemonState, type LeaseRecord, type NamespaceIdentity } from './state.js';
+import { STATE_VERSION, StateFile, emptyState, type AttachmentRecord, type DaemonState, type LeaseRecord, type LoadResult, type NamespaceIdentity } from './state.js';
 import { IFNAME_PATTERN, NAME_PATTERN, onlyKeys, optBool, optInt, optString, optStringList, reqString } from './validate.js';
 
 export const VERSION = '0.1.0';
@@ -77,6 +77,15 @@ export interface DaemonConfig {
   offloads?: boolean;
   /** How often `--netns PATH` attachments are checked. Default 1000 ms. */
   netnsCheckIntervalMs?: number;
+  /**
+   * A daemon that lives and dies with its process (the slirp4netns front end): no state file, no
+   * pid file, no control socket unless `socketPath` is given, and TAPs it creates are not made
+   * persistent, so they vanish with the process even when it is killed.
+   */
+  ephemeral?: boolean;
+  /** The default network's subnet and DHCP range (default 10.0.2.0/24, range from .100). */
+  defaultSubnet?: string;
+  defaultRange?: string;
 }
 
 export interface PortInfo {
@@ -186,6 +195,8 @@ export class Daemon {
   private netnsTimer: NodeJS.Timeout | null = null;
   private readonly startedAt = Date.now();
   private stopped = false;
+  /** Called once a container's port has been removed because the container went away. */
+  onContainerGone: ((name: string, why: string) => void) | null = null;
   /** Requests wait for this: the daemon has re-attached its containers and re-opened their ports. */
   private ready: Promise<void> = Promise.resolve();
 
@@ -211,6 +222,9 @@ export class Daemon {
       udpFiltering: 'address-dependent',
       conntrackMax: 65536,
       conntrackMaxPerContainer: 8192,
+      ephemeral: false,
+      defaultSubnet: DEFAULT_SUBNET,
+      defaultRange: '',
       ...config,
     };
     this.stateFile = new StateFile(this.config.stateDir);
@@ -226,7 +240,8 @@ export class Daemon {
     this.addNetwork(
       {
         name: DEFAULT_NETWORK,
-        subnet: DEFAULT_SUBNET,
+        subnet: this.config.defaultSubnet,
+        ...(this.config.defaultRange ? { range: this.config.defaultRange } : {}),
         mtu: this.config.defaultMtu,
         icc: this.config.icc,
         disableDns: this.config.disableDns,
@@ -276,12 +291,14 @@ export class Daemon {
   async start(): Promise<void> {
     this.lockStateDir();
     try {
-      const loaded = this.stateFile.load();
+      const loaded: LoadResult = this.config.ephemeral ? { state: emptyState() } : this.stateFile.load();
       if (loaded.movedAside) {
         this.log.error({ file: loaded.movedAside, problem: loaded.problem }, 'state file unreadable: moved aside, starting with no attachments');
       }
-      this.server = new ApiServer(this.config.socketPath, this.handlers(), this.log);
-      await this.server.listen();
+      if (this.config.socketPath) {
+        this.server = new ApiServer(this.config.socketPath, this.handlers(), this.log);
+        await this.server.listen();
+      }
       // No request is served before re-attaching is done: handlers wait for `ready`.
       let markReady!: () => void;
       this.ready = new Promise<void>((resolve) => (markReady = resolve));
@@ -454,6 +471,19 @@ export class Daemon {
     const net = this.network(r.network ?? DEFAULT_NETWORK);
     if (!r.ip) throw new UsernetError('ERR_NO_ADDRESS', `port ${r.name} has no address on network ${net.name}: nothing to publish to`);
     return { name: r.name, network: net.name, gw: net.gateway, containerIp: parseIpv4(r.ip), container: `${net.name}/${r.ip}` };
+  }
+
+  /**
+   * Publishes to any address of an attachment's network, not only the attachment's own (what
+   * slirp4netns's add_hostfwd allows with guest_addr); not recorded in the state file. The
+   * listeners go with the attachment.
+   */
+  async publishToAddress(name: string, containerIp: number, mappings: PortMapping[]): Promise<PublishedPort[]> {
+    const a = this.attachments.get(name);
+    if (!a) throw new NotFoundError(`no port named ${name}`, 'ERR_NO_SUCH_PORT');
+    const net = this.network(a.record.network ?? DEFAULT_NETWORK);
+    const ip = ipv4ToString(containerIp);
+    return this.nat.publisher.publish({ name, network: net.name, gw: net.gateway, containerIp, container: `${net.name}/${ip}` }, mappings);
   }
 
   /** Publishes ports to an attachment (all or nothing) and records them. */
@@ -712,7 +742,7 @@ export class Daemon {
 
   /** Attaches a container (API params as in `usernet attach`). */
   async attach(p: Record<string, unknown>): Promise<AttachResult> {
-    onlyKeys(p, ['pid', 'netns', 'userns', 'network', 'name', 'ifname', 'mac', 'mtu', 'configure', 'ip', 'offload', 'publish'], 'attach');
+    onlyKeys(p, ['pid', 'netns', 'userns', 'network', 'name', 'ifname', 'mac', 'mtu', 'configure', 'ip', 'offload', 'publish', 'address'], 'attach');
     const net = this.network(optString(p, 'network') ?? DEFAULT_NETWORK);
     const pid = optInt(p, 'pid', 1, 0x3fffffff);
     const netnsPath = optString(p, 'netns', { max: 4096 });
@@ -730,6 +760,10 @@ export class Daemon {
     const offload = optBool(p, 'offload');
     const ipText = optString(p, 'ip');
     const wantedIp = ipText === undefined ? undefined : parseMemberAddress(ipText, net.config);
+    // address: false — the attachment holds no address: the container configures itself, or
+    // asks DHCP, which then hands it one from the range like to any client.
+    const holdsAddress = optBool(p, 'address') ?? true;
+    if (!holdsAddress && (wantedIp !== undefined || configure)) throw new InvalidArgumentError('"address": false goes without --ip and --configure');
     // Port specs are checked before anything is opened.
     const mappings = this.parseSpecs(optStringList(p, 'publish') ?? []);
     for (const m of mappings) {
@@ -778,8 +812,10 @@ export class Daemon {
 
     // The address: the one asked for, if it is free on this network, or the next of the range.
     const now = Date.now();
-    let ip: number;
-    if (wantedIp !== undefined) {
+    let ip = -1;
+    if (!holdsAddress) {
+      // none
+    } else if (wantedIp !== undefined) {
       const why = net.pool.whyNot(wantedIp, mac ?? -1, now);
       if (why !== '') throw new ConflictError(`--ip ${ipText}: ${why} on network ${net.name}`, 'ERR_ADDRESS_UNAVAILABLE');
       ip = wantedIp;
@@ -787,12 +823,13 @@ export class Daemon {
       ip = net.pool.next(mac ?? -1, now);
       if (ip < 0) throw new ConflictError(`network ${net.name} has no free address left in its range`, 'ERR_NO_ADDRESS');
     }
-    // Docker's convention: 02:42 + the four bytes of the address.
-    const chosenMac = mac ?? 0x0242_0000_0000 + ip;
+    // Docker's convention: 02:42 + the four bytes of the address. Without an address and a
+    // --mac, the interface keeps the MAC it has (or the kernel's random one): -1 until opened.
+    const chosenMac = mac ?? (ip >= 0 ? 0x0242_0000_0000 + ip : -1);
     if (chosenMac === net.gateway.mac) throw new InvalidArgumentError(`--mac ${macToString(chosenMac)} is the gateway's MAC on network ${net.name}`);
     const other = net.pool.holdingOf(chosenMac);
     if (other && other.kind === HOLD_ATTACHMENT) throw new ConflictError(`MAC ${macToString(chosenMac)} is already attached on network ${net.name}`, 'ERR_MAC_IN_USE');
-    if (other && other.ip !== ip && other.expiresAt > now) {
+    if (other && ip >= 0 && other.ip !== ip && other.expiresAt > now) {
       throw new ConflictError(`MAC ${macToString(chosenMac)} holds a DHCP lease for ${ipv4ToString(other.ip)} on network ${net.name}: give --mac or --ip ${ipv4ToString(other.ip)}`, 'ERR_MAC_IN_USE');
     }
     const record: AttachmentRecord = {
@@ -802,20 +839,20 @@ export class Daemon {
       ...(usernsPath !== undefined ? { usernsPath } : {}),
       netns: identity,
       ifname,
-      mac: macToString(chosenMac),
+      mac: chosenMac >= 0 ? macToString(chosenMac) : '',
       mtu,
       configure,
-      ip: ipv4ToString(ip),
+      ...(ip >= 0 ? { ip: ipv4ToString(ip) } : {}),
       ...(offload !== undefined ? { offload } : {}),
       attachedAt: new Date().toISOString(),
     };
     const a = new Attachment(record);
-    net.pool.hold(ip, chosenMac, HOLD_ATTACHMENT, Infinity, true);
+    if (ip >= 0) net.pool.hold(ip, chosenMac, HOLD_ATTACHMENT, Infinity, true);
     let existed: boolean;
     try {
       existed = this.open(a, false);
     } catch (err) {
-      net.pool.release(chosenMac, HOLD_ATTACHMENT);
+      if (ip >= 0) net.pool.release(chosenMac, HOLD_ATTACHMENT);
       throw err;
     }
     // A TAP that was there before (persistent, made by someone else) is left as it was on detach.
@@ -828,7 +865,7 @@ export class Daemon {
       } catch (err) {
         // Nothing half-applied: the attachment goes again.
         this.attachments.delete(name);
-        net.pool.release(chosenMac, HOLD_ATTACHMENT);
+        if (ip >= 0) net.pool.release(chosenMac, HOLD_ATTACHMENT);
         await this.release(a, record.ownsDevice);
         throw err;
       }
@@ -839,7 +876,7 @@ export class Daemon {
       // Nothing half-applied: without a record the attachment would be lost on restart.
       this.attachments.delete(name);
       await this.nat.publisher.removeTarget(name, 'attach failed');
-      net.pool.release(chosenMac, HOLD_ATTACHMENT);
+      if (ip >= 0) net.pool.release(chosenMac, HOLD_ATTACHMENT);
       await this.release(a, record.ownsDevice);
       throw new UsernetError('ERR_STATE_WRITE', `cannot record the attachment in ${this.stateFile.path}: ${(err as Error).message}`);
     }
@@ -961,7 +998,9 @@ export class Daemon {
       ...(r.usernsPath !== undefined ? { usernsPath: r.usernsPath } : {}),
       vnetHdr: r.offload ?? this.config.offloads,
       offload: r.offload ?? this.config.offloads,
-      persist: 1,
+      // Persistent while attached, so that a restarted daemon finds it; an ephemeral daemon's
+      // TAPs go with its process instead (and one that existed stays as it was).
+      persist: this.config.ephemeral ? -1 : 1,
     };
     const full: TapOpenOptions = {
       ...base,
@@ -1072,6 +1111,7 @@ export class Daemon {
     await this.nat.publisher.removeTarget(name, 'container gone');
     await this.release(a, a.record.ownsDevice !== false);
     this.log.info({ port: name, reason: why }, 'container gone: port removed');
+    this.onContainerGone?.(name, why);
   }
 
   private checkNamespaces(): void {
@@ -1128,6 +1168,7 @@ export class Daemon {
   }
 
   private saveState(): void {
+    if (this.config.ephemeral) return;
     const leases: LeaseRecord[] = [];
     for (const net of this.networks.values()) {
       for (const h of net.pool.holdings()) {
@@ -1151,6 +1192,7 @@ export class Daemon {
   }
 
   private lockStateDir(): void {
+    if (this.config.ephemeral) return;
     const file = this.pidFile;
     if (existsSync(file)) {
       const other = Number(readFileSync(file, 'utf8').trim());
@@ -1162,6 +1204,7 @@ export class Daemon {
   }
 
   private unlockStateDir(): void {
+    if (this.config.ephemeral) return;
     try {
       if (readFileSync(this.pidFile, 'utf8').trim() === String(process.pid)) unlinkSync(this.pidFile);
     } catch {
