@@ -181,7 +181,8 @@ export class SlirpApiServer {
     if (bytes > MAX_SOCKET_PATH_BYTES) {
       throw new Error(`API socket path too long (${bytes} bytes, at most ${MAX_SOCKET_PATH_BYTES}): ${this.path}`);
     }
-    const server = createServer((s) => this.serve(s));
+    // allowHalfOpen: a client that shuts down its side after the request still gets the reply.
+    const server = createServer({ allowHalfOpen: true }, (s) => this.serve(s));
     await new Promise<void>((resolve, reject) => {
       server.once('error', (err: NodeJS.ErrnoException) => {
         const why = err.code === 'EADDRINUSE' ? 'the path exists already' : err.code === 'EACCES' ? 'permission denied' : err.code === 'ENOENT' ? 'its directory does not exist' : err.message;
