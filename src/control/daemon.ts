@@ -277,6 +277,7 @@ export class Daemon {
       network: config.network,
       prefix: config.prefix,
       disableHostLoopback: config.disableHostLoopback,
+      disableDns: config.disableDns,
       dnsUpstreams: upstreams,
     });
     this.networks.set(spec.name, net);

@@ -58,6 +58,8 @@ export interface NatNetwork {
   disableHostLoopback: boolean;
   /** Resolvers for DNS over TCP to the DNS address. */
   dnsUpstreams: () => Upstream[];
+  /** No DNS at the DNS address: TCP to its port 53 is dropped unanswered. */
+  disableDns?: boolean;
 }
 
 export interface NatStats {
@@ -66,6 +68,8 @@ export interface NatStats {
   fragments: number;
   badChecksums: number;
   hostLoopbackRefused: number;
+  /** TCP to the DNS address's port 53 on a network without DNS (dropped). */
+  dnsDisabled: number;
   unsupportedProtocol: number;
 }
 
@@ -76,7 +80,7 @@ export class Nat implements IpRouter {
   readonly icmp: IcmpNat;
   /** Published ports (DNAT). */
   readonly publisher: Publisher;
-  readonly stats: NatStats = { routed: 0, special: 0, fragments: 0, badChecksums: 0, hostLoopbackRefused: 0, unsupportedProtocol: 0 };
+  readonly stats: NatStats = { routed: 0, special: 0, fragments: 0, badChecksums: 0, hostLoopbackRefused: 0, dnsDisabled: 0, unsupportedProtocol: 0 };
   private readonly networks = new Map<GatewayPort, NatNetwork>();
   private readonly udpHeader = new UdpHeaderView();
   private readonly bindAddress: number;
@@ -195,6 +199,12 @@ export class Nat implements IpRouter {
     } else if (dst === net.dns) {
       // DNS over TCP to the first upstream; anything else the gateway answers.
       if (proto !== IPPROTO_TCP || ip.payloadLength < 4 || dv.getUint16(ip.payloadOffset + 2) !== 53) return false;
+      if (net.disableDns) {
+        // No DNS here: the connection goes unanswered and times out, as with slirp4netns
+        // --disable-dns (whose clients and tests expect exactly that).
+        this.stats.dnsDisabled++;
+        return true;
+      }
     } else if (this.isSpecial(dst) || dst === 0xffffffff) {
       this.stats.special++;
       return true;
@@ -264,8 +274,9 @@ export class Nat implements IpRouter {
       return { host: up.address, port: up.port };
     }
     const port = dv.getUint16(tcpOff + 2);
-    // Loopback connections go from loopback (an --outbound-addr would not reach 127.0.0.1).
-    return { host: ipv4ToString(hostDst), port, ...(local && hostDst !== LOOPBACK ? { localAddress: local } : {}) };
+    // --outbound-addr applies to the host's loopback too (10.0.2.2): Linux delivers a connection
+    // from any local address to 127.0.0.1, and the server then sees that address, as with slirp4netns.
+    return { host: ipv4ToString(hostDst), port, ...(local ? { localAddress: local } : {}) };
   }
 
   close(): void {

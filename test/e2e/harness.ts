@@ -58,7 +58,8 @@ const live = new Set<ChildProcess>();
 const tempDirs: string[] = [];
 const cleanups: Array<() => void> = [];
 
-function track(child: ChildProcess): ChildProcess {
+/** Registers a child the harness kills at cleanup. */
+export function track(child: ChildProcess): ChildProcess {
   live.add(child);
   child.once('exit', () => live.delete(child));
   return child;

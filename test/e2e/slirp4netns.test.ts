@@ -1,0 +1,296 @@
+/**
+ * usernet-slirp4netns end to end, run the way rootlesskit, Podman and slirp4netns's own tests run
+ * slirp4netns: as the unprivileged test user, against a rootless namespace (`unshare --user
+ * --map-root-user --net`), with a ready fd and an exit fd, the API socket driven with raw JSON —
+ * and real clients: curl, dig, ncat, udhcpc, ping. Each test checks what a client relies on, and
+ * that the program leaves nothing behind (no TAP it made, no listener, no socket file, no process).
+ */
+import { spawn, type ChildProcess } from 'node:child_process';
+import { existsSync } from 'node:fs';
+import { connect } from 'node:net';
+import { join } from 'node:path';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { Container, FIXTURES, Outside, PROJECT, asUser, cleanup, exited, requireSandbox, run, runOk, startUntil, track, userTempDir } from './harness.js';
+
+requireSandbox();
+
+const SLIRP = join(PROJECT, 'bin', 'usernet-slirp4netns.js');
+const DHCP_SCRIPT = join(FIXTURES, 'udhcpc-event.sh');
+
+interface Slirp {
+  child: ChildProcess;
+  stderr: () => string;
+  /** Resolves with what was written to the ready fd (fd 3), once it is closed. */
+  ready: Promise<string>;
+  /** The write end of the exit fd (fd 4): destroying it hangs the exit fd up. */
+  exitPipe: NodeJS.WritableStream & { destroy(): void };
+  exit: Promise<{ code: number | null; signal: NodeJS.Signals | null }>;
+}
+
+/** Starts usernet-slirp4netns as the test user with fd 3 = a ready pipe, fd 4 = an exit pipe. */
+function startSlirp(args: string[]): Slirp {
+  const argv = asUser([process.execPath, SLIRP, ...args]);
+  const child = track(spawn(argv[0] as string, argv.slice(1), { stdio: ['ignore', 'pipe', 'pipe', 'pipe', 'pipe'] }));
+  let err = '';
+  child.stderr?.on('data', (d: Buffer) => (err += d.toString()));
+  child.stdout?.resume();
+  const readyStream = child.stdio[3] as NodeJS.ReadableStream;
+  const ready = new Promise<string>((resolve, reject) => {
+    let got = '';
+    readyStream.on('data', (d: Buffer) => (got += d.toString()));
+    readyStream.on('end', () => resolve(got));
+    readyStream.on('error', reject);
+    child.once('exit', (code) => reject(new Error(`usernet-slirp4netns exited (${code}) before it was ready:\n${err}`)));
+  });
+  ready.catch(() => undefined);
+  const exit = new Promise<{ code: number | null; signal: NodeJS.Signals | null }>((resolve) => child.once('exit', (code, signal) => resolve({ code, signal })));
+  return { child, stderr: () => err, ready, exitPipe: child.stdio[4] as unknown as Slirp['exitPipe'], exit };
+}
+
+/** One request on the API socket, as `ncat -U` sends it: write, shut down, read to the end. */
+function api(path: string, request: string): Promise<string> {
+  return new Promise((resolve, reject) => {
+    const s = connect(path);
+    let reply = '';
+    s.setEncoding('utf8');
+    s.on('data', (d: string) => (reply += d));
+    s.on('end', () => resolve(reply));
+    s.on('error', reject);
+    s.on('connect', () => s.end(request));
+  });
+}
+
+async function tapExists(c: Container, name = 'tap0'): Promise<boolean> {
+  return (await c.exec(['ip', 'link', 'show', name])).code === 0;
+}
+
+/** Waits until `check` holds (the kernel finishing an unregister, a port closing), at most 5 s. */
+async function eventually(check: () => Promise<boolean>, what: string): Promise<void> {
+  const deadline = Date.now() + 5000;
+  while (!(await check())) {
+    if (Date.now() > deadline) throw new Error(`not within 5 s: ${what}`);
+    await new Promise((r) => setTimeout(r, 25));
+  }
+}
+
+async function listening(port: number): Promise<boolean> {
+  return (await run(['ss', '-Hltn', `sport = :${port}`])).stdout.trim() !== '';
+}
+
+/** A python HTTP server in `c`; its stderr access log collects client addresses. */
+async function httpServer(c: Container, port: number, bind = '0.0.0.0'): Promise<string[]> {
+  const dir = userTempDir();
+  await run(['sh', '-c', `echo "served in the namespace" > ${dir}/index.html`]);
+  const child = await c.startUntil(['python3', '-u', '-m', 'http.server', String(port), '--bind', bind, '--directory', dir], (l) => l.startsWith('Serving HTTP'));
+  const log: string[] = [];
+  child.stderr?.on('data', (d: Buffer) => log.push(...d.toString().split('\n').filter(Boolean)));
+  return log;
+}
+
+describe('usernet-slirp4netns', () => {
+  let out: Outside;
+  let outsideWeb: ChildProcess;
+  let dns: ChildProcess;
+
+  beforeAll(async () => {
+    out = await Outside.create();
+    const dir = userTempDir();
+    await run(['sh', '-c', `echo "outside" > ${dir}/index.html`]);
+    outsideWeb = await out.startUntil(['python3', '-u', '-m', 'http.server', '80', '--bind', '198.51.100.2', '--directory', dir], (l) => l.startsWith('Serving HTTP'));
+    // The sandbox's resolv.conf says 127.0.0.1: the DNS forwarder at cidr+3 asks this dnsmasq.
+    dns = await startUntil(
+      ['dnsmasq', '--no-daemon', '--no-resolv', '--no-hosts', '--pid-file=', '--listen-address=127.0.0.1', '--bind-interfaces', '--port=53', '--address=/test/192.0.2.7', '--log-facility=-'],
+      (l) => /started, version/.test(l),
+      { stream: 'stderr' },
+    );
+  });
+
+  afterAll(async () => {
+    outsideWeb?.kill();
+    dns?.kill();
+    await cleanup();
+  });
+
+  it('-c: configures the TAP, signals ready, carries TCP, UDP, DNS and ping, serves the API, and ends on exit-fd hang-up leaving nothing', async () => {
+    const c = await Container.start();
+    const sock = join(userTempDir(), 'api.sock');
+    const s = startSlirp(['-c', '--mtu', '65520', '-r', '3', '-e', '4', '-a', sock, String(c.pid), 'tap0']);
+    expect(await s.ready).toBe('1');
+    const addr = JSON.parse(await c.execOk(['ip', '-j', '-4', 'addr', 'show', 'tap0'])) as Array<{ mtu: number; addr_info: Array<{ local: string; prefixlen: number }> }>;
+    expect(addr[0]?.mtu).toBe(65520);
+    expect(addr[0]?.addr_info[0]).toMatchObject({ local: '10.0.2.100', prefixlen: 24 });
+    expect(await c.execOk(['ip', 'route', 'show', 'default'])).toMatch(/^default via 10\.0\.2\.2 dev tap0/);
+    expect(await c.execOk(['curl', '-sS', '-m', '10', 'http://198.51.100.2/'])).toBe('outside\n');
+    expect(await c.execOk(['dig', '+short', '+time=5', '+tries=1', '@10.0.2.3', 'host.test'])).toBe('192.0.2.7\n');
+    expect((await c.exec(['ping', '-c', '1', '-W', '5', '10.0.2.2'])).code).toBe(0);
+
+    // The API: a forward from the host's port to the namespace's server, which sees the real client.
+    const log = await httpServer(c, 80);
+    expect(await api(sock, '{"execute":"add_hostfwd","arguments":{"proto":"tcp","host_addr":"0.0.0.0","host_port":18090,"guest_addr":"","guest_port":80}}')).toBe('{"return":{"id":1}}');
+    expect(await api(sock, '{"execute":"list_hostfwd"}')).toBe('{"entries":[{"id":1,"proto":"tcp","host_addr":"0.0.0.0","host_port":18090,"guest_addr":"10.0.2.100","guest_port":80}]}');
+    expect((await out.exec(['curl', '-sS', '-m', '10', `http://${Outside.HOST}:18090/`])).stdout).toBe('served in the namespace\n');
+    await eventually(async () => log.some((l) => l.startsWith('198.51.100.2 - - ')), 'the server logs the outside client');
+    expect(await api(sock, '{"execute":"add_hostfwd","arguments":{"proto":"tcp","host_port":18090,"guest_port":81}}')).toBe('{"error":{"desc":"bad request: add_hostfwd: slirp_add_hostfwd failed"}}');
+    expect(await api(sock, '{"execute":"remove_hostfwd","arguments":{"id":1}}')).toBe('{"return":{}}');
+    expect(await listening(18090)).toBe(false);
+    expect(await api(sock, '{"execute":"add_hostfwd","arguments":{"proto":"tcp","host_port":18091,"guest_port":80}}')).toBe('{"return":{"id":2}}');
+
+    // Podman's way to stop it: the exit fd hangs up.
+    s.exitPipe.destroy();
+    expect(await s.exit).toEqual({ code: 0, signal: null });
+    await eventually(async () => !(await tapExists(c)), 'tap0 is gone');
+    expect(await listening(18091)).toBe(false);
+    expect(existsSync(sock)).toBe(false);
+    // The one line on stderr: the refused duplicate, logged with its reason.
+    expect(s.stderr().trim().split('\n')).toEqual([expect.stringContaining('"msg":"add_hostfwd failed"')]);
+    expect(s.stderr()).toContain('0.0.0.0:18090/tcp is already published');
+  });
+
+  it('SIGKILL leaves no TAP, no listener and no process behind; SIGTERM exits 0', async () => {
+    const c = await Container.start();
+    const sock = join(userTempDir(), 'api.sock');
+    const s = startSlirp(['-c', '-r', '3', '-a', sock, String(c.pid), 'tap0']);
+    await s.ready;
+    expect(await api(sock, '{"execute":"add_hostfwd","arguments":{"proto":"tcp","host_port":18092,"guest_port":80}}')).toBe('{"return":{"id":1}}');
+    expect(await listening(18092)).toBe(true);
+    s.child.kill('SIGKILL');
+    await s.exit;
+    await eventually(async () => !(await tapExists(c)), 'tap0 is gone');
+    expect(await listening(18092)).toBe(false);
+    expect((await run(['pgrep', '-f', SLIRP])).stdout).toBe('');
+
+    const t = startSlirp(['-c', '-r', '3', String(c.pid), 'tap0']);
+    await t.ready;
+    t.child.kill('SIGTERM');
+    expect(await t.exit).toEqual({ code: 0, signal: null });
+    await eventually(async () => !(await tapExists(c)), 'tap0 is gone after SIGTERM');
+  });
+
+  it("attaches to a TAP that rootlesskit made and configured, without -c, and leaves it there", async () => {
+    const c = await Container.start();
+    for (const cmd of [
+      ['ip', 'tuntap', 'add', 'name', 'tap0', 'mode', 'tap'],
+      ['ip', 'link', 'set', 'tap0', 'up'],
+      ['ip', 'addr', 'add', '10.0.2.100/24', 'dev', 'tap0'],
+      ['ip', 'route', 'add', 'default', 'via', '10.0.2.2'],
+    ]) {
+      // As root of the container's user namespace, the way rootlesskit's child does it.
+      await runOk(asUser(['nsenter', `--target=${c.pid}`, '--user', '--net', '--preserve-credentials', ...cmd]));
+    }
+    const s = startSlirp(['--mtu', '1500', '-r', '3', '--disable-host-loopback', String(c.pid), 'tap0']);
+    await s.ready;
+    expect(await c.execOk(['curl', '-sS', '-m', '10', 'http://198.51.100.2/'])).toBe('outside\n');
+    s.child.kill('SIGTERM');
+    expect((await s.exit).code).toBe(0);
+    expect(await tapExists(c)).toBe(true);
+  });
+
+  it('--cidr moves every address; bad CIDRs get slirp4netns\'s errors', async () => {
+    const c = await Container.start();
+    const s = startSlirp(['-c', '--cidr', '10.0.5.0/24', '-r', '3', String(c.pid), 'tap0']);
+    await s.ready;
+    expect(await c.execOk(['ip', '-4', '-o', 'addr', 'show', 'tap0'])).toMatch(/inet 10\.0\.5\.100\/24/);
+    expect((await c.exec(['ping', '-c', '1', '-W', '5', '10.0.5.2'])).code).toBe(0);
+    expect(await c.execOk(['curl', '-sS', '-m', '10', 'http://198.51.100.2/'])).toBe('outside\n');
+    s.child.kill('SIGTERM');
+    await s.exit;
+
+    for (const [cidr, message] of [
+      ['10.0.2.100/24', 'CIDR needs to be a network address like 10.0.2.0/24, not like 10.0.2.100/24'],
+      ['10.0.2.0/26', 'prefix length needs to be 1-25'],
+      ['nonsense', 'invalid CIDR'],
+    ]) {
+      const r = await run(asUser([process.execPath, SLIRP, '--cidr', cidr as string, String(c.pid), 'tap0']));
+      expect(r.code).toBe(1);
+      expect(r.stderr).toContain(message);
+    }
+    expect(await tapExists(c)).toBe(false);
+  });
+
+  it('--disable-host-loopback: 10.0.2.2 answers ping, connections to it are unreachable', async () => {
+    const c = await Container.start();
+    const host = await startUntil(['ncat', '-l', '-k', '-v', '127.0.0.1', '12121'], (l) => /Listening on/.test(l), { stream: 'stderr' });
+    const s = startSlirp(['-c', '--disable-host-loopback', '-r', '3', String(c.pid), 'tap0']);
+    await s.ready;
+    expect((await c.exec(['ping', '-c', '1', '-W', '5', '10.0.2.2'])).code).toBe(0);
+    const r = await c.exec(['ncat', '-v', '-w', '5', '10.0.2.2', '12121'], { input: 'should fail\n' });
+    expect(r.stderr).toMatch(/Network is unreachable/);
+    host.kill();
+    s.child.kill('SIGTERM');
+    await s.exit;
+  });
+
+  it('without -c the namespace can ask DHCP, which hands out cidr+15 as slirp4netns does', async () => {
+    const c = await Container.start();
+    const s = startSlirp(['-r', '3', String(c.pid), 'tap0']);
+    await s.ready;
+    await c.execOk(['ip', 'link', 'set', 'tap0', 'up']);
+    const outText = await c.execOk(['busybox', 'udhcpc', '-i', 'tap0', '-s', DHCP_SCRIPT, '-n', '-q', '-t', '5', '-T', '1'], { timeoutMs: 30_000 });
+    expect(outText).toMatch(/EVENT bound ip=10\.0\.2\.15 subnet=255\.255\.255\.0 router=10\.0\.2\.2 dns=10\.0\.2\.3/);
+    s.child.kill('SIGTERM');
+    await s.exit;
+  });
+
+  it('--macaddress sets the MAC of the TAP', async () => {
+    const c = await Container.start();
+    const s = startSlirp(['-c', '--macaddress', '0e:d4:18:d9:38:fb', '-r', '3', String(c.pid), 'tap11']);
+    await s.ready;
+    expect((await c.link('tap11')).address).toBe('0e:d4:18:d9:38:fb');
+    s.child.kill('SIGTERM');
+    await s.exit;
+  });
+
+  it('--disable-dns: nothing answers at cidr+3 (a connection times out)', async () => {
+    const c = await Container.start();
+    const s = startSlirp(['-c', '--disable-dns', '-r', '3', String(c.pid), 'tap0']);
+    await s.ready;
+    const r = await c.exec(['ncat', '-v', '-w', '2', '10.0.2.3', '53'], { input: 'should fail\n' });
+    expect(r.code).not.toBe(0);
+    expect(r.stderr).toMatch(/Connection timed out|TIMEOUT/);
+    s.child.kill('SIGTERM');
+    await s.exit;
+  });
+
+  it('--outbound-addr (an address or an interface name) is the source of connections, to the host loopback too', async () => {
+    for (const [given, seen] of [
+      [Outside.HOST, Outside.HOST],
+      ['lo', '127.0.0.1'],
+    ]) {
+      const c = await Container.start();
+      const server = await startUntil(['ncat', '-l', '-v', '0.0.0.0', '12122'], (l) => /Listening on/.test(l), { stream: 'stderr' });
+      let log = '';
+      server.stderr?.on('data', (d: Buffer) => (log += d.toString()));
+      const s = startSlirp(['-c', `--outbound-addr=${given}`, '-r', '3', String(c.pid), 'tap0']);
+      await s.ready;
+      await c.exec(['ncat', '-w', '5', '10.0.2.2', '12122'], { input: 'hello\n' });
+      await exited(server);
+      expect(log).toContain(`Connection from ${seen}`);
+      s.child.kill('SIGTERM');
+      await s.exit;
+    }
+    const r = await run(asUser([process.execPath, SLIRP, '--outbound-addr=nosuchif0', '1', 'tap0']));
+    expect(r.code).toBe(1);
+    expect(r.stderr).toContain('--outbound-addr nosuchif0: not an IPv4 address, and no interface has that name');
+  });
+
+  it('--netns-type=path with --userns-path, and options after the operands', async () => {
+    const c = await Container.start();
+    const s = startSlirp([`/proc/${c.pid}/ns/net`, 'tap0', '--netns-type=path', `--userns-path=/proc/${c.pid}/ns/user`, '-c', '-r', '3']);
+    await s.ready;
+    expect(await c.execOk(['curl', '-sS', '-m', '10', 'http://198.51.100.2/'])).toBe('outside\n');
+    s.child.kill('SIGTERM');
+    expect((await s.exit).code).toBe(0);
+  });
+
+  it('--help (exit 0) names the flags clients probe for; -v has slirp4netns\'s layout', async () => {
+    const help = await run([process.execPath, SLIRP, '--help']);
+    expect(help.code).toBe(0);
+    for (const flag of ['--netns-type', '--enable-ipv6', '--cidr', '--disable-host-loopback', '--api-socket', '--enable-sandbox', '--enable-seccomp', '--mtu', '--outbound-addr', '--disable-dns']) {
+      expect(help.stdout).toContain(flag);
+    }
+    const v = await run([process.execPath, SLIRP, '-v']);
+    expect(v.code).toBe(0);
+    expect(v.stdout.split('\n')[0]).toMatch(/^slirp4netns version /);
+    expect(v.stdout).toMatch(/^SLIRP_CONFIG_VERSION_MAX: 4$/m);
+  });
+});
