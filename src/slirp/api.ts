@@ -207,7 +207,9 @@ export class SlirpApiServer {
       const reply = request === null ? Promise.resolve(TOO_LARGE) : this.api.handle(request);
       void reply.then(
         (text) => {
-          if (!s.destroyed) s.end(text);
+          // One request per connection: once the reply is out, the connection is done, even
+          // if the client is still writing (a request too large, from `cat /dev/zero`).
+          if (!s.destroyed) s.end(text, () => s.destroy());
         },
         (err: unknown) => {
           this.log?.error({ err: (err as Error).message }, 'API request failed');

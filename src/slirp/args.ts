@@ -112,12 +112,13 @@ export function parseSlirpCidr(text: string): { network: number; prefix: number 
   } catch {
     throw new SlirpArgsError('invalid CIDR');
   }
-  const mask = prefix === 0 ? 0 : (0xffffffff << (32 - prefix)) >>> 0;
+  // The prefix first, as slirp4netns does (10.0.2.100/26 is a prefix error there).
+  if (prefix < 1 || prefix > 25) throw new SlirpArgsError('prefix length needs to be 1-25');
+  const mask = (0xffffffff << (32 - prefix)) >>> 0;
   const network = (addr & mask) >>> 0;
   if (network !== addr) {
     throw new SlirpArgsError(`CIDR needs to be a network address like ${ipv4ToString(network)}/${prefix}, not like ${text}`);
   }
-  if (prefix < 1 || prefix > 25) throw new SlirpArgsError('prefix length needs to be 1-25');
   return { network, prefix };
 }
 

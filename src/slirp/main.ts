@@ -201,7 +201,8 @@ export class SlirpInstance {
     try {
       await this.daemon.attach({
         name: ATTACHMENT_NAME,
-        ...(o.netnsType === 'pid' ? { pid: o.pid } : { netns: o.netnsPath }),
+        // A PID with --userns-path (slirp4netns allows it) is its namespace files.
+        ...(o.netnsType === 'pid' && !o.usernsPath ? { pid: o.pid } : { netns: o.netnsType === 'pid' ? `/proc/${o.pid}/ns/net` : o.netnsPath }),
         ...(o.usernsPath ? { userns: o.usernsPath } : {}),
         ifname: o.tapname,
         mtu: o.mtu,

@@ -103,6 +103,9 @@ describe('parseSlirpCidr', () => {
     };
     expect(msg('10.0.2.100/24')).toBe('CIDR needs to be a network address like 10.0.2.0/24, not like 10.0.2.100/24');
     expect(msg('10.0.2.0/26')).toBe('prefix length needs to be 1-25');
+    expect(msg('10.0.2.100/26')).toBe('prefix length needs to be 1-25');
+    expect(msg('24')).toBe('invalid CIDR');
+    expect(msg('10.0.135.128/25')).toBe('ok');
     expect(msg('0.0.0.0/0')).toBe('prefix length needs to be 1-25');
     expect(msg('foo')).toBe('invalid CIDR');
     expect(msg('10.0.2.0')).toBe('invalid CIDR');
