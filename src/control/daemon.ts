@@ -13,7 +13,7 @@
  * else would ever tell). Detaching, or the container's end, clears the persistent flag and closes
  * the fd, so the device goes away with the namespace and no fd is left behind.
  */
-import { existsSync, readFileSync, statSync, unlinkSync, writeFileSync } from 'node:fs';
+import { closeSync, existsSync, readFileSync, statSync, unlinkSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import type { Socket } from 'node:net';
 import type { Logger } from 'pino';
@@ -153,6 +153,9 @@ const NETWORK_PARAMS = ['name', 'subnet', 'gateway', 'dns', 'range', 'mtu', 'icc
 class Attachment {
   port: TapPort | null = null;
   watch: WatchHandle | null = null;
+  ownerWatch: WatchHandle | null = null;
+  /** The IPv4 address the interface had when opened (0: none). */
+  foundAddress = 0;
   error: string | null = null;
   lastInternalLog = 0;
   constructor(public record: AttachmentRecord) {}
@@ -743,7 +746,7 @@ export class Daemon {
 
   /** Attaches a container (API params as in `usernet attach`). */
   async attach(p: Record<string, unknown>): Promise<AttachResult> {
-    onlyKeys(p, ['pid', 'netns', 'userns', 'network', 'name', 'ifname', 'mac', 'mtu', 'configure', 'ip', 'offload', 'publish', 'address'], 'attach');
+    onlyKeys(p, ['pid', 'netns', 'userns', 'network', 'name', 'ifname', 'mac', 'mtu', 'configure', 'ip', 'offload', 'publish', 'address', 'owner'], 'attach');
     const net = this.network(optString(p, 'network') ?? DEFAULT_NETWORK);
     const pid = optInt(p, 'pid', 1, 0x3fffffff);
     const netnsPath = optString(p, 'netns', { max: 4096 });
@@ -764,6 +767,14 @@ export class Daemon {
     // address: false — the attachment holds no address: the container configures itself, or
     // asks DHCP, which then hands it one from the range like to any client.
     const holdsAddress = optBool(p, 'address') ?? true;
+    // owner: the attachment lasts as long as that process (a usernet-slirp4netns joined here).
+    const ownerPid = optInt(p, 'owner', 1, 0x3fffffff);
+    let owner: { pid: number; start: number } | undefined;
+    if (ownerPid !== undefined) {
+      const start = processStartTime(ownerPid);
+      if (start < 0) throw new NotFoundError(`no process with PID ${ownerPid} (the owner)`, 'ERR_NO_SUCH_PROCESS');
+      owner = { pid: ownerPid, start };
+    }
     if (!holdsAddress && (wantedIp !== undefined || configure)) throw new InvalidArgumentError('"address": false goes without --ip and --configure');
     // Port specs are checked before anything is opened.
     const mappings = this.parseSpecs(optStringList(p, 'publish') ?? []);
@@ -845,6 +856,7 @@ export class Daemon {
       configure,
       ...(ip >= 0 ? { ip: ipv4ToString(ip) } : {}),
       ...(offload !== undefined ? { offload } : {}),
+      ...(owner ? { owner } : {}),
       attachedAt: new Date().toISOString(),
     };
     const a = new Attachment(record);
@@ -858,7 +870,27 @@ export class Daemon {
     }
     // A TAP that was there before (persistent, made by someone else) is left as it was on detach.
     record.ownsDevice = !existed;
+    if (ip < 0 && a.foundAddress !== 0) {
+      // Not given an address, but the interface has one in this network (rootlesskit configures
+      // it itself): it is the container's, if nobody else holds it.
+      const found = a.foundAddress;
+      const why = net.pool.contains(found) ? net.pool.whyNot(found, parseMac(record.mac), now) : '';
+      if (why !== '') {
+        await this.release(a, record.ownsDevice);
+        const holder = [...this.attachments.values()].find((x) => x.record.network === net.name && x.record.ip === ipv4ToString(found));
+        throw new ConflictError(
+          `${ifname} in that container already has the address ${ipv4ToString(found)}, which is taken on network ${net.name}${holder ? ` by port ${holder.record.name}` : ` (${why})`}: configure another address, or let usernet choose one (-c)`,
+          'ERR_ADDRESS_UNAVAILABLE',
+        );
+      }
+      if (net.pool.contains(found)) {
+        net.pool.hold(found, parseMac(record.mac), HOLD_ATTACHMENT, Infinity, true);
+        record.ip = ipv4ToString(found);
+        ip = found;
+      }
+    }
     this.attachments.set(name, a);
+    if (owner) this.watchOwner(a);
     if (mappings.length > 0) {
       try {
         const opened = await this.nat.publisher.publish(this.publishTarget(a), mappings);
@@ -1055,7 +1087,37 @@ export class Daemon {
     // Tell the container who the gateway is (gratuitous ARP), in case it remembers an old one.
     net.gateway.announce(port);
     this.watch(a);
+    a.foundAddress = result.address;
     return result.existed;
+  }
+
+  /** A recorded attachment that will not be re-attached: a TAP usernet made stops being persistent. */
+  private dropStaleDevice(r: AttachmentRecord): void {
+    if (r.ownsDevice === false) return;
+    try {
+      const res = native().tapOpen({
+        ifname: r.ifname,
+        ...(r.pid !== undefined ? { pid: r.pid } : { netnsPath: r.netnsPath }),
+        ...(r.usernsPath !== undefined ? { usernsPath: r.usernsPath } : {}),
+        create: false,
+        persist: 0,
+      });
+      closeSync(res.fd);
+    } catch {
+      // The namespace or the device is gone already.
+    }
+  }
+
+  /** Watches the process an attachment belongs to: when it ends, the attachment goes. */
+  private watchOwner(a: Attachment): void {
+    const o = a.record.owner;
+    if (!o || a.ownerWatch) return;
+    const gone = (): void => void this.containerGone(a.record.name, `its owner, process ${o.pid}, exited`);
+    try {
+      a.ownerWatch = native().watchPid(o.pid, gone);
+    } catch {
+      queueMicrotask(gone);
+    }
   }
 
   /** Watches a `--pid` container's process (also for an attachment that is down). */
@@ -1087,6 +1149,10 @@ export class Daemon {
     if (a.watch) {
       native().unwatch(a.watch);
       a.watch = null;
+    }
+    if (a.ownerWatch) {
+      native().unwatch(a.ownerWatch);
+      a.ownerWatch = null;
     }
     const port = a.port;
     if (!port) return;
@@ -1134,6 +1200,13 @@ export class Daemon {
         dropped++;
         continue;
       }
+      if (record.owner && processStartTime(record.owner.pid) !== record.owner.start) {
+        // Its owner ended while the daemon was down. Its TAP (if ours) is persistent: clear it.
+        this.log.info({ port: record.name, owner: record.owner.pid }, 'owner gone while the daemon was down: attachment dropped');
+        this.dropStaleDevice(record);
+        dropped++;
+        continue;
+      }
       record.network ??= DEFAULT_NETWORK;
       const a = new Attachment(record);
       const net = this.networks.get(record.network);
@@ -1157,6 +1230,7 @@ export class Daemon {
       this.attachments.set(record.name, a);
       try {
         const existed = this.open(a, true);
+        this.watchOwner(a);
         this.log.info({ port: record.name, container: a.container, existed }, 're-attached');
       } catch (err) {
         a.error = (err as Error).message;
@@ -1211,6 +1285,18 @@ export class Daemon {
     } catch {
       // gone already
     }
+  }
+}
+
+/** A process's start time (clock ticks after boot, /proc/PID/stat field 22), or -1 if there is none. */
+export function processStartTime(pid: number): number {
+  try {
+    const stat = readFileSync(`/proc/${pid}/stat`, 'utf8');
+    const fields = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
+    const start = Number(fields[19]);
+    return Number.isFinite(start) ? start : -1;
+  } catch {
+    return -1;
   }
 }
 

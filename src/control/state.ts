@@ -38,6 +38,12 @@ export interface AttachmentRecord {
   ip?: string;
   /** False when the TAP existed before the attachment: detach then leaves it in place. */
   ownsDevice?: boolean;
+  /**
+   * The process the attachment belongs to (a usernet-slirp4netns joined to this daemon): when it
+   * ends, the attachment goes, with its published ports. Its start time (clock ticks since boot,
+   * /proc/PID/stat field 22) tells it from a later process with a reused PID.
+   */
+  owner?: { pid: number; start: number };
   /** Virtio-net offloads for this TAP; absent: the daemon's setting. */
   offload?: boolean;
   /** Published ports (host ports as bound: a request for any port records the one it got). */
@@ -161,6 +167,10 @@ function validateState(value: unknown): DaemonState {
     }
     const ns = r.netns as Record<string, unknown> | undefined;
     if (!ns || typeof ns.dev !== 'string' || typeof ns.ino !== 'string') throw new UsernetError('ERR_STATE', `attachment ${r.name} has no namespace identity`);
+    const owner = r.owner as Record<string, unknown> | undefined;
+    if (owner !== undefined && (typeof owner !== 'object' || owner === null || typeof owner.pid !== 'number' || typeof owner.start !== 'number')) {
+      throw new UsernetError('ERR_STATE', `attachment ${r.name} has a malformed owner`);
+    }
     if (r.ports !== undefined) {
       if (!Array.isArray(r.ports)) throw new UsernetError('ERR_STATE', `attachment ${r.name} has a malformed ports list`);
       for (const m of r.ports as Array<Record<string, unknown>>) {

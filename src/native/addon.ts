@@ -52,6 +52,9 @@ export interface TapOpenResult {
   features: number;
   /** The interface existed before (attached rather than created). */
   existed: boolean;
+  /** Its IPv4 address (host order) once opened and configured; 0 if it has none. */
+  address: number;
+  prefix: number;
 }
 
 /** Opaque handles owned by the addon. */

@@ -261,6 +261,8 @@ struct tap_job {
   unsigned offloads;
   int ifindex;
   int mtu_out;
+  uint32_t addr_out_be;    /* the interface's IPv4 address (network order), 0 if none */
+  int prefix_out;
   unsigned char hwaddr[6];
   char ifname_out[IFNAMSIZ];
 };
@@ -393,6 +395,18 @@ static void tap_open_here(struct tap_job *j) {
   ifr_init(&ifr, j->ifname_out);
   if (ioctl(sock, SIOCGIFMTU, &ifr) < 0) FAIL(j, STEP_SIOCGIFMTU);
   j->mtu_out = ifr.ifr_mtu;
+  /* Its IPv4 address, if it has one (a TAP someone else configured): no error when it has none. */
+  ifr_init(&ifr, j->ifname_out);
+  if (ioctl(sock, SIOCGIFADDR, &ifr) == 0) {
+    j->addr_out_be = ((struct sockaddr_in *)&ifr.ifr_addr)->sin_addr.s_addr;
+    ifr_init(&ifr, j->ifname_out);
+    if (ioctl(sock, SIOCGIFNETMASK, &ifr) == 0) {
+      uint32_t mask = ntohl(((struct sockaddr_in *)&ifr.ifr_netmask)->sin_addr.s_addr);
+      int p = 0;
+      while (p < 32 && (mask & (0x80000000u >> p))) p++;
+      j->prefix_out = p;
+    }
+  }
 
   /* Last, so that a failure above never leaves a half-configured persistent device behind. */
   if (j->persist >= 0) {
@@ -465,7 +479,8 @@ static int same_ns(int fd, const char *self_path) {
 }
 
 /*
- * tapOpen(options) -> { fd, ifname, ifindex, mtu, mac: Buffer(6), vnetHdrLen, offloads, features, existed }
+ * tapOpen(options) -> { fd, ifname, ifindex, mtu, mac: Buffer(6), vnetHdrLen, offloads, features, existed,
+ *                       address (IPv4, host order, 0 if none), prefix }
  * options: { ifname, pid?, netnsPath?, usernsPath?, vnetHdr, offload, create, persist (-1/0/1),
  *            mtu?, mac?: Buffer(6), txqlen?, address? (uint32, host order), prefix?,
  *            gateway? (uint32, host order), linkUp, loUp }
@@ -638,6 +653,10 @@ out:
   NAPI_CALL(env, napi_set_named_property(env, result, "features", tmp));
   NAPI_CALL(env, napi_get_boolean(env, job.existed != 0, &tmp));
   NAPI_CALL(env, napi_set_named_property(env, result, "existed", tmp));
+  NAPI_CALL(env, napi_create_uint32(env, ntohl(job.addr_out_be), &tmp));
+  NAPI_CALL(env, napi_set_named_property(env, result, "address", tmp));
+  NAPI_CALL(env, napi_create_uint32(env, (uint32_t)job.prefix_out, &tmp));
+  NAPI_CALL(env, napi_set_named_property(env, result, "prefix", tmp));
   return result;
 }
 

@@ -22,6 +22,8 @@ export interface SlirpOptions {
   exitFd: number; // -1: none
   readyFd: number; // -1: none
   mtu: number;
+  /** -m/--mtu was given (joining a daemon's network, the network's MTU applies otherwise). */
+  mtuGiven: boolean;
   /** Network address and prefix length. */
   network: number;
   prefix: number;
@@ -187,6 +189,7 @@ export function parseSlirpArgs(argv: readonly string[]): SlirpCommand {
     exitFd: -1,
     readyFd: -1,
     mtu: DEFAULT_SLIRP_MTU,
+    mtuGiven: false,
     network: 0,
     prefix: 24,
     cidr: DEFAULT_CIDR,
@@ -219,6 +222,7 @@ export function parseSlirpArgs(argv: readonly string[]): SlirpCommand {
     if (!/^\d+$/.test(mtu) || Number(mtu) < 1 || Number(mtu) > MAX_SLIRP_MTU) throw new SlirpArgsError(`MTU must be a positive integer (< ${MAX_SLIRP_MTU + 1})`);
     if (Number(mtu) < MIN_SLIRP_MTU) throw new SlirpArgsError(`MTU must be at least ${MIN_SLIRP_MTU} for IPv4`);
     o.mtu = Number(mtu);
+    o.mtuGiven = true;
   }
   const cidr = values.get('cidr') ?? DEFAULT_CIDR;
   const c = parseSlirpCidr(cidr);
@@ -236,6 +240,12 @@ export function parseSlirpArgs(argv: readonly string[]): SlirpCommand {
   o.netnsType = netnsType;
   if (o.joinNetwork && !/^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$/.test(o.joinNetwork)) throw new SlirpArgsError(`--network ${o.joinNetwork}: not a network name`);
   if (o.daemonSocket && !o.joinNetwork) throw new SlirpArgsError('--socket goes with --network NAME');
+  if (o.joinNetwork) {
+    // The daemon's network has its own addresses, DNS and loopback policy.
+    for (const [flag, given] of [['--cidr', values.has('cidr')], ['--disable-host-loopback', o.disableHostLoopback], ['--disable-dns', o.disableDns], ['--outbound-addr', o.outboundAddr !== '']] as const) {
+      if (given) throw new SlirpArgsError(`${flag} does not go with --network: it is a setting of the daemon's network (usernet network create, usernet daemon)`);
+    }
+  }
 
   if (operands.length < 1) throw new SlirpArgsError('missing PID or PATH (see --help)');
   if (operands.length > 2) throw new SlirpArgsError('too many arguments');

@@ -18,7 +18,10 @@ import { createSocket } from 'node:dgram';
 import { Socket } from 'node:net';
 import { networkInterfaces } from 'node:os';
 import pino, { type Logger } from 'pino';
-import { Daemon, VERSION } from '../control/daemon.js';
+import { request } from '../control/client.js';
+import { Daemon, VERSION, type AttachResult } from '../control/daemon.js';
+import { defaultSocketPath } from '../control/paths.js';
+import { native, type WatchHandle } from '../native/addon.js';
 import { ipv4ToString, tryParseIpv4 } from '../packet/ip-address.js';
 import type { PublishedPort } from '../nat/publish.js';
 import { SlirpApi, SlirpApiServer, type Hostfwd } from './api.js';
@@ -127,10 +130,6 @@ export async function runSlirp4netns(argv: readonly string[], program = 'usernet
   for (const w of cmd.warnings) io.err(`WARNING: ${w}\n`);
   if (o.enableIpv6) io.err('WARNING: IPv6 is not routed by usernet yet: --enable-ipv6 gives the namespace IPv4 only\n');
   if (o.outboundAddr6) io.err('WARNING: IPv6 is not routed by usernet yet: --outbound-addr6 has no effect\n');
-  if (o.joinNetwork) {
-    io.err(`${program}: --network: joining a running daemon's network is not available yet\n`);
-    return 1;
-  }
   if (o.enableSeccomp) io.err('WARNING: --enable-seccomp: not implemented yet in usernet; running without a seccomp filter\n');
   if (o.enableSandbox) io.err('WARNING: --enable-sandbox: not implemented yet in usernet; running without a mount sandbox\n');
 
@@ -140,23 +139,184 @@ export async function runSlirp4netns(argv: readonly string[], program = 'usernet
   );
   let instance: SlirpInstance;
   try {
-    const outboundAddr = o.outboundAddr ? await resolveOutboundAddr(o.outboundAddr) : '';
-    instance = new SlirpInstance(o, outboundAddr, log);
+    let network: NetworkBackend;
+    if (o.joinNetwork) {
+      network = new JoinedNetwork(o, o.daemonSocket || defaultSocketPath(), log);
+    } else {
+      const outboundAddr = o.outboundAddr ? await resolveOutboundAddr(o.outboundAddr) : '';
+      network = new PrivateNetwork(o, outboundAddr, log);
+    }
+    instance = new SlirpInstance(o, network, log);
     await instance.start();
   } catch (err) {
     io.err(`${program}: ${(err as Error).message}\n`);
     return 1;
   }
-  const status = await instance.run();
-  return status;
+  return instance.run();
 }
 
-/** One slirp4netns-style network: an ephemeral daemon, the TAP, the API socket, the fds. */
-export class SlirpInstance {
+/**
+ * Where the namespace's TAP is plugged in: a private network in this process (slirp4netns's
+ * model), or a network of a running usernet daemon (--network NAME).
+ */
+export interface NetworkBackend {
+  /** Opens (or attaches) the TAP; resolves with the address an empty guest_addr means. */
+  start(onGone: (why: string) => void): Promise<{ guest: number }>;
+  addForward(f: Hostfwd): Promise<void>;
+  removeForward(f: Hostfwd): Promise<void>;
+  /** Detaches: a TAP made for this instance goes away. */
+  close(): Promise<void>;
+}
+
+/** The namespace as the instance's target: its PID, or its namespace files. */
+function targetParams(o: SlirpOptions): Record<string, unknown> {
+  // A PID with --userns-path (slirp4netns allows it) is its namespace files.
+  if (o.netnsType === 'pid' && !o.usernsPath) return { pid: o.pid };
+  return {
+    netns: o.netnsType === 'pid' ? `/proc/${o.pid}/ns/net` : o.netnsPath,
+    ...(o.usernsPath ? { userns: o.usernsPath } : {}),
+  };
+}
+
+/** slirp4netns's model: a network of its own, in this process, with the TAP as its one port. */
+export class PrivateNetwork implements NetworkBackend {
   readonly daemon: Daemon;
-  readonly api: SlirpApi;
-  private apiServer: SlirpApiServer | null = null;
   private readonly published = new Map<number, PublishedPort[]>();
+
+  constructor(
+    private readonly o: SlirpOptions,
+    outboundAddr: string,
+    log: Logger,
+  ) {
+    const a = slirpAddresses(o.network, o.prefix);
+    this.daemon = new Daemon(
+      {
+        socketPath: '',
+        stateDir: '',
+        ephemeral: true,
+        defaultSubnet: `${ipv4ToString(o.network)}/${o.prefix}`,
+        // slirp4netns's DHCP hands out cidr+15 upward.
+        defaultRange: `${ipv4ToString(a.dhcpFirst)}-${ipv4ToString((a.broadcast - 1) >>> 0)}`,
+        defaultMtu: o.mtu,
+        disableDns: o.disableDns,
+        disableHostLoopback: o.disableHostLoopback,
+        ...(outboundAddr ? { outboundAddr } : {}),
+      },
+      log,
+    );
+  }
+
+  async start(onGone: (why: string) => void): Promise<{ guest: number }> {
+    const o = this.o;
+    const guest = slirpAddresses(o.network, o.prefix).guest;
+    await this.daemon.start();
+    try {
+      await this.daemon.attach({
+        name: ATTACHMENT_NAME,
+        ...targetParams(o),
+        ifname: o.tapname,
+        mtu: o.mtu,
+        ...(o.configure ? { configure: true, ip: ipv4ToString(guest) } : { address: false }),
+        ...(o.macAddress ? { mac: o.macAddress } : {}),
+      });
+    } catch (err) {
+      await this.daemon.stop();
+      throw err;
+    }
+    this.daemon.onContainerGone = (_name, why) => onGone(why);
+    return { guest };
+  }
+
+  async addForward(f: Hostfwd): Promise<void> {
+    const opened = await this.daemon.publishToAddress(ATTACHMENT_NAME, f.guestAddr, [
+      { proto: f.proto, hostIp: ipv4ToString(f.hostAddr), hostPort: f.hostPort, containerPort: f.guestPort },
+    ]);
+    this.published.set(f.id, opened);
+  }
+
+  async removeForward(f: Hostfwd): Promise<void> {
+    const ports = this.published.get(f.id) ?? [];
+    this.published.delete(f.id);
+    await Promise.all(ports.map((p) => this.daemon.nat.publisher.unpublish(p, 'remove_hostfwd')));
+  }
+
+  async close(): Promise<void> {
+    // Detach: a TAP this process created goes away; one that was there before stays.
+    await this.daemon.detach(ATTACHMENT_NAME).catch(() => undefined);
+    await this.daemon.stop();
+  }
+}
+
+/**
+ * --network NAME: the TAP becomes a port of a running daemon's network, so that containers
+ * started separately (by Podman, by rootlesskit) reach each other. The attachment is owned by
+ * this process: when it ends — even by SIGKILL — the daemon removes the port and its forwards.
+ */
+export class JoinedNetwork implements NetworkBackend {
+  readonly name = `slirp4netns-${process.pid}`;
+  private address = '';
+  private watch: WatchHandle | null = null;
+
+  constructor(
+    private readonly o: SlirpOptions,
+    private readonly socket: string,
+    private readonly log: Logger,
+  ) {}
+
+  async start(onGone: (why: string) => void): Promise<{ guest: number }> {
+    const o = this.o;
+    const r = await request<AttachResult>(this.socket, 'attach', {
+      name: this.name,
+      network: o.joinNetwork,
+      ...targetParams(o),
+      ifname: o.tapname,
+      owner: process.pid,
+      ...(o.mtuGiven ? { mtu: o.mtu } : {}),
+      // -c: the daemon takes the network's next free address; otherwise the interface's own
+      // address (if it has one) is adopted — and refused if another container holds it.
+      ...(o.configure ? { configure: true } : { address: false }),
+      ...(o.macAddress ? { mac: o.macAddress } : {}),
+    });
+    this.address = r.ip ?? '';
+    this.log.info({ port: r.name, network: r.network, ip: r.ip }, 'joined the daemon\'s network');
+    if (o.netnsType === 'pid' && !o.usernsPath) {
+      // The namespace's process ends: so does this instance (the daemon drops the port itself).
+      try {
+        this.watch = native().watchPid(o.pid, () => onGone(`process ${o.pid} exited`));
+      } catch {
+        queueMicrotask(() => onGone(`process ${o.pid} exited`));
+      }
+    }
+    return { guest: this.address ? tryParseIpv4(this.address) : 0 };
+  }
+
+  async addForward(f: Hostfwd): Promise<void> {
+    if (!this.address) throw new Error('this namespace has no address on the network: nothing to forward to');
+    if (ipv4ToString(f.guestAddr) !== this.address) {
+      throw new Error(`guest_addr ${ipv4ToString(f.guestAddr)} is not this namespace's address (${this.address}) on network ${this.o.joinNetwork}`);
+    }
+    await request(this.socket, 'publish', { name: this.name, specs: [forwardSpec(f)] });
+  }
+
+  async removeForward(f: Hostfwd): Promise<void> {
+    await request(this.socket, 'unpublish', { name: this.name, specs: [forwardSpec(f)] });
+  }
+
+  async close(): Promise<void> {
+    if (this.watch) native().unwatch(this.watch);
+    this.watch = null;
+    await request(this.socket, 'detach', { name: this.name }).catch((err: Error) => this.log.warn({ err: err.message }, 'detach failed'));
+  }
+}
+
+function forwardSpec(f: Hostfwd): string {
+  return `${ipv4ToString(f.hostAddr)}:${f.hostPort}:${f.guestPort}/${f.proto}`;
+}
+
+/** One slirp4netns instance: a network backend, the API socket, the ready and exit fds. */
+export class SlirpInstance {
+  api: SlirpApi | null = null;
+  private apiServer: SlirpApiServer | null = null;
   private exitWatch: Socket | null = null;
   private finished: ((status: number) => void) | null = null;
   private readonly done: Promise<number>;
@@ -164,55 +324,20 @@ export class SlirpInstance {
 
   constructor(
     readonly options: SlirpOptions,
-    outboundAddr: string,
+    readonly network: NetworkBackend,
     private readonly log: Logger,
   ) {
-    const a = slirpAddresses(options.network, options.prefix);
-    this.daemon = new Daemon(
-      {
-        socketPath: '',
-        stateDir: '',
-        ephemeral: true,
-        defaultSubnet: `${ipv4ToString(options.network)}/${options.prefix}`,
-        // slirp4netns's DHCP hands out cidr+15 upward.
-        defaultRange: `${ipv4ToString(a.dhcpFirst)}-${ipv4ToString((a.broadcast - 1) >>> 0)}`,
-        defaultMtu: options.mtu,
-        disableDns: options.disableDns,
-        disableHostLoopback: options.disableHostLoopback,
-        ...(outboundAddr ? { outboundAddr } : {}),
-      },
-      log,
-    );
-    this.api = new SlirpApi(
-      {
-        add: async (f) => this.addForward(f),
-        remove: async (f) => this.removeForward(f),
-      },
-      a.guest,
-      log,
-    );
     this.done = new Promise<number>((resolve) => (this.finished = resolve));
   }
 
   async start(): Promise<void> {
     const o = this.options;
-    const a = slirpAddresses(o.network, o.prefix);
-    await this.daemon.start();
+    const { guest } = await this.network.start((why) => {
+      this.log.warn({ why }, 'the network namespace is gone: exiting');
+      void this.stop(0);
+    });
     try {
-      await this.daemon.attach({
-        name: ATTACHMENT_NAME,
-        // A PID with --userns-path (slirp4netns allows it) is its namespace files.
-        ...(o.netnsType === 'pid' && !o.usernsPath ? { pid: o.pid } : { netns: o.netnsType === 'pid' ? `/proc/${o.pid}/ns/net` : o.netnsPath }),
-        ...(o.usernsPath ? { userns: o.usernsPath } : {}),
-        ifname: o.tapname,
-        mtu: o.mtu,
-        ...(o.configure ? { configure: true, ip: ipv4ToString(a.guest) } : { address: false }),
-        ...(o.macAddress ? { mac: o.macAddress } : {}),
-      });
-      this.daemon.onContainerGone = (_name, why) => {
-        this.log.warn({ why }, 'the network namespace is gone: exiting');
-        void this.stop(0);
-      };
+      this.api = new SlirpApi({ add: (f) => this.network.addForward(f), remove: (f) => this.network.removeForward(f) }, guest, this.log);
       if (o.apiSocket) {
         this.apiServer = new SlirpApiServer(o.apiSocket, this.api, this.log);
         await this.apiServer.listen();
@@ -231,7 +356,10 @@ export class SlirpInstance {
     process.on('SIGTERM', onSignal);
     process.on('SIGINT', onSignal);
     process.on('SIGHUP', onSignal);
+    // Joined to a daemon, nothing else may keep this process alive; it lives until stopped.
+    const alive = setInterval(() => undefined, 2 ** 30);
     return this.done.finally(() => {
+      clearInterval(alive);
       process.off('SIGTERM', onSignal);
       process.off('SIGINT', onSignal);
       process.off('SIGHUP', onSignal);
@@ -248,10 +376,8 @@ export class SlirpInstance {
     this.exitWatch = null;
     await this.apiServer?.close();
     this.apiServer = null;
-    await this.api.removeAll();
-    // Detach: a TAP this process created goes away; one that was there before stays.
-    await this.daemon.detach(ATTACHMENT_NAME).catch(() => undefined);
-    await this.daemon.stop();
+    await this.api?.removeAll();
+    await this.network.close();
   }
 
   private signalReady(): void {
@@ -286,18 +412,5 @@ export class SlirpInstance {
     s.on('close', end);
     s.on('error', end);
     this.exitWatch = s;
-  }
-
-  private async addForward(f: Hostfwd): Promise<void> {
-    const opened = await this.daemon.publishToAddress(ATTACHMENT_NAME, f.guestAddr, [
-      { proto: f.proto, hostIp: ipv4ToString(f.hostAddr), hostPort: f.hostPort, containerPort: f.guestPort },
-    ]);
-    this.published.set(f.id, opened);
-  }
-
-  private async removeForward(f: Hostfwd): Promise<void> {
-    const ports = this.published.get(f.id) ?? [];
-    this.published.delete(f.id);
-    await Promise.all(ports.map((p) => this.daemon.nat.publisher.unpublish(p, 'remove_hostfwd')));
   }
 }

@@ -10,7 +10,7 @@ import { existsSync } from 'node:fs';
 import { connect } from 'node:net';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { Container, FIXTURES, Outside, PROJECT, asUser, cleanup, exited, requireSandbox, run, runOk, startUntil, track, userTempDir } from './harness.js';
+import { Container, Daemon, FIXTURES, Outside, PROJECT, asUser, cleanup, exited, ping, requireSandbox, run, runOk, startUntil, track, userTempDir } from './harness.js';
 
 requireSandbox();
 
@@ -41,9 +41,16 @@ function startSlirp(args: string[]): Slirp {
     readyStream.on('end', () => resolve(got));
     readyStream.on('error', reject);
     child.once('exit', (code) => reject(new Error(`usernet-slirp4netns exited (${code}) before it was ready:\n${err}`)));
+    setTimeout(() => reject(new Error(`usernet-slirp4netns not ready within 20 s:\n${err}`)), 20_000).unref();
   });
   ready.catch(() => undefined);
-  const exit = new Promise<{ code: number | null; signal: NodeJS.Signals | null }>((resolve) => child.once('exit', (code, signal) => resolve({ code, signal })));
+  const exit = new Promise<{ code: number | null; signal: NodeJS.Signals | null }>((resolve, reject) => {
+    child.once('exit', (code, signal) => resolve({ code, signal }));
+    // Asked to stop, it must: a generous bound turns a hang into a failure that says so.
+    const t = setTimeout(() => reject(new Error(`usernet-slirp4netns (pid ${child.pid}) still running after 60 s:\n${err}`)), 60_000);
+    child.once('exit', () => clearTimeout(t));
+  });
+  exit.catch(() => undefined);
   return { child, stderr: () => err, ready, exitPipe: child.stdio[4] as unknown as Slirp['exitPipe'], exit };
 }
 
@@ -57,6 +64,10 @@ function api(path: string, request: string): Promise<string> {
     s.on('end', () => resolve(reply));
     s.on('error', reject);
     s.on('connect', () => s.end(request));
+    s.setTimeout(10_000, () => {
+      s.destroy();
+      reject(new Error(`no reply on ${path} within 10 s to ${request}; got: ${reply}`));
+    });
   });
 }
 
@@ -280,6 +291,12 @@ describe('usernet-slirp4netns', () => {
     expect(await c.execOk(['curl', '-sS', '-m', '10', 'http://198.51.100.2/'])).toBe('outside\n');
     s.child.kill('SIGTERM');
     expect((await s.exit).code).toBe(0);
+    // A PID with --userns-path, as slirp4netns's seccomp test gives it.
+    const t = startSlirp(['-c', `--userns-path=/proc/${c.pid}/ns/user`, '-r', '3', String(c.pid), 'tap11']);
+    await t.ready;
+    expect(await c.execOk(['ip', '-4', '-o', 'addr', 'show', 'tap11'])).toMatch(/inet 10\.0\.2\.100\/24/);
+    t.child.kill('SIGTERM');
+    expect((await t.exit).code).toBe(0);
   });
 
   it('--help (exit 0) names the flags clients probe for; -v has slirp4netns\'s layout', async () => {
@@ -292,5 +309,92 @@ describe('usernet-slirp4netns', () => {
     expect(v.code).toBe(0);
     expect(v.stdout.split('\n')[0]).toMatch(/^slirp4netns version /);
     expect(v.stdout).toMatch(/^SLIRP_CONFIG_VERSION_MAX: 4$/m);
+  });
+});
+
+describe('usernet-slirp4netns --network: many containers, one switch', () => {
+  let out: Outside;
+  let daemon: Daemon;
+
+  beforeAll(async () => {
+    out = await Outside.create();
+    daemon = await Daemon.start();
+  });
+
+  afterAll(async () => {
+    await cleanup();
+  });
+
+  const portNames = async (): Promise<string[]> => (JSON.parse(await daemon.cliOk(['ports', '--json'])) as Array<{ name: string }>).map((p) => p.name);
+
+  it('two instances started separately join the daemon\'s network and reach each other; a forward through one answers', async () => {
+    const [a, b] = await Promise.all([Container.start(), Container.start()]);
+    const sa = startSlirp(['--network', 'default', '--socket', daemon.socket, '-c', '-r', '3', '-e', '4', String(a.pid), 'tap0']);
+    const sockB = join(userTempDir(), 'api.sock');
+    const sb = startSlirp(['--network=default', `--socket=${daemon.socket}`, '-c', '-r', '3', '-a', sockB, String(b.pid), 'tap0']);
+    await Promise.all([sa.ready, sb.ready]);
+    expect(await a.execOk(['ip', '-4', '-o', 'addr', 'show', 'tap0'])).toMatch(/inet 10\.0\.2\.10[01]\/24/);
+    const ipB = /inet (10\.0\.2\.\d+)\//.exec(await b.execOk(['ip', '-4', '-o', 'addr', 'show', 'tap0']))?.[1] as string;
+    // Container to container, through the daemon's switch: what slirp4netns cannot do.
+    expect(await ping(a, ipB, 2)).toBe(2);
+    expect(await portNames()).toEqual(expect.arrayContaining([`slirp4netns-${sa.child.pid}`, `slirp4netns-${sb.child.pid}`]));
+
+    const log = await httpServer(b, 80);
+    expect(await api(sockB, '{"execute":"add_hostfwd","arguments":{"proto":"tcp","host_addr":"0.0.0.0","host_port":18095,"guest_addr":"","guest_port":80}}')).toBe('{"return":{"id":1}}');
+    expect(await api(sockB, '{"execute":"list_hostfwd"}')).toBe(`{"entries":[{"id":1,"proto":"tcp","host_addr":"0.0.0.0","host_port":18095,"guest_addr":"${ipB}","guest_port":80}]}`);
+    expect((await out.exec(['curl', '-sS', '-m', '10', `http://${Outside.HOST}:18095/`])).stdout).toBe('served in the namespace\n');
+    await eventually(async () => log.some((l) => l.startsWith('198.51.100.2 - - ')), 'the server logs the outside client');
+    expect(await daemon.cliOk(['publish', '--list'])).toContain('0.0.0.0:18095');
+
+    // SIGKILL: the daemon notices its owner is gone and removes the port and its forward.
+    sb.child.kill('SIGKILL');
+    await sb.exit;
+    await eventually(async () => !(await portNames()).includes(`slirp4netns-${sb.child.pid}`), 'the killed instance\'s port is removed');
+    await eventually(async () => !(await listening(18095)), 'its forward stops listening');
+    await eventually(async () => !(await tapExists(b)), 'its TAP goes');
+    // The exit fd way, for the other one: detached at once.
+    sa.exitPipe.destroy();
+    expect(await sa.exit).toEqual({ code: 0, signal: null });
+    expect(await portNames()).not.toContain(`slirp4netns-${sa.child.pid}`);
+    expect(await tapExists(a)).toBe(false);
+  });
+
+  it('a TAP configured with an address another container holds is refused, with the holder named', async () => {
+    const [a, c] = await Promise.all([Container.start(), Container.start()]);
+    const sa = startSlirp(['--network', 'default', '--socket', daemon.socket, '-c', '-r', '3', String(a.pid), 'tap0']);
+    await sa.ready;
+    const ipA = /inet (10\.0\.2\.\d+)\//.exec(await a.execOk(['ip', '-4', '-o', 'addr', 'show', 'tap0']))?.[1] as string;
+    for (const cmd of [
+      ['ip', 'tuntap', 'add', 'name', 'tap0', 'mode', 'tap'],
+      ['ip', 'addr', 'add', `${ipA}/24`, 'dev', 'tap0'],
+      ['ip', 'link', 'set', 'tap0', 'up'],
+    ]) {
+      await runOk(asUser(['nsenter', `--target=${c.pid}`, '--user', '--net', '--preserve-credentials', ...cmd]));
+    }
+    const r = await run(asUser([process.execPath, SLIRP, '--network', 'default', '--socket', daemon.socket, String(c.pid), 'tap0']));
+    expect(r.code).toBe(1);
+    expect(r.stderr).toContain(`tap0 in that container already has the address ${ipA}, which is taken on network default by port slirp4netns-${sa.child.pid}`);
+    expect(await tapExists(c)).toBe(true); // someone else's TAP: left as it was
+    // A free address on a pre-configured TAP is adopted: the daemon then holds it for this container.
+    await runOk(asUser(['nsenter', `--target=${c.pid}`, '--user', '--net', '--preserve-credentials', 'ip', 'addr', 'flush', 'dev', 'tap0']));
+    await runOk(asUser(['nsenter', `--target=${c.pid}`, '--user', '--net', '--preserve-credentials', 'ip', 'addr', 'add', '10.0.2.150/24', 'dev', 'tap0']));
+    const sc = startSlirp(['--network', 'default', '--socket', daemon.socket, '-r', '3', String(c.pid), 'tap0']);
+    await sc.ready;
+    expect(await ping(c, ipA, 1)).toBe(1);
+    expect(await daemon.cliOk(['network', 'inspect', 'default'])).toContain('10.0.2.150');
+    sc.child.kill('SIGTERM');
+    sa.child.kill('SIGTERM');
+    await Promise.all([sc.exit, sa.exit]);
+  });
+
+  it('refuses settings that belong to the daemon\'s network, and a network that does not exist', async () => {
+    const c = await Container.start();
+    const bad = await run(asUser([process.execPath, SLIRP, '--network', 'default', '--cidr', '10.0.9.0/24', String(c.pid), 'tap0']));
+    expect(bad.code).toBe(1);
+    expect(bad.stderr).toContain("--cidr does not go with --network: it is a setting of the daemon's network");
+    const none = await run(asUser([process.execPath, SLIRP, '--network', 'nosuch', '--socket', daemon.socket, String(c.pid), 'tap0']));
+    expect(none.code).toBe(1);
+    expect(none.stderr).toMatch(/no network named nosuch|network nosuch/);
+    expect(await tapExists(c)).toBe(false);
   });
 });
