@@ -207,9 +207,14 @@ export class SlirpApiServer {
       const reply = request === null ? Promise.resolve(TOO_LARGE) : this.api.handle(request);
       void reply.then(
         (text) => {
-          // One request per connection: once the reply is out, the connection is done, even
-          // if the client is still writing (a request too large, from `cat /dev/zero`).
-          if (!s.destroyed) s.end(text, () => s.destroy());
+          // One request per connection: the reply, then our side closes. A client still writing
+          // (a request too large, from `cat /dev/zero`) sees the end and stops; what it sends
+          // meanwhile is read and dropped, so it never loses the reply to a reset. One that
+          // keeps the connection open anyway is closed after a while.
+          if (s.destroyed) return;
+          s.end(text);
+          const linger = setTimeout(() => s.destroy(), API_REQUEST_TIMEOUT_MS);
+          s.once('close', () => clearTimeout(linger));
         },
         (err: unknown) => {
           this.log?.error({ err: (err as Error).message }, 'API request failed');
