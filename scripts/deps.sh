@@ -10,10 +10,12 @@ set -euo pipefail
 #                                           bind9-dnsutils python3-scapy
 #   - capture and inspection:               tcpdump tshark jq
 #   - the anchors we compare against:       slirp4netns passt vde2
+#   - a real client of usernet-slirp4netns: rootlesskit uidmap (newuidmap for its user namespace)
 #   - `npm ci` builds the TAP addon with node-gyp, which needs a C/C++ toolchain and python3.
 PACKAGES=(
   iproute2 iputils-ping iperf3 ncat socat tcpdump tshark udhcpc busybox dnsmasq-base
   bind9-dnsutils slirp4netns vde2 python3-scapy passt arping curl jq procps psmisc util-linux
+  rootlesskit uidmap libcap2-bin
   make g++ python3
 )
 

@@ -11,7 +11,7 @@
 // always `N passed, N failed`; CI and people read it, so a crash or an interrupted run counts
 // as a failure there, never as a pass.
 import { spawn, spawnSync } from 'node:child_process';
-import { accessSync, chmodSync, constants, existsSync, mkdirSync, mkdtempSync, readFileSync, readdirSync, readlinkSync, rmSync, statSync, writeFileSync } from 'node:fs';
+import { accessSync, appendFileSync, chmodSync, constants, existsSync, mkdirSync, mkdtempSync, readFileSync, readdirSync, readlinkSync, rmSync, statSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { dirname, join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -302,6 +302,20 @@ function ensureTestUser() {
     // If a group of that name already exists, join it instead of failing on --user-group.
     const group = succeeds('getent', ['group', TEST_USER]) ? ['--gid', TEST_USER] : ['--user-group'];
     run('useradd', ['--system', ...group, '--no-create-home', '--home-dir', '/nonexistent', '--shell', '/usr/sbin/nologin', TEST_USER]);
+  }
+  // rootlesskit (driving usernet-slirp4netns in the tests) maps subordinate ids with newuidmap,
+  // as for any user that useradd makes on a distribution: give the test user a range too.
+  for (const file of ['/etc/subuid', '/etc/subgid']) {
+    let text = '';
+    try {
+      text = readFileSync(file, 'utf8');
+    } catch {
+      // absent: created below
+    }
+    if (!text.split('\n').some((l) => l.startsWith(`${TEST_USER}:`))) {
+      appendFileSync(file, `${text && !text.endsWith('\n') ? '\n' : ''}${TEST_USER}:1879048192:65536\n`);
+      log(`gave ${TEST_USER} subordinate ids in ${file} (for rootlesskit's newuidmap)`);
+    }
   }
   return { uid: Number(run('id', ['-u', TEST_USER]).trim()), gid: Number(run('id', ['-g', TEST_USER]).trim()) };
 }

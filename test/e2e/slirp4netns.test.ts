@@ -84,6 +84,15 @@ async function eventually(check: () => Promise<boolean>, what: string): Promise<
   }
 }
 
+/** Waits until `check` holds, at most `ms`; the failure message comes from `why`. */
+async function eventuallyWithin(ms: number, check: () => Promise<boolean>, why: () => string): Promise<void> {
+  const deadline = Date.now() + ms;
+  while (!(await check())) {
+    if (Date.now() > deadline) throw new Error(why());
+    await new Promise((r) => setTimeout(r, 50));
+  }
+}
+
 async function listening(port: number): Promise<boolean> {
   return (await run(['ss', '-Hltn', `sport = :${port}`])).stdout.trim() !== '';
 }
@@ -297,6 +306,40 @@ describe('usernet-slirp4netns', () => {
     expect(await c.execOk(['ip', '-4', '-o', 'addr', 'show', 'tap11'])).toMatch(/inet 10\.0\.2\.100\/24/);
     t.child.kill('SIGTERM');
     expect((await t.exit).code).toBe(0);
+  });
+
+  it('rootlesskit drives it unchanged: its TAP, its ready fd, port forwards through the API, SIGKILL at the end', async () => {
+    const dir = userTempDir();
+    await run(['sh', '-c', `echo "served under rootlesskit" > ${dir}/index.html`]);
+    // The child: report the address, fetch from outside, serve on port 80, then wait.
+    const child = [
+      'ip -4 -o addr show tap0',
+      'curl -sS -m 10 http://198.51.100.2/',
+      `python3 -u -m http.server 80 --bind 0.0.0.0 --directory ${dir} & sleep 1`,
+      'echo child-ready',
+      'wait',
+    ].join('; ');
+    const argv = asUser([
+      'rootlesskit', '--net=slirp4netns', `--slirp4netns-binary=${SLIRP}`, '--mtu=65520', '--disable-host-loopback',
+      '--port-driver=slirp4netns', '-p', '0.0.0.0:18110:80/tcp', '--copy-up=/etc', '--state-dir', join(userTempDir(), 'rk'),
+      'sh', '-c', child,
+    ]);
+    const rk = track(spawn(argv[0] as string, argv.slice(1), { stdio: ['ignore', 'pipe', 'pipe'] }));
+    let stdout = '';
+    let stderr = '';
+    rk.stdout?.on('data', (d: Buffer) => (stdout += d.toString()));
+    rk.stderr?.on('data', (d: Buffer) => (stderr += d.toString()));
+    await eventuallyWithin(30_000, async () => stdout.includes('child-ready') || rk.exitCode !== null, () => `rootlesskit's child never got ready:\n${stdout}\n${stderr}`);
+    expect(rk.exitCode, `rootlesskit exited early:\n${stdout}\n${stderr}`).toBe(null);
+    expect(stdout).toMatch(/tap0\s+inet 10\.0\.2\.100\/24/);
+    expect(stdout).toContain('outside\n');
+    expect((await out.exec(['curl', '-sS', '-m', '10', `http://${Outside.HOST}:18110/`])).stdout).toBe('served under rootlesskit\n');
+    await eventually(async () => /198\.51\.100\.2 - - /.test(stdout + stderr), 'the server logs the outside client\'s own address');
+    rk.kill('SIGTERM');
+    await exited(rk);
+    // rootlesskit SIGKILLs usernet-slirp4netns: nothing of it stays.
+    await eventually(async () => (await run(['pgrep', '-f', SLIRP])).stdout === '', 'usernet-slirp4netns is gone');
+    await eventually(async () => !(await listening(18110)), 'the forward is gone');
   });
 
   it('--help (exit 0) names the flags clients probe for; -v has slirp4netns\'s layout', async () => {
