@@ -45,7 +45,7 @@ fi
 mkdir "$work/bin"
 cat >"$work/bin/slirp4netns" <<EOF
 #!/bin/sh
-exec "$(command -v node)" "$here/bin/usernet-slirp4netns.js" "\$@"
+exec "$here/bin/usernet-slirp4netns" "\$@"
 EOF
 chmod 755 "$work/bin/slirp4netns"
 chmod -R a+rX "$work"

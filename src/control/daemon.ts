@@ -255,6 +255,15 @@ export class Daemon {
     );
   }
 
+  /**
+   * Stops checking `--netns PATH` attachments' paths (a sandboxed process no longer sees them);
+   * such a container's end is then noticed only through its TAP or its owner.
+   */
+  stopNamespacePolling(): void {
+    if (this.netnsTimer) clearInterval(this.netnsTimer);
+    this.netnsTimer = null;
+  }
+
   /** The default network (10.0.2.0/24). */
   get defaultNetwork(): Network {
     return this.networks.get(DEFAULT_NETWORK) as Network;

@@ -190,6 +190,14 @@ export interface NativeAddon {
   pauseReader(handle: ReaderHandle, paused: boolean): void;
   watchPid(pid: number, onExit: (status: number) => void): WatchHandle;
   unwatch(handle: WatchHandle): void;
+  /**
+   * usernet-slirp4netns --enable-sandbox (usernet_sandbox.c): pivots into an empty root holding
+   * /etc and /run — in a mount namespace of the process's own, made before Node started — and
+   * drops the calling thread's capabilities to CAP_NET_BIND_SERVICE.
+   */
+  sandboxEnter(): { etcReadOnly: boolean; runReadOnly: boolean; rootReadOnly: boolean; netBindService: boolean };
+  /** --enable-seccomp: the deny-list filter on every thread (TSYNC). Returns how many calls it denies. */
+  seccompDeny(): number;
 
   readonly DGRAM_SLOT: number;
   readonly DGRAM_ROW: number;

@@ -1118,6 +1118,8 @@ static napi_value unwatch(napi_env env, napi_callback_info info) {
 
 /* usernet_dgram.c */
 napi_status usernet_dgram_register(napi_env env, napi_value exports);
+/* usernet_sandbox.c */
+napi_status usernet_sandbox_register(napi_env env, napi_value exports);
 
 static napi_value init(napi_env env, napi_value exports) {
   napi_property_descriptor props[] = {
@@ -1137,6 +1139,7 @@ static napi_value init(napi_env env, napi_value exports) {
   napi_define_properties(env, exports, sizeof props / sizeof props[0], props);
   napi_set_named_property(env, exports, "VNET_HDR_LEN", vnet_len);
   if (usernet_dgram_register(env, exports) != napi_ok) return NULL;
+  if (usernet_sandbox_register(env, exports) != napi_ok) return NULL;
   return exports;
 }
 

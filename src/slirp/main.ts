@@ -130,8 +130,6 @@ export async function runSlirp4netns(argv: readonly string[], program = 'usernet
   for (const w of cmd.warnings) io.err(`WARNING: ${w}\n`);
   if (o.enableIpv6) io.err('WARNING: IPv6 is not routed by usernet yet: --enable-ipv6 gives the namespace IPv4 only\n');
   if (o.outboundAddr6) io.err('WARNING: IPv6 is not routed by usernet yet: --outbound-addr6 has no effect\n');
-  if (o.enableSeccomp) io.err('WARNING: --enable-seccomp: not implemented yet in usernet; running without a seccomp filter\n');
-  if (o.enableSandbox) io.err('WARNING: --enable-sandbox: not implemented yet in usernet; running without a mount sandbox\n');
 
   const log = pino(
     { level: process.env.USERNET_LOG_LEVEL ?? 'warn', base: { pid: process.pid, program: 'usernet-slirp4netns' }, timestamp: pino.stdTimeFunctions.isoTime },
@@ -166,6 +164,9 @@ export interface NetworkBackend {
   removeForward(f: Hostfwd): Promise<void>;
   /** Detaches: a TAP made for this instance goes away. */
   close(): Promise<void>;
+  /** Why this backend cannot run in the mount sandbox ('' = it can), and what to stop first. */
+  readonly sandboxBlocker: string;
+  beforeSandbox(): void;
 }
 
 /** The namespace as the instance's target: its PID, or its namespace files. */
@@ -240,6 +241,14 @@ export class PrivateNetwork implements NetworkBackend {
     await Promise.all(ports.map((p) => this.daemon.nat.publisher.unpublish(p, 'remove_hostfwd')));
   }
 
+  readonly sandboxBlocker = '';
+
+  beforeSandbox(): void {
+    // Namespace paths (/proc/PID/ns/net) vanish from view in the sandbox: as slirp4netns, rely
+    // on the exit fd and signals to end, and on the PID's pidfd where there is one.
+    this.daemon.stopNamespacePolling();
+  }
+
   async close(): Promise<void> {
     // Detach: a TAP this process created goes away; one that was there before stays.
     await this.daemon.detach(ATTACHMENT_NAME).catch(() => undefined);
@@ -289,6 +298,13 @@ export class JoinedNetwork implements NetworkBackend {
     }
     return { guest: this.address ? tryParseIpv4(this.address) : 0 };
   }
+
+  get sandboxBlocker(): string {
+    // The daemon's control socket must stay reachable (forwards, detach): inside /run it does.
+    return this.socket.startsWith('/run/') ? '' : `the daemon's socket ${this.socket} is outside /run, where the sandbox could not reach it`;
+  }
+
+  beforeSandbox(): void {}
 
   async addForward(f: Hostfwd): Promise<void> {
     if (!this.address) throw new Error('this namespace has no address on the network: nothing to forward to');
@@ -343,6 +359,7 @@ export class SlirpInstance {
         await this.apiServer.listen();
       }
       this.watchExitFd();
+      this.harden();
       this.signalReady();
     } catch (err) {
       await this.shutdown();
@@ -378,6 +395,31 @@ export class SlirpInstance {
     this.apiServer = null;
     await this.api?.removeAll();
     await this.network.close();
+  }
+
+  /**
+   * --enable-sandbox and --enable-seccomp, after the TAP and the API socket are open and before
+   * ready, as slirp4netns does. The sandbox needs the mount namespace the native launcher made
+   * before Node started (USERNET_SLIRP_MOUNTNS=1); without it, it says so and goes on.
+   */
+  private harden(): void {
+    const o = this.options;
+    if (o.enableSandbox) {
+      const blocker = this.network.sandboxBlocker;
+      if (process.env.USERNET_SLIRP_MOUNTNS !== '1') {
+        process.stderr.write('WARNING: --enable-sandbox needs the native launcher (bin/usernet-slirp4netns runs it once built by npm ci); running without a sandbox\n');
+      } else if (blocker) {
+        process.stderr.write(`WARNING: --enable-sandbox: ${blocker}; running without a sandbox\n`);
+      } else {
+        this.network.beforeSandbox();
+        const r = native().sandboxEnter();
+        this.log.info(r, 'sandbox: pivoted into an empty root with /etc and /run; capabilities dropped to CAP_NET_BIND_SERVICE');
+      }
+    }
+    if (o.enableSeccomp) {
+      const n = native().seccompDeny();
+      this.log.info({ denied: n }, 'seccomp: privileged system calls denied on every thread');
+    }
   }
 
   private signalReady(): void {

@@ -6,15 +6,16 @@
  * that the program leaves nothing behind (no TAP it made, no listener, no socket file, no process).
  */
 import { spawn, type ChildProcess } from 'node:child_process';
-import { existsSync } from 'node:fs';
+import { chownSync, existsSync, mkdirSync, readFileSync, readdirSync, rmSync } from 'node:fs';
 import { connect } from 'node:net';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { Container, Daemon, FIXTURES, Outside, PROJECT, asUser, cleanup, exited, ping, requireSandbox, run, runOk, startUntil, track, userTempDir } from './harness.js';
+import { Container, Daemon, FIXTURES, Outside, PROJECT, asUser, cleanup, exited, onCleanup, ping, requireSandbox, run, runOk, startUntil, testUser, track, userTempDir } from './harness.js';
 
 requireSandbox();
 
-const SLIRP = join(PROJECT, 'bin', 'usernet-slirp4netns.js');
+// The program runtimes run: a shell script that execs the native launcher, which execs Node.
+const SLIRP = join(PROJECT, 'bin', 'usernet-slirp4netns');
 const DHCP_SCRIPT = join(FIXTURES, 'udhcpc-event.sh');
 
 interface Slirp {
@@ -29,7 +30,7 @@ interface Slirp {
 
 /** Starts usernet-slirp4netns as the test user with fd 3 = a ready pipe, fd 4 = an exit pipe. */
 function startSlirp(args: string[]): Slirp {
-  const argv = asUser([process.execPath, SLIRP, ...args]);
+  const argv = asUser([SLIRP, ...args]);
   const child = track(spawn(argv[0] as string, argv.slice(1), { stdio: ['ignore', 'pipe', 'pipe', 'pipe', 'pipe'] }));
   let err = '';
   child.stderr?.on('data', (d: Buffer) => (err += d.toString()));
@@ -38,7 +39,7 @@ function startSlirp(args: string[]): Slirp {
   const ready = new Promise<string>((resolve, reject) => {
     let got = '';
     readyStream.on('data', (d: Buffer) => (got += d.toString()));
-    readyStream.on('end', () => resolve(got));
+    readyStream.on('end', () => (got === '1' ? resolve(got) : reject(new Error(`the ready fd closed with ${JSON.stringify(got)}, not "1":\n${err}`))));
     readyStream.on('error', reject);
     child.once('exit', (code) => reject(new Error(`usernet-slirp4netns exited (${code}) before it was ready:\n${err}`)));
     setTimeout(() => reject(new Error(`usernet-slirp4netns not ready within 20 s:\n${err}`)), 20_000).unref();
@@ -220,7 +221,7 @@ describe('usernet-slirp4netns', () => {
       ['10.0.2.0/26', 'prefix length needs to be 1-25'],
       ['nonsense', 'invalid CIDR'],
     ]) {
-      const r = await run(asUser([process.execPath, SLIRP, '--cidr', cidr as string, String(c.pid), 'tap0']));
+      const r = await run(asUser([SLIRP, '--cidr', cidr as string, String(c.pid), 'tap0']));
       expect(r.code).toBe(1);
       expect(r.stderr).toContain(message);
     }
@@ -288,7 +289,7 @@ describe('usernet-slirp4netns', () => {
       s.child.kill('SIGTERM');
       await s.exit;
     }
-    const r = await run(asUser([process.execPath, SLIRP, '--outbound-addr=nosuchif0', '1', 'tap0']));
+    const r = await run(asUser([SLIRP, '--outbound-addr=nosuchif0', '1', 'tap0']));
     expect(r.code).toBe(1);
     expect(r.stderr).toContain('--outbound-addr nosuchif0: not an IPv4 address, and no interface has that name');
   });
@@ -342,13 +343,57 @@ describe('usernet-slirp4netns', () => {
     await eventually(async () => !(await listening(18110)), 'the forward is gone');
   });
 
+  it('--enable-sandbox: an empty root with /etc and /run, only CAP_NET_BIND_SERVICE, the caller\'s mounts untouched — and the network still works', async () => {
+    const c = await Container.start();
+    // The API socket in a directory under /run, as rootlesskit and Podman place theirs
+    // ($XDG_RUNTIME_DIR): /run stays in the sandbox's view.
+    const runDir = `/run/usernet-e2e-${process.pid}`;
+    mkdirSync(runDir, { recursive: true });
+    chownSync(runDir, testUser().uid, testUser().gid);
+    onCleanup(() => rmSync(runDir, { recursive: true, force: true }));
+    const sock = join(runDir, 'api.sock');
+    const s = startSlirp(['-c', '--enable-sandbox', '-r', '3', '-a', sock, String(c.pid), 'tap0']);
+    expect(await s.ready).toBe('1');
+    const pid = s.child.pid as number;
+    const root = `/proc/${pid}/root`;
+    expect(readdirSync(root).sort()).toEqual(['etc', 'run']);
+    for (const gone of ['home', 'root', 'var', 'usr', 'tmp', 'proc']) expect(existsSync(`${root}/${gone}`), gone).toBe(false);
+    const caps = (await runOk(['getpcaps', String(pid)])).trim().split('\n').pop() as string;
+    expect(caps).toContain('cap_net_bind_service');
+    expect(caps).not.toContain('cap_sys_admin');
+    // It reads the host's resolvers from /etc after the pivot, and its sockets work as before.
+    expect(await c.execOk(['curl', '-sS', '-m', '10', 'http://198.51.100.2/'])).toBe('outside\n');
+    expect(await c.execOk(['dig', '+short', '+time=5', '+tries=1', '@10.0.2.3', 'host.test'])).toBe('192.0.2.7\n');
+    expect(await api(sock, '{"execute":"add_hostfwd","arguments":{"proto":"tcp","host_port":18096,"guest_port":80}}')).toBe('{"return":{"id":1}}');
+    expect(await listening(18096)).toBe(true);
+    // Nothing of the sandbox leaks into the caller's mount namespace.
+    expect(readFileSync('/proc/self/mountinfo', 'utf8')).not.toMatch(/ \/old | tmpfs tmpfs .*size=64k/);
+    s.child.kill('SIGTERM');
+    expect((await s.exit).code).toBe(0);
+    await eventually(async () => !(await tapExists(c)), 'tap0 is gone');
+  });
+
+  it('--enable-seccomp: every thread runs under the filter, privileged calls fail, the network works', async () => {
+    const c = await Container.start();
+    const s = startSlirp(['-c', '--enable-seccomp', '-r', '3', String(c.pid), 'tap0']);
+    await s.ready;
+    const pid = s.child.pid as number;
+    const tasks = readdirSync(`/proc/${pid}/task`);
+    expect(tasks.length).toBeGreaterThan(1);
+    for (const t of tasks) expect(readFileSync(`/proc/${pid}/task/${t}/status`, 'utf8')).toMatch(/^Seccomp:\s+2$/m);
+    expect(readFileSync(`/proc/${pid}/status`, 'utf8')).toMatch(/^NoNewPrivs:\s+1$/m);
+    expect(await c.execOk(['curl', '-sS', '-m', '10', 'http://198.51.100.2/'])).toBe('outside\n');
+    s.child.kill('SIGTERM');
+    expect((await s.exit).code).toBe(0);
+  });
+
   it('--help (exit 0) names the flags clients probe for; -v has slirp4netns\'s layout', async () => {
-    const help = await run([process.execPath, SLIRP, '--help']);
+    const help = await run([SLIRP, '--help']);
     expect(help.code).toBe(0);
     for (const flag of ['--netns-type', '--enable-ipv6', '--cidr', '--disable-host-loopback', '--api-socket', '--enable-sandbox', '--enable-seccomp', '--mtu', '--outbound-addr', '--disable-dns']) {
       expect(help.stdout).toContain(flag);
     }
-    const v = await run([process.execPath, SLIRP, '-v']);
+    const v = await run([SLIRP, '-v']);
     expect(v.code).toBe(0);
     expect(v.stdout.split('\n')[0]).toMatch(/^slirp4netns version /);
     expect(v.stdout).toMatch(/^SLIRP_CONFIG_VERSION_MAX: 4$/m);
@@ -414,7 +459,7 @@ describe('usernet-slirp4netns --network: many containers, one switch', () => {
     ]) {
       await runOk(asUser(['nsenter', `--target=${c.pid}`, '--user', '--net', '--preserve-credentials', ...cmd]));
     }
-    const r = await run(asUser([process.execPath, SLIRP, '--network', 'default', '--socket', daemon.socket, String(c.pid), 'tap0']));
+    const r = await run(asUser([SLIRP, '--network', 'default', '--socket', daemon.socket, String(c.pid), 'tap0']));
     expect(r.code).toBe(1);
     expect(r.stderr).toContain(`tap0 in that container already has the address ${ipA}, which is taken on network default by port slirp4netns-${sa.child.pid}`);
     expect(await tapExists(c)).toBe(true); // someone else's TAP: left as it was
@@ -432,10 +477,10 @@ describe('usernet-slirp4netns --network: many containers, one switch', () => {
 
   it('refuses settings that belong to the daemon\'s network, and a network that does not exist', async () => {
     const c = await Container.start();
-    const bad = await run(asUser([process.execPath, SLIRP, '--network', 'default', '--cidr', '10.0.9.0/24', String(c.pid), 'tap0']));
+    const bad = await run(asUser([SLIRP, '--network', 'default', '--cidr', '10.0.9.0/24', String(c.pid), 'tap0']));
     expect(bad.code).toBe(1);
     expect(bad.stderr).toContain("--cidr does not go with --network: it is a setting of the daemon's network");
-    const none = await run(asUser([process.execPath, SLIRP, '--network', 'nosuch', '--socket', daemon.socket, String(c.pid), 'tap0']));
+    const none = await run(asUser([SLIRP, '--network', 'nosuch', '--socket', daemon.socket, String(c.pid), 'tap0']));
     expect(none.code).toBe(1);
     expect(none.stderr).toMatch(/no network named nosuch|network nosuch/);
     expect(await tapExists(c)).toBe(false);
