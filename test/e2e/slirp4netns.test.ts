@@ -309,7 +309,7 @@ describe('usernet-slirp4netns', () => {
     expect((await t.exit).code).toBe(0);
   });
 
-  it('rootlesskit drives it unchanged: its TAP, its ready fd, port forwards through the API, SIGKILL at the end', async () => {
+  it('rootlesskit drives it unchanged, sandbox and seccomp on: its TAP, its ready fd, port forwards through the API, SIGKILL at the end', async () => {
     const dir = userTempDir();
     await run(['sh', '-c', `echo "served under rootlesskit" > ${dir}/index.html`]);
     // The child: report the address, fetch from outside, serve on port 80, then wait.
@@ -321,7 +321,7 @@ describe('usernet-slirp4netns', () => {
       'wait',
     ].join('; ');
     const argv = asUser([
-      'rootlesskit', '--net=slirp4netns', `--slirp4netns-binary=${SLIRP}`, '--mtu=65520', '--disable-host-loopback',
+      'rootlesskit', '--net=slirp4netns', `--slirp4netns-binary=${SLIRP}`, '--slirp4netns-sandbox=true', '--slirp4netns-seccomp=true', '--mtu=65520', '--disable-host-loopback',
       '--port-driver=slirp4netns', '-p', '0.0.0.0:18110:80/tcp', '--copy-up=/etc', '--state-dir', join(userTempDir(), 'rk'),
       'sh', '-c', child,
     ]);
