@@ -6,16 +6,19 @@ set -euo pipefail
 # What each group is for (so nobody drops one without knowing what breaks):
 #   - network plumbing the tests drive:     iproute2 iputils-ping arping util-linux (unshare,
 #                                           nsenter, setpriv) procps psmisc
-#   - traffic sources and sinks:            iperf3 ncat socat curl udhcpc busybox dnsmasq-base
+#   - traffic sources and sinks:            iperf3 ncat socat curl udhcpc busybox-static dnsmasq-base
 #                                           bind9-dnsutils python3-scapy
 #   - capture and inspection:               tcpdump tshark jq
 #   - the anchors we compare against:       slirp4netns passt vde2
-#   - a real client of usernet-slirp4netns: rootlesskit uidmap (newuidmap for its user namespace)
+#   - real clients of usernet-slirp4netns:  rootlesskit, podman (busybox-static, not busybox: its
+#                                           static binary is a container's rootfs without a
+#                                           registry), uidmap (newuidmap), libcap2-bin
+#                                           (getpcaps, to check the sandbox's capabilities)
 #   - `npm ci` builds the TAP addon with node-gyp, which needs a C/C++ toolchain and python3.
 PACKAGES=(
-  iproute2 iputils-ping iperf3 ncat socat tcpdump tshark udhcpc busybox dnsmasq-base
+  iproute2 iputils-ping iperf3 ncat socat tcpdump tshark udhcpc busybox-static dnsmasq-base
   bind9-dnsutils slirp4netns vde2 python3-scapy passt arping curl jq procps psmisc util-linux
-  rootlesskit uidmap libcap2-bin
+  rootlesskit podman uidmap libcap2-bin
   make g++ python3
 )
 

@@ -24,11 +24,13 @@ exec unshare --net --mount --propagation private -- env USERNET_SANDBOX=1 bash -
   # A machine with IPv6 disabled has no v6 routing table; then there is nothing to leak to.
   ip -6 route add blackhole default 2>/dev/null || true
 
-  rc=$(mktemp -t usernet-sandbox-resolv.XXXXXX)
-  printf "nameserver 127.0.0.1\n" > "$rc"
-  chmod 644 "$rc"   # mktemp makes it 0600; unprivileged test users must read it too
-  mount --bind "$rc" /etc/resolv.conf
-  rm -f "$rc"       # the bind mount keeps the file alive; nothing is left behind in /tmp
+  # The file lives on a tmpfs of this mount namespace: it goes with the sandbox, and it is an
+  # ordinary file that every user (and user namespace, e.g. Podman'"'"'s) can open.
+  mkdir -p /run/usernet-sandbox
+  mount -t tmpfs -o mode=755,size=64k usernet-sandbox /run/usernet-sandbox
+  printf "nameserver 127.0.0.1\n" > /run/usernet-sandbox/resolv.conf
+  chmod 644 /run/usernet-sandbox/resolv.conf
+  mount --bind /run/usernet-sandbox/resolv.conf /etc/resolv.conf
 
   mkdir -p /run/netns
   mount -t tmpfs -o mode=755 usernet-sandbox-netns /run/netns
