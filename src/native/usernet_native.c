@@ -313,7 +313,17 @@ static void tap_open_here(struct tap_job *j) {
 
   ifr_init(&ifr, j->ifname);
   ifr.ifr_flags = IFF_TAP | IFF_NO_PI | (vnet ? IFF_VNET_HDR : 0);
-  if (ioctl(fd, TUNSETIFF, &ifr) < 0) FAIL(j, STEP_TUNSETIFF);
+  if (ioctl(fd, TUNSETIFF, &ifr) < 0) {
+    /* An existing multi-queue TAP (usernet-slirp4netns's launcher makes one, to have the device
+     * there before Node starts) takes another queue only when asked for one. */
+    if (!(errno == EINVAL && j->existed)) FAIL(j, STEP_TUNSETIFF);
+    ifr_init(&ifr, j->ifname);
+    ifr.ifr_flags = IFF_TAP | IFF_NO_PI | IFF_MULTI_QUEUE | (vnet ? IFF_VNET_HDR : 0);
+    if (ioctl(fd, TUNSETIFF, &ifr) < 0) {
+      errno = EINVAL;
+      FAIL(j, STEP_TUNSETIFF);
+    }
+  }
   memcpy(j->ifname_out, ifr.ifr_name, IFNAMSIZ);
   j->ifname_out[IFNAMSIZ - 1] = 0;
 
@@ -606,7 +616,7 @@ static napi_value tap_open(napi_env env, napi_callback_info info) {
     if (job.step == STEP_TUNSETIFF && job.existed && err == EINVAL) {
       char msg[PATH_MAX + 160];
       snprintf(msg, sizeof msg,
-               "%s: interface %s exists and is not a single-queue TAP device, so it cannot be used",
+               "%s: interface %s exists and is not a TAP device, so it cannot be used",
                context, job.ifname);
       napi_value js_msg, js_code, error;
       napi_create_string_utf8(env, msg, NAPI_AUTO_LENGTH, &js_msg);

@@ -179,6 +179,22 @@ function targetParams(o: SlirpOptions): Record<string, unknown> {
   };
 }
 
+/**
+ * The queue of the TAP the native launcher created before Node started (so that the device is
+ * there at once, as slirp4netns's is): once our own queue is open — or the attach failed — it is
+ * closed, and the device lives (or dies) with ours.
+ */
+function releaseEarlyTap(): void {
+  const fd = Number(process.env.USERNET_SLIRP_TAPFD);
+  delete process.env.USERNET_SLIRP_TAPFD;
+  if (!Number.isInteger(fd) || fd < 3) return;
+  try {
+    closeSync(fd);
+  } catch {
+    // not ours after all
+  }
+}
+
 /** slirp4netns's model: a network of its own, in this process, with the TAP as its one port. */
 export class PrivateNetwork implements NetworkBackend {
   readonly daemon: Daemon;
@@ -223,6 +239,8 @@ export class PrivateNetwork implements NetworkBackend {
     } catch (err) {
       await this.daemon.stop();
       throw err;
+    } finally {
+      releaseEarlyTap();
     }
     this.daemon.onContainerGone = (_name, why) => onGone(why);
     return { guest };

@@ -245,11 +245,16 @@ describe('usernet-slirp4netns', () => {
     const c = await Container.start();
     const s = startSlirp(['-r', '3', String(c.pid), 'tap0']);
     await s.ready;
+    // Made by the native launcher before Node started (a multi-queue TAP, one queue left now), so
+    // that it is there at once, as slirp4netns's is, for callers that do not wait for ready.
+    expect(await c.execOk(['ip', '-d', 'link', 'show', 'tap0'])).toMatch(/tun type tap .*multi_queue/);
     await c.execOk(['ip', 'link', 'set', 'tap0', 'up']);
     const outText = await c.execOk(['busybox', 'udhcpc', '-i', 'tap0', '-s', DHCP_SCRIPT, '-n', '-q', '-t', '5', '-T', '1'], { timeoutMs: 30_000 });
     expect(outText).toMatch(/EVENT bound ip=10\.0\.2\.15 subnet=255\.255\.255\.0 router=10\.0\.2\.2 dns=10\.0\.2\.3/);
-    s.child.kill('SIGTERM');
+    // The early TAP is not persistent either: SIGKILL takes it away.
+    s.child.kill('SIGKILL');
     await s.exit;
+    await eventually(async () => !(await tapExists(c)), 'tap0 is gone after SIGKILL');
   });
 
   it('--macaddress sets the MAC of the TAP', async () => {
