@@ -204,8 +204,11 @@ for addr, s in socks.items():
   it('resets the client promptly when nothing listens in the container', async () => {
     await daemon.cliOk(['publish', 'b', '8093:93']);
     const t0 = Date.now();
-    const r = await out.exec(['curl', '-s', '-m', '10', `http://${HOST}:8093/`]);
-    expect(r.code).toBe(56); // connection reset by the peer
+    const r = await out.exec(['curl', '-sS', '-m', '10', `http://${HOST}:8093/`]);
+    // Reset by the peer: curl says 56 (while receiving) or 7 (when the reset overtakes its
+    // connect completing) — either way a reset, not a timeout.
+    expect([7, 56]).toContain(r.code);
+    expect(r.stderr).toMatch(/reset by peer|refused|couldn't connect/i);
     expect(Date.now() - t0).toBeLessThan(3000);
   });
 
