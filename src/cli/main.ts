@@ -38,7 +38,7 @@ Commands:
   conntrack  list (-L) or flush (-F) the NAT's connection tracking table
   status     show the daemon's status
   demo       two rootless containers ping each other through usernet
-  slirp4netns slirp4netns's command line and API (also the usernet-slirp4netns program)
+  slirp4netns  slirp4netns's command line and API (also the usernet-slirp4netns program)
 
 Every client command takes --socket PATH (or USERNET_SOCKET); default:
   ${defaultSocketPath()}
@@ -148,8 +148,9 @@ SPEC, in Docker's syntax:
 
 A publish request is all or nothing: a port in use, a port below
 net.ipv4.ip_unprivileged_port_start without CAP_NET_BIND_SERVICE, or a bad spec leaves nothing
-listening. Unpublishing closes the listeners and resets their open connections; in an
-unpublish SPEC without a host port, any host port matches.
+listening. Unpublishing closes the listeners and resets their open connections. An unpublish
+SPEC names the mapping as published, host address included (0.0.0.0 when none is given);
+without a host port it removes every mapping of that container port.
 
 --list prints one line per published port, like "docker port":
   NAME  PROTO  HOST  CONTAINER  STATE  FLOWS`,

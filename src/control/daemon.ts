@@ -536,9 +536,17 @@ export class Daemon {
     else {
       chosen = [];
       for (const m of this.parseSpecs(specs)) {
-        const p = live.find((x) => !chosen.includes(x) && x.mapping.proto === m.proto && x.mapping.hostIp === m.hostIp && x.mapping.containerPort === m.containerPort && (m.hostPort === 0 || x.mapping.hostPort === m.hostPort));
-        if (!p) throw new NotFoundError(`${name} has no published port ${formatMapping(m).replace(/:0:/, '::')} (see usernet publish --list ${name})`, 'ERR_NOT_PUBLISHED');
-        chosen.push(p);
+        // Without a host port, every mapping of that container port (and host address) matches.
+        const found = live.filter((x) => !chosen.includes(x) && x.mapping.proto === m.proto && x.mapping.hostIp === m.hostIp && x.mapping.containerPort === m.containerPort && (m.hostPort === 0 || x.mapping.hostPort === m.hostPort));
+        if (found.length === 0) {
+          // Name what is there for that container port: usually another host address.
+          const near = live.filter((x) => x.mapping.proto === m.proto && x.mapping.containerPort === m.containerPort).map((x) => formatMapping(x.mapping));
+          throw new NotFoundError(
+            `${name} has no published port ${formatMapping(m).replace(/:0:/, '::')}${near.length ? `; it has ${near.join(', ')} (give the host address as published)` : ''} (see usernet publish --list ${name})`,
+            'ERR_NOT_PUBLISHED',
+          );
+        }
+        chosen.push(...(m.hostPort === 0 ? found : found.slice(0, 1)));
       }
     }
     const removed = chosen.map((p) => formatMapping(p.mapping));

@@ -14,6 +14,7 @@
  * and closes the listeners; `SlirpApiServer` is the UNIX socket.
  */
 import { existsSync, lstatSync, unlinkSync } from 'node:fs';
+import { dirname } from 'node:path';
 import { createServer, type Server, type Socket } from 'node:net';
 import type { Logger } from 'pino';
 import { ipv4ToString, tryParseIpv4 } from '../packet/ip-address.js';
@@ -182,10 +183,22 @@ export class SlirpApiServer {
       throw new Error(`API socket path too long (${bytes} bytes, at most ${MAX_SOCKET_PATH_BYTES}): ${this.path}`);
     }
     // allowHalfOpen: a client that shuts down its side after the request still gets the reply.
+    // A socket file left by an earlier run (killed, or sandboxed and unable to remove it) would
+    // make the bind fail: slirp4netns unlinks the path first too. Only a socket is removed; any
+    // other file there is an error, and so is a directory that does not exist.
+    let st;
+    try {
+      st = lstatSync(this.path);
+    } catch {
+      st = null;
+    }
+    if (st?.isSocket()) unlinkSync(this.path);
+    else if (st) throw new Error(`cannot listen on the API socket ${this.path}: something that is not a socket is there`);
+    if (!existsSync(dirname(this.path))) throw new Error(`cannot listen on the API socket ${this.path}: its directory does not exist`);
     const server = createServer({ allowHalfOpen: true }, (s) => this.serve(s));
     await new Promise<void>((resolve, reject) => {
       server.once('error', (err: NodeJS.ErrnoException) => {
-        const why = err.code === 'EADDRINUSE' ? 'the path exists already' : err.code === 'EACCES' ? 'permission denied' : err.code === 'ENOENT' ? 'its directory does not exist' : err.message;
+        const why = err.code === 'EADDRINUSE' ? 'the path is in use' : err.code === 'EACCES' ? 'permission denied' : err.message;
         reject(new Error(`cannot listen on the API socket ${this.path}: ${why} (${err.code ?? 'EIO'})`));
       });
       server.listen(this.path, () => resolve());

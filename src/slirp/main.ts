@@ -35,7 +35,6 @@ export const SLIRP4NETNS_COMPAT_VERSION = '1.2.0';
  */
 export const SLIRP_CONFIG_VERSION_MAX = 4;
 
-export const ATTACHMENT_NAME = 'slirp';
 
 export function slirpHelp(program: string): string {
   return `Usage: ${program} [OPTION]... PID|PATH [TAPNAME]
@@ -198,6 +197,8 @@ function releaseEarlyTap(): void {
 /** slirp4netns's model: a network of its own, in this process, with the TAP as its one port. */
 export class PrivateNetwork implements NetworkBackend {
   readonly daemon: Daemon;
+  /** The one port's name: the TAP's (messages say "published to tap0 port 80"). */
+  private readonly name: string;
   private readonly published = new Map<number, PublishedPort[]>();
 
   constructor(
@@ -206,6 +207,7 @@ export class PrivateNetwork implements NetworkBackend {
     log: Logger,
   ) {
     const a = slirpAddresses(o.network, o.prefix);
+    this.name = o.tapname;
     this.daemon = new Daemon(
       {
         socketPath: '',
@@ -229,7 +231,7 @@ export class PrivateNetwork implements NetworkBackend {
     await this.daemon.start();
     try {
       await this.daemon.attach({
-        name: ATTACHMENT_NAME,
+        name: this.name,
         ...targetParams(o),
         ifname: o.tapname,
         mtu: o.mtu,
@@ -247,7 +249,7 @@ export class PrivateNetwork implements NetworkBackend {
   }
 
   async addForward(f: Hostfwd): Promise<void> {
-    const opened = await this.daemon.publishToAddress(ATTACHMENT_NAME, f.guestAddr, [
+    const opened = await this.daemon.publishToAddress(this.name, f.guestAddr, [
       { proto: f.proto, hostIp: ipv4ToString(f.hostAddr), hostPort: f.hostPort, containerPort: f.guestPort },
     ]);
     this.published.set(f.id, opened);
@@ -269,7 +271,7 @@ export class PrivateNetwork implements NetworkBackend {
 
   async close(): Promise<void> {
     // Detach: a TAP this process created goes away; one that was there before stays.
-    await this.daemon.detach(ATTACHMENT_NAME).catch(() => undefined);
+    await this.daemon.detach(this.name).catch(() => undefined);
     await this.daemon.stop();
   }
 }

@@ -173,6 +173,18 @@ for addr, s in socks.items():
     expect(r.stdout.trim()).toBe('refused');
   });
 
+  it('unpublish without a host port removes every mapping of that container port; a wrong host address is named', async () => {
+    await daemon.cliOk(['publish', 'b', '8084:84', '84', '127.0.0.1:8085:85']);
+    const before = (await daemon.cliOk(['publish', '--list', 'b'])).split('\n').filter((l) => /:84 /.test(l));
+    expect(before).toHaveLength(2);
+    expect((await daemon.cliOk(['unpublish', 'b', '84'])).trim().split('\n')).toHaveLength(2);
+    expect(await daemon.cliOk(['publish', '--list', 'b'])).not.toMatch(/:84 /);
+    const r = await daemon.cli(['unpublish', 'b', '8085:85']);
+    expect(r.code).toBe(1);
+    expect(r.stderr).toContain('b has no published port 0.0.0.0:8085:85/tcp; it has 127.0.0.1:8085:85/tcp (give the host address as published)');
+    await daemon.cliOk(['unpublish', 'b', '127.0.0.1:8085:85']);
+  });
+
   it('hairpin: container A reaches B through the host address, and B sees the host address', async () => {
     const before = http.log.length;
     expect(await a.execOk(['curl', '-s', '-m', '10', `http://${HOST}:8080/`])).toBe('served by the container\n');

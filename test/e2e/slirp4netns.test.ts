@@ -180,8 +180,11 @@ describe('usernet-slirp4netns', () => {
     expect(await listening(18092)).toBe(false);
     expect((await run(['pgrep', '-f', SLIRP])).stdout).toBe('');
 
-    const t = startSlirp(['-c', '-r', '3', String(c.pid), 'tap0']);
+    // The killed one left its socket file; the next one on the same path replaces it.
+    expect(existsSync(sock)).toBe(true);
+    const t = startSlirp(['-c', '-r', '3', '-a', sock, String(c.pid), 'tap0']);
     await t.ready;
+    expect(await api(sock, '{"execute":"list_hostfwd"}')).toBe('{"entries":[]}');
     t.child.kill('SIGTERM');
     expect(await t.exit).toEqual({ code: 0, signal: null });
     await eventually(async () => !(await tapExists(c)), 'tap0 is gone after SIGTERM');

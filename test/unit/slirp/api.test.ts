@@ -4,7 +4,8 @@
  * records what it is asked and refuses a port it is told is taken; the real listeners behind it
  * are tested end to end (test/e2e/slirp4netns.test.ts).
  */
-import { mkdtempSync, rmSync, existsSync } from 'node:fs';
+import { mkdtempSync, rmSync, existsSync, writeFileSync } from 'node:fs';
+import { spawnSync } from 'node:child_process';
 import { connect } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -157,14 +158,21 @@ describe('SlirpApiServer', () => {
     expect(await request(path, ['{"execute":"list_hostfwd"}'])).toBe('{"entries":[]}');
   });
 
-  it('refuses a socket path longer than sun_path, and one that exists, at start', async () => {
+  it('refuses a socket path longer than sun_path, a missing directory and a file that is not a socket; replaces a stale socket', async () => {
     dir = mkdtempSync(join(tmpdir(), 'usernet-slirp-api-'));
     const long = join(dir, 'x'.repeat(120));
     await expect(new SlirpApiServer(long, new SlirpApi(new Backend(), GUEST)).listen()).rejects.toThrow(/API socket path too long \(\d+ bytes, at most 107\)/);
+    await expect(new SlirpApiServer(join(dir, 'nodir', 's.sock'), new SlirpApi(new Backend(), GUEST)).listen()).rejects.toThrow(/its directory does not exist/);
+    writeFileSync(join(dir, 'plain'), 'x');
+    await expect(new SlirpApiServer(join(dir, 'plain'), new SlirpApi(new Backend(), GUEST)).listen()).rejects.toThrow(/something that is not a socket is there/);
+    // A socket left behind by a killed run: bound by a process that exits without removing it.
     const path = join(dir, 'api.sock');
+    const made = spawnSync('/usr/bin/python3', ['-c', 'import socket,sys; socket.socket(socket.AF_UNIX).bind(sys.argv[1])', path]);
+    expect(made.status).toBe(0);
+    expect(existsSync(path)).toBe(true);
     server = new SlirpApiServer(path, new SlirpApi(new Backend(), GUEST));
     await server.listen();
-    await expect(new SlirpApiServer(path, new SlirpApi(new Backend(), GUEST)).listen()).rejects.toThrow(/the path exists already \(EADDRINUSE\)/);
+    expect(await request(path, ['{"execute":"list_hostfwd"}'])).toBe('{"entries":[]}');
     await server.close();
     server = null;
     expect(existsSync(path)).toBe(false);
