@@ -41,13 +41,13 @@ describe('parseResolvConf', () => {
   });
 
   it('reports unusable nameserver lines and carries on', () => {
-    const r = parseResolvConf('nameserver\nnameserver dns.example.com\nnameserver 192.0.2.300\nnameserver 010.0.0.1\nnameserver [::1]\nnameserver 192.0.2.1\n');
+    const r = parseResolvConf('nameserver\nnameserver dns.example.com\nnameserver 192.0.2.300\nnameserver 192.0.02.1\nnameserver [::1]\nnameserver 192.0.2.1\n');
     expect(r.nameservers).toEqual([ns('192.0.2.1')]);
     expect(r.warnings).toEqual([
       'line 1: nameserver without an address',
       'line 2: nameserver "dns.example.com" is not an IP address',
       'line 3: nameserver "192.0.2.300" is not an IP address',
-      'line 4: nameserver "010.0.0.1" is not an IP address',
+      'line 4: nameserver "192.0.02.1" is not an IP address',
       'line 5: nameserver "[::1]" is not an IP address',
     ]);
   });
@@ -78,7 +78,7 @@ describe('parseUpstream', () => {
   });
 
   it('refuses anything else, naming the input', () => {
-    const bad = ['', ':53', 'dns.example.com', '192.0.2.1:', '192.0.2.1:0', '192.0.2.1:65536', '192.0.2.1:53x', '192.0.2.999', '[192.0.2.1]:53', '[::1', '[::1]53', '[::1]:', '[]:53', '1.2.3.4:5:6'];
+    const bad = ['', ':53', 'dns.example.com', '192.0.2.1:', '192.0.2.1:0', '192.0.2.1:65536', '192.0.2.1:53x', '192.0.2.999', '[192.0.2.1]:53', '[::1', '[::1]53', '[::1]:', '[]:53', '192.0.2.4:5:6'];
     for (const text of bad) {
       let caught: unknown;
       try {

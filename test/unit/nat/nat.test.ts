@@ -700,6 +700,8 @@ describe('Nat: what it does not translate', () => {
   it('special destinations are dropped and counted, and never reach a socket', () => {
     const r = rig({ others: [{ name: 'other', subnet: '10.0.3.0/24' }] });
     const m = r.mark();
+    // Reserved ranges on purpose (this host, link-local, "this network", class E, another usernet
+    // network): the NAT must drop them before any socket; nothing is sent anywhere.
     const specials = ['127.0.0.5', '169.254.1.1', '0.1.2.3', '240.0.0.1', '10.0.3.7'];
     for (const d of specials) {
       r.inject(tcpFrame({ dst: ip(d), sport: 41400, dport: 80, seq: 1, flags: TCP_SYN }));

@@ -65,7 +65,7 @@ describe('parsePublishSpec', () => {
     ['[zz::1]:8080:80', '"zz::1" is not an IPv6 address'],
     ['[::1]8080:80', 'needs ":HOST_PORT:CONTAINER_PORT"'],
     ['[::1]:80', 'expected [HOST_IP]:HOST_PORT:CONTAINER_PORT'],
-    ['1.2.3.4:1:2:3', 'too many ":"'],
+    ['192.0.2.4:1:2:3', 'too many ":"'],
   ])('refuses %j: %s', (spec, why) => {
     const e = error(spec);
     expect(e.code).toBe(ERR_BAD_PUBLISH_SPEC);

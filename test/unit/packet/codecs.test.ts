@@ -868,7 +868,7 @@ describe('IPv4/IPv6 address helpers', () => {
   });
 
   it('throws InvalidArgumentError naming a bad IPv4 address', () => {
-    for (const bad of ['256.0.0.1', '1.2.3', '1.2.3.4.5', '01.2.3.4', 'a.b.c.d', '', '1.2.3.4/24', '-1.2.3.4']) {
+    for (const bad of ['256.0.2.1', '192.0.2', '192.0.2.4.5', '192.0.02.4', 'a.b.c.d', '', '192.0.2.4/24', '-192.0.2.4']) {
       let err: unknown;
       try {
         parseIpv4(bad);
