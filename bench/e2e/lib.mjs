@@ -2,7 +2,7 @@
 // output kept as lines, scoped cleanup that also runs on Ctrl-C, the network-sandbox checks and
 // re-exec, and a few measuring helpers. Plain JavaScript, so a benchmark runs with `node` alone.
 import { spawn, spawnSync } from 'node:child_process';
-import { accessSync, constants as fsc, existsSync, readFileSync } from 'node:fs';
+import { accessSync, constants as fsc, existsSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { createServer } from 'node:net';
 import { dirname, join, relative, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -401,4 +401,54 @@ export function runInSandbox(script, name, command, main) {
   for (const sig of ['SIGINT', 'SIGTERM', 'SIGHUP']) process.on(sig, () => { try { child.kill(sig); } catch {} });
   child.on('error', (err) => { process.stderr.write(`${name}: cannot run ${SANDBOX_WRAPPER}: ${err.message}\n`); process.exit(2); });
   child.on('exit', (code, sig) => process.exit(code ?? (sig ? 128 + (signalNumber(sig) ?? 1) : 1)));
+}
+
+// ---- reporting -------------------------------------------------------------------------------
+
+/** One measured value for a table: the field of a result, or why there is none. */
+export function cell(r, field, digits) {
+  if (!r) return 'skipped';
+  if (r.unsupported) return 'unsupported';
+  if (r.error) return 'error';
+  return r[field] == null ? '-' : r[field].toFixed(digits);
+}
+
+/** A ratio for a table ('-' when one side is missing). */
+export const ratioCell = (x) => (x == null ? '-' : `${x.toFixed(2)}x`);
+
+/** a/b for one field of two results, rounded; null when either is missing. */
+export function ratio(a, b, field) {
+  const x = a?.[field];
+  const y = b?.[field];
+  return x != null && y ? round(x / y, 3) : null;
+}
+
+/**
+ * A text table: `head` and `rows` are arrays of strings (the first column left-aligned, the
+ * others right-aligned); a separator goes after the header and after the first `measured` rows
+ * (the ratio rows follow).
+ */
+export function formatTable(head, rows, measured) {
+  const widths = head.map((h, i) => Math.max(h.length, ...rows.map((r) => r[i].length)));
+  const line = (r) => r.map((c, i) => (i === 0 ? c.padEnd(widths[i]) : c.padStart(widths[i]))).join(' | ');
+  const sep = widths.map((w) => '-'.repeat(w)).join('-|-');
+  const body = rows.map(line);
+  if (rows.length > measured) body.splice(measured, 0, sep);
+  return [line(head), sep, ...body].join('\n');
+}
+
+/** Writes a run's report to bench/results/NAME-<date>.json; returns the file's path. */
+export function writeResults(name, started, report) {
+  const dir = join(ROOT, 'bench', 'results');
+  mkdirSync(dir, { recursive: true });
+  const file = join(dir, `${name}-${started.toISOString().replace(/\..*$/, '').replace(/:/g, '-')}Z.json`);
+  writeFileSync(file, JSON.stringify(report, null, 2) + '\n');
+  return file;
+}
+
+/** Ctrl-C, SIGTERM and SIGHUP stop every process started and exit with the usual status. */
+export function abortOnSignals() {
+  process.on('SIGINT', () => abort('interrupted', 130));
+  process.on('SIGTERM', () => abort('terminated', 143));
+  process.on('SIGHUP', () => abort('hangup', 129));
 }

@@ -49,15 +49,19 @@ import {
   Proc,
   ROOT,
   Scope,
-  abort,
+  abortOnSignals,
+  cell,
   checkSandbox,
   cleanupAll,
   cmdline,
   firstLine,
+  formatTable,
   freePort,
   info,
   parkIfAborting,
   pidEndpoint,
+  ratio,
+  ratioCell,
   requireTools,
   round,
   run,
@@ -67,6 +71,7 @@ import {
   toolVersion,
   warn,
   withCpu,
+  writeResults,
 } from './lib.mjs';
 
 const SCRIPT = fileURLToPath(import.meta.url);
@@ -424,23 +429,10 @@ function columns() {
   return cols;
 }
 
-function cell(r, key, digits) {
-  if (!r) return 'skipped';
-  if (r.error) return 'error';
-  return r[key] == null ? '-' : r[key].toFixed(digits);
-}
-
 function computeRatios(impls) {
   if (!impls.usernet || !impls.slirp4netns) return {};
-  const u = impls.usernet.results;
-  const s = impls.slirp4netns.results;
   const r = {};
-  for (const c of columns()) {
-    if (c.noRatio) continue;
-    const x = u[c.key]?.[c.field];
-    const y = s[c.key]?.[c.field];
-    r[c.key] = x != null && y ? round(x / y, 3) : null;
-  }
+  for (const c of columns()) if (!c.noRatio) r[c.key] = ratio(impls.usernet.results[c.key], impls.slirp4netns.results[c.key], c.field);
   return { 'usernet/slirp4netns': r };
 }
 
@@ -448,23 +440,14 @@ function table(report) {
   const cols = columns();
   const head = ['implementation', ...cols.map((c) => c.head)];
   const rows = Object.values(report.implementations).map((p) => [p.label, ...cols.map((c) => cell(p.results[c.key], c.field, c.digits))]);
-  const fmt = (x) => (x == null ? '-' : `${x.toFixed(2)}x`);
-  for (const [name, r] of Object.entries(report.ratios)) rows.push([name, ...cols.map((c) => (c.noRatio ? '' : fmt(r[c.key])))]);
-  const widths = head.map((h, i) => Math.max(h.length, ...rows.map((r) => r[i].length)));
-  const line = (r) => r.map((c, i) => (i === 0 ? c.padEnd(widths[i]) : c.padStart(widths[i]))).join(' | ');
-  const sep = widths.map((w) => '-'.repeat(w)).join('-|-');
-  const n = Object.keys(report.implementations).length;
-  const body = rows.map(line);
-  if (rows.length > n) body.splice(n, 0, sep);
-  return [line(head), sep, ...body].join('\n');
+  for (const [name, r] of Object.entries(report.ratios)) rows.push([name, ...cols.map((c) => (c.noRatio ? '' : ratioCell(r[c.key])))]);
+  return formatTable(head, rows, Object.keys(report.implementations).length);
 }
 
 // ---- main ------------------------------------------------------------------------------------
 
 async function main() {
-  process.on('SIGINT', () => abort('interrupted', 130));
-  process.on('SIGTERM', () => abort('terminated', 143));
-  process.on('SIGHUP', () => abort('hangup', 129));
+  abortOnSignals();
   let exitCode = 0;
   const top = new Scope('main');
   const tmp = mkdtempSync(join(tmpdir(), 'ubench-nat-'));
@@ -518,10 +501,7 @@ async function main() {
     if (connErrors.usernet) failed.push(`usernet/connRate (${connErrors.usernet} failed connections)`);
     if (failed.length) { exitCode = 1; report.failed = failed; }
 
-    const resultsDir = join(ROOT, 'bench', 'results');
-    mkdirSync(resultsDir, { recursive: true });
-    const file = join(resultsDir, `nat-throughput-${started.toISOString().replace(/\..*$/, '').replace(/:/g, '-')}Z.json`);
-    writeFileSync(file, JSON.stringify(report, null, 2) + '\n');
+    const file = writeResults('nat-throughput', started, report);
 
     if (OPTS.jsonOnly) {
       process.stdout.write(JSON.stringify(report, null, 2) + '\n');

@@ -43,15 +43,19 @@ import {
   Proc,
   ROOT,
   Scope,
-  abort,
+  abortOnSignals,
+  cell,
   checkSandbox,
   cleanupAll,
   cmdline,
   firstLine,
+  formatTable,
   freePort,
   info,
   parkIfAborting,
   pidEndpoint,
+  ratio,
+  ratioCell,
   requireTools,
   round,
   run,
@@ -61,6 +65,7 @@ import {
   toolVersion,
   warn,
   withCpu,
+  writeResults,
 } from './lib.mjs';
 
 const SCRIPT = fileURLToPath(import.meta.url);
@@ -368,37 +373,23 @@ function columns() {
 
 function table(report) {
   const cols = columns();
-  const cell = (r, c) => (!r ? 'skipped' : r.error ? 'error' : r[c.field] == null ? '-' : r[c.field].toFixed(c.digits));
   const head = ['implementation', ...cols.map((c) => c.head)];
-  const rows = Object.values(report.implementations).map((p) => [p.label, ...cols.map((c) => cell(p.results[c.key], c))]);
-  for (const [name, r] of Object.entries(report.ratios)) rows.push([name, ...cols.map((c) => (c.noRatio ? '' : r[c.key] == null ? '-' : `${r[c.key].toFixed(2)}x`))]);
-  const widths = head.map((h, i) => Math.max(h.length, ...rows.map((r) => r[i].length)));
-  const line = (r) => r.map((c, i) => (i === 0 ? c.padEnd(widths[i]) : c.padStart(widths[i]))).join(' | ');
-  const sep = widths.map((w) => '-'.repeat(w)).join('-|-');
-  const body = rows.map(line);
-  const n = Object.keys(report.implementations).length;
-  if (rows.length > n) body.splice(n, 0, sep);
-  return [line(head), sep, ...body].join('\n');
+  const rows = Object.values(report.implementations).map((p) => [p.label, ...cols.map((c) => cell(p.results[c.key], c.field, c.digits))]);
+  for (const [name, r] of Object.entries(report.ratios)) rows.push([name, ...cols.map((c) => (c.noRatio ? '' : ratioCell(r[c.key])))]);
+  return formatTable(head, rows, Object.keys(report.implementations).length);
 }
 
 function computeRatios(impls) {
   if (!impls.usernet || !impls.slirp4netns) return {};
   const r = {};
-  for (const c of columns()) {
-    if (c.noRatio) continue;
-    const x = impls.usernet.results[c.key]?.[c.field];
-    const y = impls.slirp4netns.results[c.key]?.[c.field];
-    r[c.key] = x != null && y ? round(x / y, 3) : null;
-  }
+  for (const c of columns()) if (!c.noRatio) r[c.key] = ratio(impls.usernet.results[c.key], impls.slirp4netns.results[c.key], c.field);
   return { 'usernet/slirp4netns': r };
 }
 
 // ---- main ----------------------------------------------------------------------------------------
 
 async function main() {
-  process.on('SIGINT', () => abort('interrupted', 130));
-  process.on('SIGTERM', () => abort('terminated', 143));
-  process.on('SIGHUP', () => abort('hangup', 129));
+  abortOnSignals();
   let exitCode = 0;
   const top = new Scope('main');
   const tmp = mkdtempSync(join(tmpdir(), 'ubench-publish-'));
@@ -443,10 +434,7 @@ async function main() {
     report.connErrors = connErrors;
     if (connErrors.usernet) failed.push(`usernet/connRate (${connErrors.usernet} failed connections)`);
     if (failed.length) { exitCode = 1; report.failed = failed; }
-    const resultsDir = join(ROOT, 'bench', 'results');
-    mkdirSync(resultsDir, { recursive: true });
-    const file = join(resultsDir, `publish-throughput-${started.toISOString().replace(/\..*$/, '').replace(/:/g, '-')}Z.json`);
-    writeFileSync(file, JSON.stringify(report, null, 2) + '\n');
+    const file = writeResults('publish-throughput', started, report);
     if (OPTS.jsonOnly) process.stdout.write(JSON.stringify(report, null, 2) + '\n');
     else {
       const out = ['', `Published ports: host client -> ${HOST_ADDR}:P -> container; iperf3 ${report.host.iperf3}, ${OPTS.time} s per run, one stream, receiver Gbit/s; ` +

@@ -40,7 +40,7 @@
 // on failure and on Ctrl-C. Results go to bench/results/switch-throughput-<date>.json.
 
 import { spawnSync } from 'node:child_process';
-import { existsSync, mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdirSync, mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir, cpus } from 'node:os';
 import { join, relative } from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -49,14 +49,18 @@ import {
   Proc,
   ROOT,
   Scope,
-  abort,
+  abortOnSignals,
+  cell,
   checkSandbox,
   cleanupAll,
   cmdline,
   cpuTicks,
   firstLine,
+  formatTable,
   info,
   parkIfAborting,
+  ratio,
+  ratioCell,
   requireTools,
   round,
   run,
@@ -64,6 +68,7 @@ import {
   setQuiet,
   toolVersion,
   warn,
+  writeResults,
 } from './lib.mjs';
 
 const SCRIPT = fileURLToPath(import.meta.url);
@@ -460,19 +465,6 @@ function summary(r) {
 
 // ---- report ----------------------------------------------------------------------------------
 
-function cell(r, key, digits) {
-  if (!r) return 'skipped';
-  if (r.unsupported) return 'unsupported';
-  if (r.error) return 'error';
-  return r[key] == null ? '-' : r[key].toFixed(digits);
-}
-
-function ratio(a, b, key) {
-  const x = a?.[key];
-  const y = b?.[key];
-  return x != null && y ? round(x / y, 3) : null;
-}
-
 function computeRatios(paths) {
   const ratios = {};
   for (const base of ['vde', 'bridge']) {
@@ -494,23 +486,14 @@ function table(report) {
   const rows = Object.entries(report.paths).map(([, p]) => [
     p.label, cell(p.results.tcp1500, 'gbps', 2), cell(p.results.udp64, 'kpps', 1), cell(p.results.udp64, 'lossPct', 1), cell(p.results.tcpJumbo, 'gbps', 2),
   ]);
-  const fmt = (x) => (x == null ? '-' : `${x.toFixed(2)}x`);
-  for (const [name, r] of Object.entries(report.ratios)) rows.push([name.replace('vde', 'vde_switch'), fmt(r.tcp1500), fmt(r.udp64), '', fmt(r.tcpJumbo)]);
-  const widths = head.map((h, i) => Math.max(h.length, ...rows.map((r) => r[i].length)));
-  const line = (r) => r.map((c, i) => (i === 0 ? c.padEnd(widths[i]) : c.padStart(widths[i]))).join(' | ');
-  const sep = widths.map((w) => '-'.repeat(w)).join('-|-');
-  const nPaths = Object.keys(report.paths).length;
-  const body = rows.map(line);
-  if (rows.length > nPaths) body.splice(nPaths, 0, sep);
-  return [line(head), sep, ...body].join('\n');
+  for (const [name, r] of Object.entries(report.ratios)) rows.push([name.replace('vde', 'vde_switch'), ratioCell(r.tcp1500), ratioCell(r.udp64), '', ratioCell(r.tcpJumbo)]);
+  return formatTable(head, rows, Object.keys(report.paths).length);
 }
 
 // ---- main ------------------------------------------------------------------------------------
 
 async function main() {
-  process.on('SIGINT', () => abort('interrupted', 130));
-  process.on('SIGTERM', () => abort('terminated', 143));
-  process.on('SIGHUP', () => abort('hangup', 129));
+  abortOnSignals();
   let exitCode = 0;
   const top = new Scope('main');
   const tmp = mkdtempSync(join(tmpdir(), 'ubench-'));
@@ -549,10 +532,7 @@ async function main() {
     const failed = Object.entries(report.paths).flatMap(([id, p]) => Object.entries(p.results).filter(([, r]) => r.error).map(([w]) => `${id}/${w}`));
     if (failed.length) { exitCode = 1; report.failed = failed; }
 
-    const resultsDir = join(ROOT, 'bench', 'results');
-    mkdirSync(resultsDir, { recursive: true });
-    const file = join(resultsDir, `switch-throughput-${started.toISOString().replace(/\..*$/, '').replace(/:/g, '-')}Z.json`);
-    writeFileSync(file, JSON.stringify(report, null, 2) + '\n');
+    const file = writeResults('switch-throughput', started, report);
 
     if (OPTS.jsonOnly) {
       process.stdout.write(JSON.stringify(report, null, 2) + '\n');
