@@ -60,3 +60,28 @@ export function toUsernetError(err: unknown): UsernetError {
   }
   return new UsernetError('ERR_INTERNAL', String(err));
 }
+
+/** What a file-system errno means, in the words `strerror` uses (lower case, for a message). */
+const ERRNO_WORDS: Record<string, string> = {
+  EACCES: 'permission denied',
+  EPERM: 'operation not permitted',
+  ENOENT: 'no such file or directory',
+  ENOTDIR: 'not a directory',
+  EISDIR: 'is a directory',
+  ENOSPC: 'no space left on device',
+  EDQUOT: 'disk quota exceeded',
+  EROFS: 'read-only file system',
+  EIO: 'input/output error',
+  EEXIST: 'file exists',
+  ELOOP: 'too many levels of symbolic links',
+  ENAMETOOLONG: 'file name too long',
+  EMFILE: 'too many open files',
+  ENFILE: 'too many open files in system',
+};
+
+/** A short reason for a failed system call: "permission denied", not "EACCES: permission denied, open '…'". */
+export function describeErrno(err: unknown): string {
+  const code = (err as NodeJS.ErrnoException | null)?.code;
+  if (typeof code === 'string' && ERRNO_WORDS[code]) return ERRNO_WORDS[code];
+  return err instanceof Error ? err.message : String(err);
+}

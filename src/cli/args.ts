@@ -23,7 +23,7 @@ export interface Parsed {
 export function parse(command: string, args: string[], options: Options, maxPositionals = 0): Parsed {
   let parsed;
   try {
-    parsed = parseArgs({ args, options, allowPositionals: true, strict: true });
+    parsed = parseArgs({ args, options, allowPositionals: true, strict: true, tokens: true });
   } catch (err) {
     const e = err as Error & { code?: string };
     const flag = /'(-[^']*)'/.exec(e.message)?.[1];
@@ -38,6 +38,16 @@ export function parse(command: string, args: string[], options: Options, maxPosi
       throw new UsageError(`${command}: option ${name} needs a value (see usernet ${command} --help)`);
     }
     throw new UsageError(`${command}: ${e.message}`);
+  }
+  // parseArgs lets the last of a repeated flag win; a flag that takes one value given twice is
+  // more likely a mistake (two --pid) than a wish, so it is refused. A boolean said twice is harmless.
+  const seen = new Set<string>();
+  for (const t of parsed.tokens ?? []) {
+    if (t.kind !== 'option') continue;
+    const o = options[t.name];
+    if (!o || o.multiple || o.type !== 'string') continue;
+    if (seen.has(t.name)) throw new UsageError(`${command}: --${t.name} is given more than once (it takes one value; see usernet ${command} --help)`);
+    seen.add(t.name);
   }
   if (parsed.positionals.length > maxPositionals) {
     throw new UsageError(`${command}: unexpected argument "${parsed.positionals[maxPositionals]}" (see usernet ${command} --help)`);

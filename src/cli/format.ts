@@ -74,3 +74,32 @@ export function formatPublished(ports: PublishedPortInfo[]): string {
     ]),
   );
 }
+
+/**
+ * `usernet status` as text: one `key: value` line per field; a list on one line, comma-separated
+ * (`warnings`, one per line, indented); a nested object (the NAT's counters) as an indented block
+ * under its key, so no value ever prints as `[object Object]`.
+ */
+export function formatStatus(status: Record<string, unknown>, indent = ''): string {
+  const lines: string[] = [];
+  for (const [key, value] of Object.entries(status)) {
+    if (Array.isArray(value)) {
+      if (key === 'warnings') {
+        lines.push(`${indent}${key}: ${value.length === 0 ? 'none' : ''}`.trimEnd());
+        for (const w of value) lines.push(`${indent}  ${String(w)}`);
+      } else {
+        lines.push(`${indent}${key}: ${value.length === 0 ? '-' : value.map((v) => (typeof v === 'object' && v !== null ? JSON.stringify(v) : String(v))).join(', ')}`);
+      }
+    } else if (typeof value === 'object' && value !== null) {
+      if (Object.keys(value).length === 0) {
+        lines.push(`${indent}${key}: -`);
+        continue;
+      }
+      lines.push(`${indent}${key}:`);
+      lines.push(formatStatus(value as Record<string, unknown>, `${indent}  `));
+    } else {
+      lines.push(`${indent}${key}: ${String(value)}`);
+    }
+  }
+  return lines.join('\n');
+}

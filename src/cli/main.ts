@@ -2,22 +2,22 @@
  * `usernet`: the command line. Every command but `daemon` and `demo` is a client of the daemon's
  * control API. Usage errors exit 2, runtime errors 1, each with one line on stderr.
  */
-import { closeSync, createWriteStream, openSync, renameSync, rmSync, writeFileSync, type WriteStream } from 'node:fs';
-import { resolve } from 'node:path';
+import { closeSync, createWriteStream, existsSync, openSync, renameSync, rmSync, writeFileSync, type WriteStream } from 'node:fs';
+import { dirname, resolve } from 'node:path';
 import pino from 'pino';
 import { Daemon, VERSION } from '../control/daemon.js';
 import { openRequest, request } from '../control/client.js';
-import { checkSocketPath, defaultSocketPath, defaultStateDir, ensureDir, ensurePrivateDir, socketDir } from '../control/paths.js';
+import { checkDaemonSocket, checkSocketPath, defaultSocketPath, defaultStateDir, ensureDir, ensurePrivateDir, socketDir } from '../control/paths.js';
 import type { AttachResult, FdbEntryInfo, PortInfo, PublishedPortInfo } from '../control/daemon.js';
 import { formatHostAddress, parsePublishSpec } from '../nat/publish-spec.js';
 import { parseUpstream } from '../control/resolv.js';
 import { checkDomain, validateNetworkSpec, type NetworkSpec } from '../gateway/network.js';
-import { toUsernetError, UsernetError } from '../errors.js';
+import { describeErrno, toUsernetError, UsernetError } from '../errors.js';
 import { IFNAME_PATTERN, NAME_PATTERN } from '../control/validate.js';
 import { parseIpv4, parseIpv4Cidr } from '../packet/ip-address.js';
 import { parseMac } from '../packet/mac.js';
 import { boolFlag, intFlag, parse, stringFlag, UsageError } from './args.js';
-import { formatFdb, formatNetworks, formatPorts, formatPublished, type NetworkInfo } from './format.js';
+import { formatFdb, formatNetworks, formatPorts, formatPublished, formatStatus, type NetworkInfo } from './format.js';
 import { runDemo } from './demo.js';
 import { runSlirp4netns } from '../slirp/main.js';
 
@@ -171,9 +171,22 @@ and cleans everything up. Sends nothing beyond the namespaces it made.`,
 const SOCKET_OPTION = { socket: { type: 'string' as const } };
 const HELP_OPTION = { help: { type: 'boolean' as const, short: 'h' } };
 
-function socketOf(values: Record<string, unknown>): string {
+/** The socket path a command uses: --socket, USERNET_SOCKET, or usernet's default. */
+function socketPathOf(values: Record<string, unknown>): string {
   const s = resolve(typeof values.socket === 'string' ? values.socket : defaultSocketPath());
   checkSocketPath(s);
+  return s;
+}
+
+/** Whether the socket is in usernet's own default directory (not one the user named). */
+function isDefaultSocket(values: Record<string, unknown>): boolean {
+  return typeof values.socket !== 'string' && !process.env.USERNET_SOCKET;
+}
+
+/** The daemon socket a client command talks to, checked to be one no other user planted. */
+function socketOf(values: Record<string, unknown>): string {
+  const s = socketPathOf(values);
+  checkDaemonSocket(s, isDefaultSocket(values));
   return s;
 }
 
@@ -216,7 +229,7 @@ async function cmdDaemon(args: string[]): Promise<number> {
   if (!['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent'].includes(level)) {
     throw new UsageError(`daemon: --log-level must be one of fatal, error, warn, info, debug, trace, silent, not "${level}"`);
   }
-  const socketPath = socketOf(values);
+  const socketPath = socketPathOf(values);
   const stateDir = stringFlag(values['state-dir']) ?? defaultStateDir();
   const ageing = intFlag('daemon', 'ageing-time', values['ageing-time'], 1, 1_000_000) ?? 300;
   const fdbMax = intFlag('daemon', 'fdb-max', values['fdb-max'], 1, 1_000_000) ?? 8192;
@@ -240,8 +253,7 @@ async function cmdDaemon(args: string[]): Promise<number> {
   const log = pino({ level, base: { pid: process.pid }, timestamp: pino.stdTimeFunctions.isoTime }, pino.destination({ fd: 2, sync: true }));
   // Only usernet's own default socket directory is made private (0700, ours); a directory the
   // user named is used as it is.
-  const ownSocketDir = typeof values.socket !== 'string' && !process.env.USERNET_SOCKET;
-  if (ownSocketDir) ensurePrivateDir(socketDir(socketPath));
+  if (isDefaultSocket(values)) ensurePrivateDir(socketDir(socketPath));
   else ensureDir(socketDir(socketPath));
   ensureDir(stateDir);
   const daemon = new Daemon(
@@ -335,13 +347,24 @@ async function cmdAttach(args: string[]): Promise<number> {
       writeResolvConf(resolvConf, result);
     } catch (err) {
       // The attachment stands; say what did not work, and how to get it.
-      const e = err as NodeJS.ErrnoException;
-      const why = e.code === 'ENOENT' ? 'no such directory' : e.code === 'EACCES' ? 'permission denied' : e.message;
-      throw new UsernetError('ERR_RESOLV_CONF', `attached as ${result.name}, but cannot write ${resolvConf}: ${why}`);
+      throw new UsernetError('ERR_RESOLV_CONF', `attached as ${result.name}, but cannot write ${resolvConf}: ${whyNotWritable(resolvConf, err)}`);
     }
   }
   out(values.json ? JSON.stringify(result) : result.name);
   return 0;
+}
+
+/**
+ * Why a file could not be written, in words that fit the case: ENOENT is "no such directory"
+ * only when the directory is missing; in /proc or /sys it means the directory takes no new files.
+ */
+function whyNotWritable(path: string, err: unknown): string {
+  const code = (err as NodeJS.ErrnoException).code;
+  if (code === 'ENOENT') {
+    const dir = dirname(resolve(path));
+    return existsSync(dir) ? `${dir} does not take new files (a virtual file system such as /proc?)` : `no such directory ${dir}`;
+  }
+  return describeErrno(err);
 }
 
 /** A resolv.conf for the container: the network's DNS address and search list (atomic write). */
@@ -543,7 +566,7 @@ async function cmdStatus(args: string[]): Promise<number> {
   const { values } = parse('status', args, { ...SOCKET_OPTION, ...HELP_OPTION, json: { type: 'boolean' } });
   if (values.help) return help('status');
   const status = await request<Record<string, unknown>>(socketOf(values), 'status');
-  out(values.json ? JSON.stringify(status, null, 2) : Object.entries(status).map(([k, v]) => `${k}: ${String(v)}`).join('\n'));
+  out(values.json ? JSON.stringify(status, null, 2) : formatStatus(status));
   return 0;
 }
 
@@ -649,8 +672,37 @@ function help(command: string): number {
   return 0;
 }
 
+/**
+ * Global options given before the command (`usernet --socket P status`) go to the command, as if
+ * given after it; only --socket is global. Anything else before the command is refused by name.
+ */
+function hoistGlobalOptions(argv: string[]): string[] {
+  const globals: string[] = [];
+  let i = 0;
+  while (i < argv.length && argv[i].startsWith('--socket')) {
+    const arg = argv[i];
+    if (arg === '--socket') {
+      if (i + 1 >= argv.length || argv[i + 1].startsWith('-')) throw new UsageError('option --socket needs a value (see usernet --help)');
+      globals.push('--socket', argv[i + 1]);
+      i += 2;
+    } else if (arg.startsWith('--socket=')) {
+      globals.push(arg);
+      i += 1;
+    } else {
+      break;
+    }
+  }
+  if (globals.length === 0) return argv;
+  const [command, ...rest] = argv.slice(i);
+  if (command === undefined) throw new UsageError('give a command after --socket (see usernet --help)');
+  if (command === 'demo' || command === 'slirp4netns' || command === 'help' || command === '--help' || command === '-h' || command === 'version' || command === '--version' || command === '-v') {
+    throw new UsageError(`--socket does not apply to "${command}"`);
+  }
+  return [command, ...globals, ...rest];
+}
+
 export async function main(argv: string[]): Promise<number> {
-  const [command, ...args] = argv;
+  const [command, ...args] = hoistGlobalOptions(argv);
   switch (command) {
     case undefined:
     case 'help':

@@ -4,11 +4,17 @@
  * Every request is answered, whatever it contains: bad JSON, an unknown method or a handler that
  * throws all become an error response with a stable code, and the daemon goes on. A request line
  * over the size limit closes that connection (after an error response), nothing else.
+ *
+ * Who may talk to it: the socket is mode 0600 in a 0700 directory, so only the daemon's user (and
+ * root) can connect — unless someone put it where others can reach it (`--socket` in a shared
+ * directory). So each connection's peer is also checked with SO_PEERCRED, and any uid but the
+ * daemon's own and root gets one error line and is closed, before a request is read.
  */
 import { chmodSync, existsSync, lstatSync, unlinkSync } from 'node:fs';
 import { connect, createServer, type Server, type Socket } from 'node:net';
 import type { Logger } from 'pino';
 import { toUsernetError, UsernetError } from '../errors.js';
+import { native } from '../native/addon.js';
 import { LineDecoder, LineTooLongError, parseRequest, type ApiResponse } from './protocol.js';
 
 /** A handler's result that turns the connection into a stream after the response line. */
@@ -21,15 +27,37 @@ export class StreamingResult {
 
 export type Handler = (params: Record<string, unknown>) => unknown | Promise<unknown>;
 
+/** The uid of a connected peer (SO_PEERCRED), or -1 when it cannot be told. */
+export type PeerUid = (socket: Socket) => number;
+
+/** SO_PEERCRED through the addon (loaded when the first connection comes, not at import). */
+export function socketPeerUid(socket: Socket): number {
+  const fd = (socket as unknown as { _handle?: { fd?: number } })._handle?.fd;
+  if (typeof fd !== 'number' || fd < 0) return -1;
+  try {
+    return native().peerCredentials(fd).uid;
+  } catch {
+    return -1;
+  }
+}
+
+/** A refused peer is logged at most this often. */
+const REFUSED_LOG_INTERVAL_MS = 10_000;
+
 export class ApiServer {
   private server: Server | null = null;
   private socketIno = -1;
   private readonly sockets = new Set<Socket>();
+  private readonly ownUid = process.getuid?.() ?? 0;
+  private lastRefusedLog = -Infinity;
+  /** Connections refused because their peer was another user. */
+  refused = 0;
 
   constructor(
     readonly socketPath: string,
     private readonly handlers: Record<string, Handler>,
     private readonly log: Logger,
+    private readonly peerUid: PeerUid = socketPeerUid,
   ) {}
 
   /** Listens on the socket path. A live daemon there is an error; a stale socket is replaced. */
@@ -85,6 +113,18 @@ export class ApiServer {
     this.sockets.add(socket);
     socket.on('close', () => this.sockets.delete(socket));
     socket.on('error', () => socket.destroy());
+    const uid = this.peerUid(socket);
+    if (uid !== this.ownUid && uid !== 0) {
+      this.refused++;
+      const now = performance.now();
+      if (now - this.lastRefusedLog >= REFUSED_LOG_INTERVAL_MS) {
+        this.lastRefusedLog = now;
+        this.log.warn({ peerUid: uid, refused: this.refused }, 'control connection from another user refused (logged at most every 10 s)');
+      }
+      const message = uid < 0 ? 'cannot tell who is connecting (SO_PEERCRED failed): refused' : `uid ${uid} may not use this daemon (it serves uid ${this.ownUid} and root)`;
+      socket.end(`${JSON.stringify({ error: { code: 'ERR_PEER_REFUSED', message } } satisfies ApiResponse)}\n`);
+      return;
+    }
     const decoder = new LineDecoder();
     let queue = Promise.resolve();
     let streaming = false;

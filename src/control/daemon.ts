@@ -13,20 +13,19 @@
  * else would ever tell). Detaching, or the container's end, clears the persistent flag and closes
  * the fd, so the device goes away with the namespace and no fd is left behind.
  */
-import { closeSync, existsSync, readFileSync, statSync, unlinkSync, writeFileSync } from 'node:fs';
-import { join } from 'node:path';
+import { closeSync, existsSync, readFileSync, readlinkSync, statSync } from 'node:fs';
 import type { Socket } from 'node:net';
 import type { Logger } from 'pino';
 import { ConflictError, InvalidArgumentError, NotFoundError, SystemError, UsernetError } from '../errors.js';
 import { snapshotCounters, type PortCountersSnapshot } from '../link/counters.js';
-import { PortKind } from '../link/port.js';
+import { PortKind, type Port } from '../link/port.js';
 import { TapPort } from '../link/tap-port.js';
 import { native, type TapOpenOptions, type WatchHandle } from '../native/addon.js';
 import { ipv4ToString, parseIpv4 } from '../packet/ip-address.js';
 import { macFromBytes, macToBytes, macToString, parseMac } from '../packet/mac.js';
 import type { FdbEntrySnapshot } from '../switch/fdb.js';
 import { HOLD_ATTACHMENT, HOLD_LEASE } from '../gateway/address-pool.js';
-import { DEFAULT_NETWORK, DEFAULT_SUBNET, Network, parseMemberAddress, validateNetworkSpec, type NetworkSpec } from '../gateway/network.js';
+import { DEFAULT_NETWORK, DEFAULT_SUBNET, GATEWAY_PORT_NAME, Network, parseMemberAddress, validateNetworkSpec, type NetworkSpec } from '../gateway/network.js';
 import { Nat } from '../nat/nat.js';
 import type { UdpFiltering } from '../nat/udp-nat.js';
 import { protoFromName, type ConntrackFilter } from '../nat/conntrack.js';
@@ -35,8 +34,9 @@ import type { PublishedPort, PublishTarget } from '../nat/publish.js';
 import { formatMapping, parsePublishSpec, expandPublishSpec, type PortMapping } from '../nat/publish-spec.js';
 import { ApiServer, StreamingResult } from './api-server.js';
 import { CaptureSession } from './capture.js';
-import { ResolvConf, parseUpstream, type Upstream } from './resolv.js';
-import { STATE_VERSION, StateFile, emptyState, type AttachmentRecord, type DaemonState, type LeaseRecord, type LoadResult, type NamespaceIdentity } from './state.js';
+import { ResolvConf, formatUpstream, parseUpstream, type Upstream } from './resolv.js';
+import { StateStore } from './persistence.js';
+import { STATE_VERSION, emptyState, type AttachmentRecord, type DaemonState, type LeaseRecord, type NamespaceIdentity } from './state.js';
 import { IFNAME_PATTERN, NAME_PATTERN, onlyKeys, optBool, optInt, optString, optStringList, reqString } from './validate.js';
 
 export const VERSION = '0.1.0';
@@ -146,8 +146,6 @@ const MIN_MTU = 68;
 const MAX_MTU = 65521;
 /** At most one internal-error log line per port per this many ms. */
 const INTERNAL_ERROR_LOG_INTERVAL = 10_000;
-/** Lease changes are written to the state file at most this often. */
-const LEASE_SAVE_DELAY_MS = 200;
 const NETWORK_PARAMS = ['name', 'subnet', 'gateway', 'dns', 'range', 'mtu', 'icc', 'dnsSearch', 'dnsUpstream', 'disableDns', 'leaseTime', 'disableHostLoopback'] as const;
 
 class Attachment {
@@ -192,8 +190,7 @@ export class Daemon {
   private invalidNetworks: NetworkSpec[] = [];
   private readonly resolvConf: ResolvConf;
   private readonly daemonUpstreams: Upstream[] | null;
-  private leaseSaveTimer: NodeJS.Timeout | null = null;
-  private readonly stateFile: StateFile;
+  private readonly store: StateStore;
   private server: ApiServer | null = null;
   private netnsTimer: NodeJS.Timeout | null = null;
   private readonly startedAt = Date.now();
@@ -230,7 +227,7 @@ export class Daemon {
       defaultRange: '',
       ...config,
     };
-    this.stateFile = new StateFile(this.config.stateDir);
+    this.store = new StateStore(this.config.stateDir, this.log.child({ component: 'state' }));
     this.resolvConf = new ResolvConf(this.config.resolvConfPath);
     this.daemonUpstreams = this.config.dnsUpstream.length ? this.config.dnsUpstream.map((u) => parseUpstream(u)) : null;
     this.nat = new Nat({
@@ -302,12 +299,10 @@ export class Daemon {
    * file, no TAP opened (it fails before re-attaching).
    */
   async start(): Promise<void> {
-    this.lockStateDir();
+    if (!this.config.ephemeral) this.store.lock();
     try {
-      const loaded: LoadResult = this.config.ephemeral ? { state: emptyState() } : this.stateFile.load();
-      if (loaded.movedAside) {
-        this.log.error({ file: loaded.movedAside, problem: loaded.problem }, 'state file unreadable: moved aside, starting with no attachments');
-      }
+      // A state file that cannot be used stops the start here, before anything is opened.
+      const state = this.config.ephemeral ? emptyState() : this.store.load();
       if (this.config.socketPath) {
         this.server = new ApiServer(this.config.socketPath, this.handlers(), this.log);
         await this.server.listen();
@@ -316,9 +311,9 @@ export class Daemon {
       let markReady!: () => void;
       this.ready = new Promise<void>((resolve) => (markReady = resolve));
       try {
-        this.restoreNetworks(loaded.state);
-        this.reattachAll(loaded.state);
-        this.restoreLeases(loaded.state);
+        this.restoreNetworks(state);
+        this.reattachAll(state);
+        this.restoreLeases(state);
         await this.restorePublished();
       } finally {
         markReady();
@@ -326,11 +321,12 @@ export class Daemon {
     } catch (err) {
       await this.server?.close();
       this.server = null;
-      this.unlockStateDir();
+      if (!this.config.ephemeral) this.store.unlock();
       throw err;
     }
     this.netnsTimer = setInterval(() => this.checkNamespaces(), this.config.netnsCheckIntervalMs);
     this.netnsTimer.unref();
+    for (const w of this.warnings()) this.log.warn(w);
     const down = [...this.attachments.values()].filter((a) => !a.port).length;
     const published = this.nat.publisher.list();
     this.log.info(
@@ -359,14 +355,10 @@ export class Daemon {
     // Listeners close and their clients are reset; the mappings stay recorded for the next start.
     await this.nat.publisher.close();
     await Promise.all([...this.attachments.values()].map((a) => this.release(a, false)));
-    if (this.leaseSaveTimer) {
-      clearTimeout(this.leaseSaveTimer);
-      this.leaseSaveTimer = null;
-      this.trySaveState();
-    }
+    if (!this.config.ephemeral) this.store.flush();
     this.nat.close();
     await Promise.all([...this.networks.values()].map((n) => n.close()));
-    this.unlockStateDir();
+    if (!this.config.ephemeral) this.store.unlock();
     this.log.info('stopped');
   }
 
@@ -403,14 +395,13 @@ export class Daemon {
         return { ports: this.listPorts() };
       },
       'ports.set': (p) => {
-        onlyKeys(p, ['name', 'txLoss'], 'ports.set');
+        onlyKeys(p, ['name', 'network', 'txLoss'], 'ports.set');
         const name = reqString(p, 'name');
-        const a = this.attachments.get(name);
-        if (!a || !a.port) throw new NotFoundError(`no port named ${name} that is up`, 'ERR_NO_SUCH_PORT');
         const loss = p.txLoss;
         if (typeof loss !== 'number' || !(loss >= 0 && loss <= 1)) throw new InvalidArgumentError('"txLoss" must be a number from 0 to 1');
-        a.port.lossRate = loss;
-        this.log.warn({ port: name, txLoss: loss }, 'loss injected on a port (a testing knob)');
+        const port = this.livePort(name, optString(p, 'network'));
+        port.lossRate = loss;
+        this.log.warn({ port: name, network: optString(p, 'network'), txLoss: loss }, 'loss injected on a port (a testing knob)');
         return { name, txLoss: loss };
       },
       fdb: (p) => {
@@ -510,16 +501,14 @@ export class Daemon {
       await Promise.all(opened.map((p) => this.nat.publisher.unpublish(p, 'container gone')));
       throw new NotFoundError(`port ${name} was detached meanwhile`, 'ERR_NO_SUCH_PORT');
     }
-    const before = a.record.ports;
-    a.record.ports = [...(before ?? []), ...opened.map((p) => ({ ...p.mapping }))];
+    const ports = [...(a.record.ports ?? []), ...opened.map((p) => ({ ...p.mapping }))];
     try {
-      this.saveState();
+      this.commit(this.snapshot({ replace: { ...a.record, ports } }));
     } catch (err) {
-      if (before === undefined) delete a.record.ports;
-      else a.record.ports = before;
       await Promise.all(opened.map((p) => this.nat.publisher.unpublish(p, 'publish failed')));
-      throw new UsernetError('ERR_STATE_WRITE', `cannot record the published ports in ${this.stateFile.path}: ${(err as Error).message}`);
+      throw err;
     }
+    a.record.ports = ports;
     return opened;
   }
 
@@ -550,9 +539,12 @@ export class Daemon {
       }
     }
     const removed = chosen.map((p) => formatMapping(p.mapping));
-    a.record.ports = (a.record.ports ?? []).filter((m) => !removed.includes(formatMapping(m)));
-    if (a.record.ports.length === 0) delete a.record.ports;
-    this.trySaveState();
+    const kept = (a.record.ports ?? []).filter((m) => !removed.includes(formatMapping(m)));
+    const record: AttachmentRecord = { ...a.record, ports: kept };
+    if (kept.length === 0) delete record.ports;
+    // Recorded first: if that fails, the ports stay published and recorded as they were.
+    this.commit(this.snapshot({ replace: record }));
+    a.record = record;
     await Promise.all(chosen.map((p) => this.nat.publisher.unpublish(p, 'unpublished')));
     return removed;
   }
@@ -648,13 +640,17 @@ export class Daemon {
     if (this.networks.has(spec.name) || this.invalidNetworks.some((n) => n.name === spec.name)) {
       throw new ConflictError(`a network named ${spec.name} already exists`, 'ERR_NETWORK_EXISTS');
     }
-    const net = this.addNetwork(spec);
+    // Judged (and refused) before anything is recorded; recorded before anything is built.
+    validateNetworkSpec(spec, [...this.networks.values()].map((n) => n.config));
+    const state = this.snapshot();
+    state.networks.push(spec);
+    this.commit(state);
+    let net: Network;
     try {
-      this.saveState();
+      net = this.addNetwork(spec);
     } catch (err) {
-      this.networks.delete(spec.name);
-      void net.close();
-      throw new UsernetError('ERR_STATE_WRITE', `cannot record the network in ${this.stateFile.path}: ${(err as Error).message}`);
+      this.trySaveState();
+      throw err;
     }
     this.log.info({ network: spec.name, subnet: spec.subnet }, 'network created');
     return net.describe();
@@ -664,8 +660,10 @@ export class Daemon {
     if (name === DEFAULT_NETWORK) throw new ConflictError('the default network cannot be removed', 'ERR_NETWORK_IN_USE');
     const invalid = this.invalidNetworks.findIndex((n) => n.name === name);
     if (invalid >= 0 && !this.networks.has(name)) {
+      const state = this.snapshot();
+      state.networks = state.networks.filter((n) => n.name !== name);
+      this.commit(state);
       this.invalidNetworks.splice(invalid, 1);
-      this.saveState();
       this.log.info({ network: name }, 'invalid network removed from the state file');
       return;
     }
@@ -674,8 +672,12 @@ export class Daemon {
     if (users.length) {
       throw new ConflictError(`network ${name} still has ${users.length} attached port${users.length > 1 ? 's' : ''} (${users.join(', ')}): detach ${users.length > 1 ? 'them' : 'it'} first`, 'ERR_NETWORK_IN_USE');
     }
+    const state = this.snapshot();
+    state.networks = state.networks.filter((n) => n.name !== name);
+    // Recorded first: a failed write leaves the network in place, in memory and in the file.
+    this.commit(state);
     this.networks.delete(name);
-    this.saveState();
+    for (const tap of net.gateway.taps) if (tap instanceof CaptureSession) tap.end();
     this.nat.removeNetwork(net.gateway);
     await net.close();
     this.log.info({ network: name }, 'network removed');
@@ -728,21 +730,30 @@ export class Daemon {
   }
 
   private scheduleLeaseSave(): void {
-    if (this.leaseSaveTimer || this.stopped) return;
-    this.leaseSaveTimer = setTimeout(() => {
-      this.leaseSaveTimer = null;
-      this.trySaveState();
-      this.log.debug('leases saved');
-    }, LEASE_SAVE_DELAY_MS);
-    this.leaseSaveTimer.unref();
+    if (this.stopped || this.config.ephemeral) return;
+    this.store.saveLater(() => this.snapshot());
   }
 
+  /** Records a fact that happened anyway (a container ended): a failed write is logged. */
   private trySaveState(): void {
-    try {
-      this.saveState();
-    } catch (err) {
-      this.log.error({ err: (err as Error).message }, 'cannot write the state file');
+    if (!this.config.ephemeral) this.store.trySave(this.snapshot());
+  }
+
+  /**
+   * What is wrong with the daemon's setup that would otherwise show only as failures: today,
+   * networks whose DNS forwarder has no upstream (every query is answered SERVFAIL).
+   */
+  warnings(): string[] {
+    const out: string[] = [];
+    for (const net of this.networks.values()) {
+      const c = net.config;
+      if (c.disableDns) continue;
+      const upstreams = c.dnsUpstream ?? this.daemonUpstreams ?? this.resolvConf.nameservers();
+      if (upstreams.length > 0) continue;
+      const why = this.resolvConf.problem() ?? `${this.config.resolvConfPath} names no nameserver`;
+      out.push(`network ${net.name}: no DNS upstream (${why}): every query to ${ipv4ToString(c.dns)} is answered SERVFAIL; give --dns-upstream IP`);
     }
+    return out;
   }
 
   status(): Record<string, unknown> {
@@ -754,9 +765,10 @@ export class Daemon {
       uptime: Math.round((Date.now() - this.startedAt) / 1000),
       attachments: this.attachments.size,
       networks: [...this.networks.keys()],
+      icc: this.defaultNetwork.config.icc,
       ageingTime: this.config.ageingTimeMs / 1000,
-      dnsUpstream: (this.daemonUpstreams ?? this.resolvConf.nameservers()).map((u) => (u.family === 6 ? `[${u.address}]:${u.port}` : `${u.address}:${u.port}`)),
-      conntrack: this.nat.ct.size,
+      dnsUpstream: (this.daemonUpstreams ?? this.resolvConf.nameservers()).map(formatUpstream),
+      warnings: this.warnings(),
       ...this.natStats(),
     };
   }
@@ -831,6 +843,7 @@ export class Daemon {
       throw new InvalidArgumentError('that is the daemon\'s own network namespace, not a container\'s');
     }
 
+    if (name === GATEWAY_PORT_NAME) throw new ConflictError(`the port name ${name} is reserved for each network's gateway port: choose another --name`, 'ERR_NAME_RESERVED');
     if (name !== undefined && this.attachments.has(name)) throw new ConflictError(`a port named ${name} already exists`, 'ERR_NAME_IN_USE');
     for (const a of this.attachments.values()) {
       if (sameIdentity(a.record.netns, identity) && a.record.ifname === ifname) {
@@ -921,14 +934,14 @@ export class Daemon {
       }
     }
     try {
-      this.saveState();
+      this.commit(this.snapshot());
     } catch (err) {
       // Nothing half-applied: without a record the attachment would be lost on restart.
       this.attachments.delete(name);
       await this.nat.publisher.removeTarget(name, 'attach failed');
       if (ip >= 0) net.pool.release(chosenMac, HOLD_ATTACHMENT);
       await this.release(a, record.ownsDevice);
-      throw new UsernetError('ERR_STATE_WRITE', `cannot record the attachment in ${this.stateFile.path}: ${(err as Error).message}`);
+      throw err;
     }
     this.log.info({ port: name, network: net.name, container: a.container, ifname, mac: record.mac, ip: record.ip, mtu: record.mtu, existed }, 'attached');
     const c = net.config;
@@ -955,10 +968,12 @@ export class Daemon {
    */
   async detach(name: string): Promise<void> {
     const a = this.attachments.get(name);
-    if (!a) throw new NotFoundError(`no port named ${name}`, 'ERR_NO_SUCH_PORT');
+    if (!a && name === GATEWAY_PORT_NAME) throw new ConflictError('gateway is the network\'s own port (ARP, ping, DHCP, DNS and the NAT): it cannot be detached', 'ERR_GATEWAY_PORT');
+    if (!a) throw new NotFoundError(`no port named ${name} (see usernet ports)`, 'ERR_NO_SUCH_PORT');
+    // Recorded first: if the write fails, the port stays attached, listed and recorded.
+    this.commit(this.snapshot({ drop: name }));
     this.attachments.delete(name);
     this.releaseAddress(a);
-    this.saveState();
     await this.nat.publisher.removeTarget(name, 'detached');
     await this.release(a, a.record.ownsDevice !== false);
     this.log.info({ port: name }, 'detached');
@@ -1009,14 +1024,26 @@ export class Daemon {
     return out;
   }
 
+  /**
+   * A port that is up, by name: an attachment's, or — for `gateway` — the gateway port of
+   * `network` (default: the default network). `network` with another name must be its network.
+   */
+  private livePort(name: string, network: string | undefined): Port {
+    if (name === GATEWAY_PORT_NAME) return this.network(network ?? DEFAULT_NETWORK).gateway;
+    const a = this.attachments.get(name);
+    if (!a) throw new NotFoundError(`no port named ${name} (see usernet ports)`, 'ERR_NO_SUCH_PORT');
+    if (network !== undefined && (a.record.network ?? DEFAULT_NETWORK) !== network) {
+      throw new NotFoundError(`port ${name} is on network ${a.record.network ?? DEFAULT_NETWORK}, not ${network}`, 'ERR_NO_SUCH_PORT');
+    }
+    if (!a.port) throw new UsernetError('ERR_PORT_DOWN', `port ${name} is down: ${a.error ?? 'not attached'}`);
+    return a.port;
+  }
+
   private capture(p: Record<string, unknown>): StreamingResult {
-    onlyKeys(p, ['port', 'count'], 'capture');
+    onlyKeys(p, ['port', 'network', 'count'], 'capture');
     const name = reqString(p, 'port');
     const count = optInt(p, 'count', 0, 2 ** 31) ?? 0;
-    const a = this.attachments.get(name);
-    if (!a) throw new NotFoundError(`no port named ${name}`, 'ERR_NO_SUCH_PORT');
-    const port = a.port;
-    if (!port) throw new UsernetError('ERR_PORT_DOWN', `port ${name} is down: ${a.error ?? 'not attached'}`);
+    const port = this.livePort(name, optString(p, 'network'));
     return new StreamingResult({ port: name, linktype: 'ethernet' }, (socket: Socket) => {
       const session = new CaptureSession(port, socket, count, (s) => {
         this.log.info({ port: name, frames: s.frames, dropped: s.dropped }, 'capture ended');
@@ -1086,19 +1113,35 @@ export class Daemon {
     // changed its interface's MAC since is a different DHCP client, not a different attachment.
     if (!r.mac) r.mac = macToString(macFromBytes(result.mac));
     r.mtu = result.mtu;
-    const port = new TapPort(
-      { name: r.name, kind: PortKind.CONTAINER, fd: result.fd, vnetHdrLen: result.vnetHdrLen, mtu: result.mtu, ifname: result.ifname },
-      {
-        onFatalError: (_p, message) => void this.containerGone(r.name, message),
-        onInternalError: (p, err) => {
-          const now = Date.now();
-          if (now - a.lastInternalLog < INTERNAL_ERROR_LOG_INTERVAL) return;
-          a.lastInternalLog = now;
-          this.log.error({ port: p.name, err }, 'internal error while handling a frame (frame dropped; further errors counted, logged at most every 10 s)');
+    let port: TapPort | null = null;
+    try {
+      port = new TapPort(
+        { name: r.name, kind: PortKind.CONTAINER, fd: result.fd, vnetHdrLen: result.vnetHdrLen, mtu: result.mtu, ifname: result.ifname },
+        {
+          onFatalError: (_p, message) => void this.containerGone(r.name, message),
+          onInternalError: (p, err) => {
+            const now = Date.now();
+            if (now - a.lastInternalLog < INTERNAL_ERROR_LOG_INTERVAL) return;
+            a.lastInternalLog = now;
+            this.log.error({ port: p.name, err }, 'internal error while handling a frame (frame dropped; further errors counted, logged at most every 10 s)');
+          },
         },
-      },
-    );
-    port.plug(net.sw);
+      );
+      port.plug(net.sw);
+    } catch (err) {
+      // Nothing of a failed open stays: a TAP this call created stops being persistent (so it
+      // goes with its fd), and the fd is closed.
+      if (!result.existed) {
+        try {
+          addon.setPersist(result.fd, false);
+        } catch {
+          // the device is gone already
+        }
+      }
+      if (port) void port.close();
+      else addon.closeFd(result.fd);
+      throw err;
+    }
     a.port = port;
     a.error = null;
     // Tell the container who the gateway is (gratuitous ARP), in case it remembers an old one.
@@ -1256,52 +1299,37 @@ export class Daemon {
         this.watch(a);
       }
     }
-    if (dropped) this.saveState();
+    if (dropped) this.commit(this.snapshot());
   }
 
-  private saveState(): void {
-    if (this.config.ephemeral) return;
+  /**
+   * The state as it is, or as it would be after a change: without the attachment `drop`, or with
+   * `replace` in place of the record of the same name. Records are shared, not copied: a change
+   * goes into a new record, which the caller puts in place only once it is saved.
+   */
+  private snapshot(change: { drop?: string; replace?: AttachmentRecord } = {}): DaemonState {
     const leases: LeaseRecord[] = [];
     for (const net of this.networks.values()) {
       for (const h of net.pool.holdings()) {
         if (h.kind === HOLD_LEASE && h.bound) leases.push({ network: net.name, mac: macToString(h.mac), ip: ipv4ToString(h.ip), expiresAt: h.expiresAt });
       }
     }
-    this.stateFile.save({
+    const attachments: AttachmentRecord[] = [];
+    for (const a of this.attachments.values()) {
+      if (a.record.name === change.drop) continue;
+      attachments.push(change.replace && a.record.name === change.replace.name ? change.replace : a.record);
+    }
+    return {
       version: STATE_VERSION,
       networks: [...[...this.networks.values()].filter((n) => n.name !== DEFAULT_NETWORK).map((n) => n.spec), ...this.invalidNetworks],
-      attachments: [...this.attachments.values()].map((a) => a.record),
+      attachments,
       leases,
-    });
+    };
   }
 
-  // ------------------------------------------------------------------------------------------
-  // One daemon per state directory
-  // ------------------------------------------------------------------------------------------
-
-  private get pidFile(): string {
-    return join(this.config.stateDir, 'daemon.pid');
-  }
-
-  private lockStateDir(): void {
-    if (this.config.ephemeral) return;
-    const file = this.pidFile;
-    if (existsSync(file)) {
-      const other = Number(readFileSync(file, 'utf8').trim());
-      if (Number.isInteger(other) && other > 0 && other !== process.pid && isUsernetProcess(other)) {
-        throw new UsernetError('ERR_STATE_DIR_BUSY', `another usernet daemon (pid ${other}) is using the state directory ${this.config.stateDir}`);
-      }
-    }
-    writeFileSync(file, `${process.pid}\n`, { mode: 0o600 });
-  }
-
-  private unlockStateDir(): void {
-    if (this.config.ephemeral) return;
-    try {
-      if (readFileSync(this.pidFile, 'utf8').trim() === String(process.pid)) unlinkSync(this.pidFile);
-    } catch {
-      // gone already
-    }
+  /** Writes a state the caller is about to apply; throws ERR_STATE_WRITE (one line) if it cannot. */
+  private commit(state: DaemonState): void {
+    if (!this.config.ephemeral) this.store.save(state);
   }
 }
 
@@ -1345,11 +1373,12 @@ function statError(path: string): string {
   }
 }
 
-function isUsernetProcess(pid: number): boolean {
+/** The type of a /proc/PID/ns/* link ("user", "net", ...), or '' for another kind of path. */
+function namespaceKind(path: string): string {
   try {
-    return readFileSync(`/proc/${pid}/cmdline`, 'utf8').includes('usernet');
+    return /^(\w+):\[\d+\]$/.exec(readlinkSync(path))?.[1] ?? '';
   } catch {
-    return false;
+    return '';
   }
 }
 
@@ -1364,6 +1393,11 @@ function explainTapError(err: unknown, r: AttachmentRecord): Error {
     hint = ' — the tun module is missing: sudo modprobe tun';
   } else if (e.syscall === 'setns(CLONE_NEWUSER)' && e.code === 'EPERM') {
     hint = ` — not allowed to enter the user namespace of ${what}: it must belong to the user running the daemon`;
+  } else if (e.syscall === 'setns(CLONE_NEWNET)' && e.code === 'EINVAL' && r.netnsPath !== undefined) {
+    // setns() refuses a namespace file of another type with EINVAL: say what was given instead.
+    const kind = namespaceKind(r.netnsPath);
+    const what = kind ? `a ${kind} namespace, not a network namespace` : 'not a network namespace';
+    return new InvalidArgumentError(`${r.netnsPath} is ${what}: give /proc/PID/ns/net or a file made by ip netns (/run/netns/NAME)`, 'ERR_NOT_A_NETNS');
   } else if (e.syscall === 'setns(CLONE_NEWNET)' && e.code === 'EPERM') {
     hint = ` — not allowed to enter the network namespace of ${what}`;
   } else if (e.syscall === 'ioctl(TUNSETIFF)' && e.code === 'EBUSY') {

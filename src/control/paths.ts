@@ -5,7 +5,7 @@
  *   state:  $XDG_STATE_HOME/usernet, else ~/.local/state/usernet
  * `--socket` / USERNET_SOCKET and `--state-dir` override them.
  */
-import { lstatSync, mkdirSync, chmodSync } from 'node:fs';
+import { lstatSync, mkdirSync, chmodSync, statSync, type Stats } from 'node:fs';
 import { homedir } from 'node:os';
 import { dirname, join } from 'node:path';
 import { InvalidArgumentError, UsernetError } from '../errors.js';
@@ -83,4 +83,41 @@ export function checkSocketPath(path: string): void {
 
 export function socketDir(path: string): string {
   return dirname(path);
+}
+
+/**
+ * The client's side of the daemon's directory check: before talking to a daemon, make sure the
+ * socket is one another user could not have planted. In usernet's own default directory
+ * (`ownDefault`) the directory must be ours with mode 0700 and the socket ours — what the daemon
+ * makes and insists on. A path the user named (--socket, USERNET_SOCKET) must be owned by us or
+ * by root. A path that does not exist is left to connect(), which says no daemon listens there.
+ */
+export function checkDaemonSocket(path: string, ownDefault: boolean, uid = process.getuid?.() ?? 0): void {
+  const refuse = (why: string): never => {
+    throw new UsernetError('ERR_SOCKET_UNSAFE', `refusing to talk to ${path}: ${why}`);
+  };
+  const statOrNull = (p: string, follow: boolean): Stats | null => {
+    try {
+      return follow ? statSync(p) : lstatSync(p);
+    } catch {
+      // Missing or out of reach: connect() will say so in its own words.
+      return null;
+    }
+  };
+  if (ownDefault) {
+    const dir = dirname(path);
+    const d = statOrNull(dir, false);
+    if (d === null) return;
+    if (!d.isDirectory()) refuse(`${dir} is not a directory`);
+    if (d.uid !== uid) refuse(`${dir} belongs to uid ${d.uid}, not to you (uid ${uid}); another user may have made it`);
+    if ((d.mode & 0o777) !== 0o700) refuse(`${dir} has mode ${(d.mode & 0o777).toString(8).padStart(4, '0')}, not 0700, so others could have put the socket there`);
+    const s = statOrNull(path, false);
+    if (s === null) return;
+    if (!s.isSocket()) refuse('it is not a socket');
+    if (s.uid !== uid) refuse(`it belongs to uid ${s.uid}, not to you (uid ${uid})`);
+    return;
+  }
+  const s = statOrNull(path, true);
+  if (s === null) return;
+  if (s.uid !== uid && s.uid !== 0) refuse(`it belongs to uid ${s.uid}; a --socket must be owned by you (uid ${uid}) or root`);
 }

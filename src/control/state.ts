@@ -1,13 +1,15 @@
 /**
- * The state file: what must survive a daemon restart or crash. Written atomically (temp file,
- * fsync, rename, fsync of the directory), so a crash leaves either the old or the new file,
- * never half of one. A file that cannot be read is kept aside (state.json.corrupt-<time>), never
- * silently overwritten.
+ * The state file's format: what must survive a daemon restart or crash, and how a file is read
+ * back. Pure: text in, a state and a list of problems out (the file I/O is `persistence.ts`).
+ *
+ * Reading follows one rule: never throw away what cannot be understood. A file that is not
+ * JSON, not a usernet state, or written by a newer usernet (a downgrade) is a `StateFileError`
+ * — the daemon stops and touches nothing, because starting empty would orphan every
+ * container's persistent TAP and overwrite the only record of them. Inside a good file, one
+ * malformed entry (a lease, an attachment, a network, a published port) is skipped and named,
+ * and the rest is kept: losing one entry is better than losing all of them.
  */
-import { closeSync, existsSync, fsyncSync, openSync, readFileSync, renameSync, rmSync, writeSync } from 'node:fs';
-import { join } from 'node:path';
 import { UsernetError } from '../errors.js';
-
 import type { NetworkSpec } from '../gateway/network.js';
 import type { PortMapping } from '../nat/publish-spec.js';
 
@@ -71,115 +73,145 @@ export function emptyState(): DaemonState {
   return { version: STATE_VERSION, networks: [], attachments: [], leases: [] };
 }
 
-export interface LoadResult {
+/** A state file the daemon must not start from (it would lose what the file records). */
+export class StateFileError extends UsernetError {
+  constructor(code: 'ERR_STATE_CORRUPT' | 'ERR_STATE_NEWER' | 'ERR_STATE_UNREADABLE', message: string) {
+    super(code, message);
+    this.name = 'StateFileError';
+  }
+}
+
+export interface ParsedState {
   state: DaemonState;
-  /** Set when a bad file was moved aside. */
-  movedAside?: string;
-  problem?: string;
+  /** One line per entry that was skipped, saying which and why. */
+  skipped: string[];
 }
 
-export class StateFile {
-  readonly path: string;
+type Obj = Record<string, unknown>;
 
-  constructor(readonly dir: string) {
-    this.path = join(dir, 'state.json');
-  }
+const isObject = (v: unknown): v is Obj => typeof v === 'object' && v !== null && !Array.isArray(v);
+const isPort = (v: unknown): boolean => typeof v === 'number' && Number.isInteger(v) && v >= 1 && v <= 65535;
+const isOptional = (v: unknown, type: 'string' | 'number' | 'boolean'): boolean => v === undefined || typeof v === type;
 
-  load(): LoadResult {
-    if (!existsSync(this.path)) return { state: emptyState() };
-    let problem: string;
-    try {
-      const parsed: unknown = JSON.parse(readFileSync(this.path, 'utf8'));
-      const state = validateState(parsed);
-      return { state };
-    } catch (err) {
-      problem = err instanceof Error ? err.message : String(err);
-    }
-    const aside = `${this.path}.corrupt-${new Date().toISOString().replace(/[:.]/g, '-')}-${process.pid}-${Math.random().toString(36).slice(2, 8)}`;
-    renameSync(this.path, aside);
-    return { state: emptyState(), movedAside: aside, problem };
+/**
+ * Parses a state file's text. Throws `StateFileError` for a file that cannot be used as a whole
+ * (not JSON, not a state object, a version this usernet does not read); skips malformed entries.
+ */
+export function parseState(text: string): ParsedState {
+  let value: unknown;
+  try {
+    value = JSON.parse(text);
+  } catch (err) {
+    throw new StateFileError('ERR_STATE_CORRUPT', text.trim() === '' ? 'it is empty' : `it is not JSON (${(err as Error).message})`);
   }
+  if (!isObject(value)) throw new StateFileError('ERR_STATE_CORRUPT', 'it is not a JSON object');
+  const version = value.version;
+  if (typeof version !== 'number' || !Number.isInteger(version) || version < 1) {
+    throw new StateFileError('ERR_STATE_CORRUPT', `its version ${JSON.stringify(version) ?? 'is missing'}${version === undefined ? '' : ' is not a usernet state version'}`);
+  }
+  if (version > STATE_VERSION) {
+    throw new StateFileError('ERR_STATE_NEWER', `it was written by a newer usernet (state version ${version}; this one reads up to ${STATE_VERSION})`);
+  }
+  const list = (key: string, requiredFrom: number): unknown[] => {
+    const v = value[key];
+    if (v === undefined && version < requiredFrom) return [];
+    if (!Array.isArray(v)) throw new StateFileError('ERR_STATE_CORRUPT', `its "${key}" is not a list`);
+    return v;
+  };
+  const rawAttachments = list('attachments', 1);
+  const rawNetworks = list('networks', 2);
+  const rawLeases = list('leases', 2);
 
-  save(state: DaemonState): void {
-    const tmp = `${this.path}.tmp-${process.pid}`;
-    const data = `${JSON.stringify(state, null, 2)}\n`;
-    try {
-      const fd = openSync(tmp, 'w', 0o600);
-      try {
-        writeSync(fd, data);
-        fsyncSync(fd);
-      } finally {
-        closeSync(fd);
-      }
-      renameSync(tmp, this.path);
-    } catch (err) {
-      rmSync(tmp, { force: true });
-      throw err;
+  const skipped: string[] = [];
+  const state = emptyState();
+  rawNetworks.forEach((n, i) => {
+    const why = networkProblem(n);
+    if (why) skipped.push(`network #${i + 1}${nameOf(n)}: ${why}`);
+    else state.networks.push(n as unknown as NetworkSpec);
+  });
+  rawLeases.forEach((l, i) => {
+    const why = leaseProblem(l);
+    if (why) skipped.push(`lease #${i + 1}: ${why}`);
+    else state.leases.push(l as unknown as LeaseRecord);
+  });
+  const names = new Set<string>();
+  rawAttachments.forEach((a, i) => {
+    if (version === 1 && isObject(a)) upgradeV1Attachment(a);
+    const why = attachmentProblem(a) ?? (names.has((a as Obj).name as string) ? 'a second attachment of that name' : null);
+    if (why) {
+      skipped.push(`attachment #${i + 1}${nameOf(a)}: ${why}`);
+      return;
     }
-    const dfd = openSync(this.dir, 'r');
-    try {
-      fsyncSync(dfd);
-    } finally {
-      closeSync(dfd);
+    const r = a as Obj;
+    names.add(r.name as string);
+    // A bad published port is dropped on its own; the attachment (and its TAP) stays.
+    if (Array.isArray(r.ports)) {
+      const good = r.ports.filter((m, j) => {
+        const bad = mappingProblem(m);
+        if (bad) skipped.push(`published port #${j + 1} of attachment ${String(r.name)}: ${bad}`);
+        return !bad;
+      });
+      if (good.length) r.ports = good;
+      else delete r.ports;
     }
-  }
+    state.attachments.push(r as unknown as AttachmentRecord);
+  });
+  return { state, skipped };
 }
 
-function validateState(value: unknown): DaemonState {
-  if (typeof value !== 'object' || value === null) throw new UsernetError('ERR_STATE', 'state file is not a JSON object');
-  const v = value as Record<string, unknown>;
-  if (v.version !== STATE_VERSION && v.version !== 1) throw new UsernetError('ERR_STATE', `state file version ${String(v.version)} is not ${STATE_VERSION}`);
-  if (!Array.isArray(v.attachments)) throw new UsernetError('ERR_STATE', 'state file has no attachments list');
-  if (v.version === 1) {
-    // Version 1 had no networks: its attachments were on the (only) switch, addresses as CIDR.
-    for (const a of v.attachments as Array<Record<string, unknown>>) {
-      if (a && typeof a === 'object') {
-        if (typeof a.ip === 'string') a.ip = a.ip.split('/')[0];
-        delete a.gateway;
-      }
-    }
-    v.version = STATE_VERSION;
-    v.networks = [];
-    v.leases = [];
+function nameOf(v: unknown): string {
+  return isObject(v) && typeof v.name === 'string' ? ` (${v.name})` : '';
+}
+
+/** Version 1 had no networks: attachments were on the (only) switch, addresses as CIDR. */
+function upgradeV1Attachment(a: Obj): void {
+  if (typeof a.ip === 'string') a.ip = a.ip.split('/')[0];
+  delete a.gateway;
+}
+
+function networkProblem(n: unknown): string | null {
+  if (!isObject(n)) return 'not an object';
+  if (typeof n.name !== 'string' || n.name === '') return 'no name';
+  if (typeof n.subnet !== 'string') return 'no subnet';
+  for (const k of ['gateway', 'dns', 'range'] as const) if (!isOptional(n[k], 'string')) return `a malformed ${k}`;
+  for (const k of ['mtu', 'leaseTime'] as const) if (!isOptional(n[k], 'number')) return `a malformed ${k}`;
+  for (const k of ['icc', 'disableDns', 'disableHostLoopback'] as const) if (!isOptional(n[k], 'boolean')) return `a malformed ${k}`;
+  for (const k of ['dnsSearch', 'dnsUpstream'] as const) {
+    const v = n[k];
+    if (v !== undefined && !(Array.isArray(v) && v.every((x) => typeof x === 'string'))) return `a malformed ${k}`;
   }
-  if (!Array.isArray(v.networks)) throw new UsernetError('ERR_STATE', 'state file has no networks list');
-  if (!Array.isArray(v.leases)) throw new UsernetError('ERR_STATE', 'state file has no leases list');
-  for (const n of v.networks as unknown[]) {
-    const r = n as Record<string, unknown>;
-    if (typeof r !== 'object' || r === null || typeof r.name !== 'string' || typeof r.subnet !== 'string') {
-      throw new UsernetError('ERR_STATE', 'state file has a malformed network');
-    }
-  }
-  for (const l of v.leases as unknown[]) {
-    const r = l as Record<string, unknown>;
-    if (typeof r !== 'object' || r === null || typeof r.network !== 'string' || typeof r.mac !== 'string' || typeof r.ip !== 'string' || typeof r.expiresAt !== 'number') {
-      throw new UsernetError('ERR_STATE', 'state file has a malformed lease');
-    }
-  }
-  for (const a of v.attachments as unknown[]) {
-    const r = a as Record<string, unknown>;
-    if (typeof r !== 'object' || r === null || typeof r.name !== 'string' || typeof r.ifname !== 'string') {
-      throw new UsernetError('ERR_STATE', 'state file has a malformed attachment');
-    }
-    if (typeof r.pid !== 'number' && typeof r.netnsPath !== 'string') throw new UsernetError('ERR_STATE', `attachment ${r.name} names no container`);
-    if (typeof r.mtu !== 'number' || typeof r.mac !== 'string' || typeof r.configure !== 'boolean') {
-      throw new UsernetError('ERR_STATE', `attachment ${r.name} has a malformed mtu, mac or configure field`);
-    }
-    const ns = r.netns as Record<string, unknown> | undefined;
-    if (!ns || typeof ns.dev !== 'string' || typeof ns.ino !== 'string') throw new UsernetError('ERR_STATE', `attachment ${r.name} has no namespace identity`);
-    const owner = r.owner as Record<string, unknown> | undefined;
-    if (owner !== undefined && (typeof owner !== 'object' || owner === null || typeof owner.pid !== 'number' || typeof owner.start !== 'number')) {
-      throw new UsernetError('ERR_STATE', `attachment ${r.name} has a malformed owner`);
-    }
-    if (r.ports !== undefined) {
-      if (!Array.isArray(r.ports)) throw new UsernetError('ERR_STATE', `attachment ${r.name} has a malformed ports list`);
-      for (const m of r.ports as Array<Record<string, unknown>>) {
-        const port = (v: unknown): boolean => typeof v === 'number' && Number.isInteger(v) && v >= 1 && v <= 65535;
-        if (typeof m !== 'object' || m === null || (m.proto !== 'tcp' && m.proto !== 'udp') || typeof m.hostIp !== 'string' || !port(m.hostPort) || !port(m.containerPort)) {
-          throw new UsernetError('ERR_STATE', `attachment ${r.name} has a malformed published port`);
-        }
-      }
-    }
-  }
-  return v as unknown as DaemonState;
+  return null;
+}
+
+function leaseProblem(l: unknown): string | null {
+  if (!isObject(l)) return 'not an object';
+  if (typeof l.network !== 'string') return 'no network';
+  if (typeof l.mac !== 'string') return 'no MAC';
+  if (typeof l.ip !== 'string') return 'no address';
+  if (typeof l.expiresAt !== 'number' || !Number.isFinite(l.expiresAt)) return 'no expiry time';
+  return null;
+}
+
+function attachmentProblem(a: unknown): string | null {
+  if (!isObject(a)) return 'not an object';
+  if (typeof a.name !== 'string' || a.name === '') return 'no name';
+  if (typeof a.ifname !== 'string' || a.ifname === '') return 'no interface name';
+  if (typeof a.pid !== 'number' && typeof a.netnsPath !== 'string') return 'names no container';
+  if (typeof a.mtu !== 'number' || typeof a.mac !== 'string' || typeof a.configure !== 'boolean') return 'a malformed mtu, mac or configure field';
+  const ns = a.netns;
+  if (!isObject(ns) || typeof ns.dev !== 'string' || typeof ns.ino !== 'string') return 'no namespace identity';
+  const owner = a.owner;
+  if (owner !== undefined && (!isObject(owner) || typeof owner.pid !== 'number' || typeof owner.start !== 'number')) return 'a malformed owner';
+  for (const k of ['network', 'usernsPath', 'ip'] as const) if (!isOptional(a[k], 'string')) return `a malformed ${k}`;
+  for (const k of ['ownsDevice', 'offload'] as const) if (!isOptional(a[k], 'boolean')) return `a malformed ${k}`;
+  if (a.ports !== undefined && !Array.isArray(a.ports)) return 'a malformed ports list';
+  return null;
+}
+
+function mappingProblem(m: unknown): string | null {
+  if (!isObject(m)) return 'not an object';
+  if (m.proto !== 'tcp' && m.proto !== 'udp') return 'no protocol';
+  if (typeof m.hostIp !== 'string') return 'no host address';
+  if (!isPort(m.hostPort) || !isPort(m.containerPort)) return 'a port out of range';
+  return null;
 }

@@ -22,6 +22,8 @@ import { GatewayPort } from './gateway.js';
 
 export const DEFAULT_NETWORK = 'default';
 export const DEFAULT_SUBNET = '10.0.2.0/24';
+/** Every network's gateway port is called this; no attachment may take the name. */
+export const GATEWAY_PORT_NAME = 'gateway';
 
 /** A network as the user gives it (CLI flags, API, state file). */
 export interface NetworkSpec {
@@ -208,7 +210,7 @@ export class Network {
           ...(deps.dnsMaxInFlight !== undefined ? { maxInFlight: deps.dnsMaxInFlight } : {}),
         });
     this.gateway = new GatewayPort({
-      name: 'gateway',
+      name: GATEWAY_PORT_NAME,
       ip: c.gateway,
       dnsIp: c.dns,
       subnet: c.network,

@@ -189,6 +189,8 @@ export interface NativeAddon {
   closeReader(handle: ReaderHandle, onClosed?: () => void): void;
   pauseReader(handle: ReaderHandle, paused: boolean): void;
   watchPid(pid: number, onExit: (status: number) => void): WatchHandle;
+  /** The process at the other end of a connected UNIX socket (SO_PEERCRED). Throws with the errno. */
+  peerCredentials(fd: number): { pid: number; uid: number; gid: number };
   unwatch(handle: WatchHandle): void;
   /**
    * usernet-slirp4netns --enable-sandbox (usernet_sandbox.c): pivots into an empty root holding

@@ -1123,6 +1123,38 @@ static napi_value unwatch(napi_env env, napi_callback_info info) {
 }
 
 /* ------------------------------------------------------------------------------------------------
+ * Peer credentials of a UNIX socket
+ * ---------------------------------------------------------------------------------------------- */
+
+/* peerCredentials(fd) -> { pid, uid, gid } of the process at the other end (SO_PEERCRED, as the
+ * kernel recorded it at connect()), or throws with the errno. The control API refuses other
+ * users with it: the socket's mode is the first guard, this the second. */
+static napi_value peer_credentials(napi_env env, napi_callback_info info) {
+  size_t argc = 1;
+  napi_value argv[1], result, v;
+  NAPI_CALL(env, napi_get_cb_info(env, info, &argc, argv, NULL, NULL));
+  int32_t fd;
+  if (argc < 1 || !get_int32(env, argv[0], &fd)) {
+    napi_throw_type_error(env, "ERR_INVALID_ARG_TYPE", "peerCredentials(fd)");
+    return NULL;
+  }
+  struct ucred cred;
+  socklen_t len = sizeof cred;
+  if (getsockopt(fd, SOL_SOCKET, SO_PEERCRED, &cred, &len) < 0) {
+    throw_errno(env, errno, "getsockopt(SO_PEERCRED)", "peerCredentials");
+    return NULL;
+  }
+  NAPI_CALL(env, napi_create_object(env, &result));
+  NAPI_CALL(env, napi_create_int32(env, (int32_t)cred.pid, &v));
+  NAPI_CALL(env, napi_set_named_property(env, result, "pid", v));
+  NAPI_CALL(env, napi_create_uint32(env, (uint32_t)cred.uid, &v));
+  NAPI_CALL(env, napi_set_named_property(env, result, "uid", v));
+  NAPI_CALL(env, napi_create_uint32(env, (uint32_t)cred.gid, &v));
+  NAPI_CALL(env, napi_set_named_property(env, result, "gid", v));
+  return result;
+}
+
+/* ------------------------------------------------------------------------------------------------
  * Module
  * ---------------------------------------------------------------------------------------------- */
 
@@ -1143,6 +1175,7 @@ static napi_value init(napi_env env, napi_value exports) {
     {"pauseReader", NULL, pause_reader, NULL, NULL, NULL, napi_default, NULL},
     {"watchPid", NULL, watch_pid, NULL, NULL, NULL, napi_default, NULL},
     {"unwatch", NULL, unwatch, NULL, NULL, NULL, napi_default, NULL},
+    {"peerCredentials", NULL, peer_credentials, NULL, NULL, NULL, napi_default, NULL},
   };
   napi_value vnet_len;
   napi_create_int32(env, VNET_HDR_LEN, &vnet_len);
