@@ -109,13 +109,15 @@ Options:
   --json             print the result as JSON`,
   detach: `Usage: usernet detach NAME
 
-Removes the port: the TAP disappears from the container.`,
+Removes the port: the TAP disappears from the container (a TAP that was there before the
+attachment is left as it was). The gateway port of a network cannot be detached.`,
   ports: `Usage: usernet ports [--json]
-       usernet ports set NAME --tx-loss P
+       usernet ports set NAME [--network NET] --tx-loss P
 
 Lists the ports with their state, counters and drops by reason. "set --tx-loss P" drops each
 frame sent out of the port with probability P (counted as injected_loss): a knob for testing
-how connections recover from loss. 0 turns it off.`,
+how connections recover from loss. 0 turns it off. NAME may be "gateway": the gateway port of
+the default network, or of --network NET.`,
   fdb: `Usage: usernet fdb [--network NAME] [--json]
 
 Shows the networks' MAC tables in the style of "bridge fdb show": MAC, port, network, age.
@@ -362,7 +364,7 @@ function whyNotWritable(path: string, err: unknown): string {
   const code = (err as NodeJS.ErrnoException).code;
   if (code === 'ENOENT') {
     const dir = dirname(resolve(path));
-    return existsSync(dir) ? `${dir} does not take new files (a virtual file system such as /proc?)` : `no such directory ${dir}`;
+    return existsSync(dir) ? `${dir} does not take new files` : `no such directory ${dir}`;
   }
   return describeErrno(err);
 }
@@ -537,13 +539,14 @@ async function cmdDetach(args: string[]): Promise<number> {
 
 async function cmdPorts(args: string[]): Promise<number> {
   if (args[0] === 'set') {
-    const { values, positionals } = parse('ports set', args.slice(1), { ...SOCKET_OPTION, ...HELP_OPTION, 'tx-loss': { type: 'string' } }, 1);
+    const { values, positionals } = parse('ports set', args.slice(1), { ...SOCKET_OPTION, ...HELP_OPTION, 'tx-loss': { type: 'string' }, network: { type: 'string' } }, 1);
     if (values.help) return help('ports');
     if (positionals.length !== 1) throw new UsageError('ports set: give the port NAME');
     const text = stringFlag(values['tx-loss']);
     const loss = text === undefined ? NaN : Number(text);
     if (!(loss >= 0 && loss <= 1)) throw new UsageError('ports set: --tx-loss must be a probability from 0 to 1 (e.g. 0.05)');
-    await request(socketOf(values), 'ports.set', { name: positionals[0], txLoss: loss });
+    const network = stringFlag(values.network);
+    await request(socketOf(values), 'ports.set', { name: positionals[0], txLoss: loss, ...(network !== undefined ? { network } : {}) });
     return 0;
   }
   const { values } = parse('ports', args, { ...SOCKET_OPTION, ...HELP_OPTION, json: { type: 'boolean' } });

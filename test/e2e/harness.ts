@@ -268,7 +268,15 @@ export class Daemon {
     readonly dir: string,
     readonly args: string[],
     readonly rootless: boolean,
+    /** argv run before the daemon's own (as root), e.g. a mount namespace with another resolv.conf. */
+    readonly wrap: string[] = [],
   ) {}
+
+  /** The daemon's full argv, as `launch()` runs it. */
+  argv(): string[] {
+    const argv = [process.execPath, CLI, 'daemon', '--socket', this.socket, '--state-dir', this.stateDir, '--log-level', 'debug', ...this.args];
+    return [...this.wrap, ...(this.rootless ? asUser(argv) : argv)];
+  }
 
   get socket(): string {
     return join(this.dir, 'usernet.sock');
@@ -283,19 +291,18 @@ export class Daemon {
   }
 
   /** Starts a daemon (as the test user unless rootless: false) and waits for "listening". */
-  static async start(options: { args?: string[]; rootless?: boolean; dir?: string } = {}): Promise<Daemon> {
+  static async start(options: { args?: string[]; rootless?: boolean; dir?: string; wrap?: string[] } = {}): Promise<Daemon> {
     const rootless = options.rootless ?? true;
     const dir = options.dir ?? (rootless ? userTempDir() : rootTempDir());
-    const d = new Daemon(dir, options.args ?? [], rootless);
+    const d = new Daemon(dir, options.args ?? [], rootless, options.wrap ?? []);
     await d.launch();
     return d;
   }
 
   /** (Re)starts the daemon process with the same socket and state. */
   async launch(): Promise<void> {
-    const argv = [process.execPath, CLI, 'daemon', '--socket', this.socket, '--state-dir', this.stateDir, '--log-level', 'debug', ...this.args];
     const since = this.logs.length;
-    this.child = await startUntil(this.rootless ? asUser(argv) : argv, (line) => line.includes('"msg":"listening"'), {
+    this.child = await startUntil(this.argv(), (line) => line.includes('"msg":"listening"'), {
       stream: 'stderr',
       onLine: (line) => this.onLine(line),
     });
