@@ -19,6 +19,7 @@ export function formatPorts(ports: PortInfo[]): string {
       p.network,
       p.kind === 'gateway' ? 'gateway' : p.state,
       p.ifname,
+      p.ip ?? '-',
       p.container,
       p.mac,
       String(p.mtu),
@@ -30,7 +31,7 @@ export function formatPorts(ports: PortInfo[]): string {
       c ? (drops === '' ? '0' : drops) : (p.error ?? '-'),
     ];
   });
-  return table(['NAME', 'NETWORK', 'STATE', 'IFNAME', 'CONTAINER', 'MAC', 'MTU', 'OFFLOAD', 'RX_FRAMES', 'RX_BYTES', 'TX_FRAMES', 'TX_BYTES', 'DROPS'], rows);
+  return table(['NAME', 'NETWORK', 'STATE', 'IFNAME', 'IP', 'CONTAINER', 'MAC', 'MTU', 'OFFLOAD', 'RX_FRAMES', 'RX_BYTES', 'TX_FRAMES', 'TX_BYTES', 'DROPS'], rows);
 }
 
 /** One line per entry, like `bridge fdb show` (with the entry's age, like `bridge -s fdb`); the network is the bridge. */

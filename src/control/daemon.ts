@@ -93,6 +93,8 @@ export interface PortInfo {
   network: string;
   kind: string;
   ifname: string;
+  /** The port's IPv4 address on its network (the gateway's own for the gateway port), or null. */
+  ip: string | null;
   container: string;
   mac: string;
   mtu: number;
@@ -988,7 +990,8 @@ export class Daemon {
         network: net.name,
         kind: PortKind.GATEWAY,
         ifname: '-',
-        container: `${ipv4ToString(net.config.gateway)}${net.config.disableDns ? '' : `, ${ipv4ToString(net.config.dns)}`}`,
+        ip: ipv4ToString(net.config.gateway),
+        container: net.config.disableDns ? '-' : `dns ${ipv4ToString(net.config.dns)}`,
         mac: macToString(g.mac),
         mtu: net.config.mtu,
         offloads: true,
@@ -1003,6 +1006,7 @@ export class Daemon {
         network: r.network ?? DEFAULT_NETWORK,
         kind: PortKind.CONTAINER,
         ifname: r.ifname,
+        ip: r.ip ?? null,
         container: a.container,
         mac: r.mac,
         mtu: a.port?.mtu ?? r.mtu,

@@ -72,9 +72,9 @@ describe('formatPorts', () => {
     drops: { runt: 0, icc_blocked: 2, mtu_exceeded: 3 },
     drops_total: 5,
   };
-  const up: PortInfo = { name: 'c1', network: 'default', kind: 'container', ifname: 'eth0', container: 'pid 42', mac: '02:00:00:00:00:0a', mtu: 1500, offloads: true, state: 'up', counters };
+  const up: PortInfo = { name: 'c1', network: 'default', kind: 'container', ifname: 'eth0', ip: '10.0.2.100', container: 'pid 42', mac: '02:00:00:00:00:0a', mtu: 1500, offloads: true, state: 'up', counters };
   const clean: PortInfo = { ...up, name: 'c2', counters: { ...counters, drops: { runt: 0 }, drops_total: 0 }, offloads: false };
-  const down: PortInfo = { ...up, name: 'c3', state: 'down', counters: null, error: 'namespace gone' };
+  const down: PortInfo = { ...up, name: 'c3', ip: null, state: 'down', counters: null, error: 'namespace gone' };
 
   it('says so when there are no ports', () => {
     expect(formatPorts([])).toBe('no ports');
@@ -83,10 +83,10 @@ describe('formatPorts', () => {
   it('prints a header and one aligned row per port', () => {
     const lines = formatPorts([up, clean, down]).split('\n');
     expect(lines).toHaveLength(4);
-    expect(lines[0].split(/\s+/)).toEqual(['NAME', 'NETWORK', 'STATE', 'IFNAME', 'CONTAINER', 'MAC', 'MTU', 'OFFLOAD', 'RX_FRAMES', 'RX_BYTES', 'TX_FRAMES', 'TX_BYTES', 'DROPS']);
-    expect(lines[1].split(/\s{2,}/)).toEqual(['c1', 'default', 'up', 'eth0', 'pid 42', '02:00:00:00:00:0a', '1500', 'on', '10', '1000', '20', '2000', 'icc_blocked=2,mtu_exceeded=3']);
-    expect(lines[2].split(/\s{2,}/)).toEqual(['c2', 'default', 'up', 'eth0', 'pid 42', '02:00:00:00:00:0a', '1500', 'off', '10', '1000', '20', '2000', '0']);
-    expect(lines[3].split(/\s{2,}/)).toEqual(['c3', 'default', 'down', 'eth0', 'pid 42', '02:00:00:00:00:0a', '1500', 'on', '-', '-', '-', '-', 'namespace gone']);
+    expect(lines[0].split(/\s+/)).toEqual(['NAME', 'NETWORK', 'STATE', 'IFNAME', 'IP', 'CONTAINER', 'MAC', 'MTU', 'OFFLOAD', 'RX_FRAMES', 'RX_BYTES', 'TX_FRAMES', 'TX_BYTES', 'DROPS']);
+    expect(lines[1].split(/\s{2,}/)).toEqual(['c1', 'default', 'up', 'eth0', '10.0.2.100', 'pid 42', '02:00:00:00:00:0a', '1500', 'on', '10', '1000', '20', '2000', 'icc_blocked=2,mtu_exceeded=3']);
+    expect(lines[2].split(/\s{2,}/)).toEqual(['c2', 'default', 'up', 'eth0', '10.0.2.100', 'pid 42', '02:00:00:00:00:0a', '1500', 'off', '10', '1000', '20', '2000', '0']);
+    expect(lines[3].split(/\s{2,}/)).toEqual(['c3', 'default', 'down', 'eth0', '-', 'pid 42', '02:00:00:00:00:0a', '1500', 'on', '-', '-', '-', '-', 'namespace gone']);
     const col = lines[0].indexOf('DROPS');
     for (const l of lines.slice(1)) expect(l[col - 1]).toBe(' ');
   });
