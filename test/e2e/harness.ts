@@ -19,6 +19,7 @@ import { tmpdir } from 'node:os';
 import { dirname, join, resolve } from 'node:path';
 import { createInterface } from 'node:readline';
 import { fileURLToPath } from 'node:url';
+import { native, type WatchHandle } from '../../src/native/addon.js';
 
 export const PROJECT = process.env.USERNET_PROJECT_DIR ?? resolve(dirname(fileURLToPath(import.meta.url)), '../..');
 export const CLI = join(PROJECT, 'bin', 'usernet.js');
@@ -187,6 +188,32 @@ export function startUntil(
       clearTimeout(timer);
       reject(new Error(`exited (${code ?? signal}) before it was ready: ${argv.join(' ')}\n${lines.join('\n')}`));
     });
+  });
+}
+
+/**
+ * Resolves when process `pid` (not necessarily our child) has exited — an event, from a pidfd —
+ * and rejects after `timeoutMs`. A process already gone resolves at once. Its fds, sockets and
+ * TAPs are closed by then: the kernel closes them before it reports the exit.
+ */
+export function processExit(pid: number, timeoutMs = 10_000): Promise<void> {
+  return new Promise((resolvePromise, reject) => {
+    let watch: WatchHandle | null = null;
+    const timer = setTimeout(() => {
+      if (watch) native().unwatch(watch);
+      reject(new Error(`process ${pid} still running after ${timeoutMs} ms`));
+    }, timeoutMs);
+    try {
+      watch = native().watchPid(pid, () => {
+        clearTimeout(timer);
+        if (watch) native().unwatch(watch);
+        resolvePromise();
+      });
+    } catch (err) {
+      clearTimeout(timer);
+      if ((err as NodeJS.ErrnoException).code === 'ESRCH') resolvePromise();
+      else reject(err as Error);
+    }
   });
 }
 
@@ -478,13 +505,13 @@ export class Outside {
   }
 }
 
-/** Collects a child's stdout lines; `waitFor` resolves on the first line matching. */
+/** Collects a child's stdout (or stderr) lines; `waitFor` resolves on the first line matching. */
 export class Lines {
   readonly lines: string[] = [];
   private waiters: Array<{ match: (l: string) => boolean; resolve: (l: string) => void }> = [];
-  constructor(child: ChildProcess) {
+  constructor(child: ChildProcess, stream: 'stdout' | 'stderr' = 'stdout') {
     let buf = '';
-    child.stdout?.on('data', (d: Buffer) => {
+    child[stream]?.on('data', (d: Buffer) => {
       buf += d.toString();
       let nl;
       while ((nl = buf.indexOf('\n')) >= 0) {
@@ -500,8 +527,9 @@ export class Lines {
       }
     });
   }
-  waitFor(match: (l: string) => boolean, timeoutMs = 60_000): Promise<string> {
-    const seen = this.lines.find(match);
+  /** The first line matching, among those from index `since` on (already seen or to come). */
+  waitFor(match: (l: string) => boolean, timeoutMs = 60_000, since = 0): Promise<string> {
+    const seen = this.lines.slice(since).find(match);
     if (seen) return Promise.resolve(seen);
     return new Promise((resolve, reject) => {
       const w = {

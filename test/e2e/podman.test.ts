@@ -16,7 +16,7 @@ import { chmodSync, chownSync, copyFileSync, mkdirSync, mkdtempSync, rmSync, sym
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { Outside, PROJECT, asUser, cleanup, exited, requireSandbox, run, runOk, testUser, track } from './harness.js';
+import { Lines, Outside, PROJECT, asUser, cleanup, exited, processExit, requireSandbox, run, runOk, testUser, track } from './harness.js';
 
 requireSandbox();
 
@@ -42,7 +42,9 @@ describe('Podman with usernet-slirp4netns', () => {
     for (const d of [conf, runtime, join(rootfs, 'bin'), ...['proc', 'sys', 'dev', 'etc', 'tmp'].map((x) => join(rootfs, x))]) mkdirSync(d, { recursive: true });
     copyFileSync('/bin/busybox', join(rootfs, 'bin', 'busybox'));
     chmodSync(join(rootfs, 'bin', 'busybox'), 0o755);
-    for (const c of ['sh', 'nc', 'ip', 'echo', 'cat']) symlinkSync('busybox', join(rootfs, 'bin', c));
+    for (const c of ['sh', 'nc', 'ip', 'echo', 'cat', 'httpd']) symlinkSync('busybox', join(rootfs, 'bin', c));
+    mkdirSync(join(rootfs, 'www'));
+    writeFileSync(join(rootfs, 'www', 'index.html'), 'served\n');
     writeFileSync(
       join(conf, 'containers.conf'),
       `[containers]\ncgroups = "disabled"\n[engine]\ncgroup_manager = "cgroupfs"\nevents_logger = "file"\nnetwork_cmd_path = "${SLIRP}"\n`,
@@ -62,38 +64,39 @@ describe('Podman with usernet-slirp4netns', () => {
   });
 
   it('runs a container on it: the TAP configured, a port published through the API, nothing left after', async () => {
-    const script = 'ip -4 addr show tap0; ip route; echo served | nc -l -p 80 -w 20; echo container-done';
+    // busybox httpd binds its port before it daemonizes, so "listening" is printed only once the
+    // port is open; the container then waits for a line on stdin, which the test sends at the end.
+    const script = 'ip -4 addr show tap0; ip route; httpd -p 80 -h /www && echo listening; read done; echo container-done';
     const argv = asUser([
-      'podman', 'run', '--rm', '--dns=10.0.2.3', '--network', 'slirp4netns:port_handler=slirp4netns', '-p', '18210:80',
+      'podman', 'run', '--rm', '-i', '--dns=10.0.2.3', '--network', 'slirp4netns:port_handler=slirp4netns', '-p', '18210:80',
       '--rootfs', join(dir, 'rootfs'), '/bin/sh', '-c', script,
     ]);
-    const podman = track(spawn(argv[0] as string, argv.slice(1), { env, stdio: ['ignore', 'pipe', 'pipe'] }));
+    const podman = track(spawn(argv[0] as string, argv.slice(1), { env, stdio: ['pipe', 'pipe', 'pipe'] }));
     let stdout = '';
     let stderr = '';
     podman.stdout?.on('data', (d: Buffer) => (stdout += d.toString()));
     podman.stderr?.on('data', (d: Buffer) => (stderr += d.toString()));
-    const deadline = Date.now() + 60_000;
-    while (!/default via 10\.0\.2\.2/.test(stdout)) {
-      if (podman.exitCode !== null || Date.now() > deadline) throw new Error(`the container did not come up:\n${stdout}\n${stderr}`);
-      await new Promise((r) => setTimeout(r, 50));
-    }
+    const lines = new Lines(podman);
+    await Promise.race([
+      lines.waitFor((l) => l === 'listening', 60_000),
+      exited(podman).then(() => {
+        throw new Error(`the container did not come up:\n${stdout}\n${stderr}`);
+      }),
+    ]);
+    expect(stdout).toMatch(/default via 10\.0\.2\.2/);
     expect(stdout).toMatch(/inet 10\.0\.2\.100\/24/);
     // What Podman started: usernet-slirp4netns with Podman's usual flags.
     const cmdline = (await run(['pgrep', '-af', 'usernet-slirp4netns'])).stdout;
     expect(cmdline).toMatch(/--enable-sandbox --enable-seccomp --enable-ipv6 -c -e 3 -r 4/);
-    // The published port, from the outside namespace (retried while nc in the container starts).
-    let got = '';
-    for (let i = 0; i < 100 && got !== 'served\n'; i++) {
-      if (i) await new Promise((r) => setTimeout(r, 50));
-      got = (await out.exec(['ncat', '-w', '5', '--recv-only', Outside.HOST, '18210'])).stdout;
-    }
-    expect(got).toBe('served\n');
+    const slirpPid = Number((await run(['pgrep', '-f', SLIRP])).stdout.trim().split('\n')[0]);
+    // The published port, from the outside namespace.
+    expect((await out.exec(['curl', '-sS', '-m', '10', `http://${Outside.HOST}:18210/`])).stdout).toBe('served\n');
+    podman.stdin?.end('done\n');
     await exited(podman);
     expect(podman.exitCode, stderr).toBe(0);
     expect(stdout).toContain('container-done');
     // The container ended: Podman hung up the exit fd, and usernet-slirp4netns is gone with its forward.
-    const gone = Date.now() + 10_000;
-    while ((await run(['pgrep', '-f', SLIRP])).stdout !== '' && Date.now() < gone) await new Promise((r) => setTimeout(r, 50));
+    await processExit(slirpPid);
     expect((await run(['pgrep', '-f', SLIRP])).stdout).toBe('');
     expect((await run(['ss', '-Hltn', 'sport = :18210'])).stdout.trim()).toBe('');
   });

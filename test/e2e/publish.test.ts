@@ -30,22 +30,16 @@ interface Published {
 }
 
 /** A python HTTP server in `c` on `port`; its access log (stderr) collects the client addresses. */
-async function httpServer(c: Container, port: number): Promise<{ child: ChildProcess; log: string[] }> {
+async function httpServer(c: Container, port: number): Promise<{ child: ChildProcess; log: Lines }> {
   const dir = userTempDir();
   await run(['sh', '-c', `echo "served by the container" > ${dir}/index.html`]);
   const child = await c.startUntil([PYTHON, '-u', '-m', 'http.server', String(port), '--bind', '0.0.0.0', '--directory', dir], (l) => l.startsWith('Serving HTTP'));
-  const log: string[] = [];
-  child.stderr?.on('data', (d: Buffer) => log.push(...d.toString().split('\n').filter(Boolean)));
-  return { child, log };
+  return { child, log: new Lines(child, 'stderr') };
 }
 
-/** Waits for an access-log line from `client` (python's http.server logs "ADDR - - [...] ..."). */
-async function logged(log: string[], client: string): Promise<void> {
-  for (let i = 0; i < 200; i++) {
-    if (log.some((l) => l.startsWith(`${client} - - `))) return;
-    await new Promise((resolve) => setTimeout(resolve, 25));
-  }
-  throw new Error(`the server never logged ${client}; its log: ${JSON.stringify(log.slice(-5))}`);
+/** Waits for an access-log line from `client` (python's http.server logs "ADDR - - [...] ..."), from line `since` on. */
+async function logged(log: Lines, client: string, since = 0): Promise<void> {
+  await log.waitFor((l) => l.startsWith(`${client} - - `), 10_000, since);
 }
 
 async function curl(argv: (cmd: string[]) => string[], url: string): Promise<string> {
@@ -65,7 +59,7 @@ describe('published ports', () => {
   let out: Outside;
   let a: Container;
   let b: Container;
-  let http: { child: ChildProcess; log: string[] };
+  let http: { child: ChildProcess; log: Lines };
 
   beforeAll(async () => {
     out = await Outside.create();
@@ -111,14 +105,14 @@ describe('published ports', () => {
     // first and the container's FIN acknowledges it. Nothing may follow our FIN — a byte after
     // it makes the container answer RST, and the flow would vanish from conntrack.
     await daemon.cliOk(['publish', 'b', '8082:82']);
-    const server = 'require("node:http").createServer((q, s) => s.end("kept alive\\n")).listen(82, "0.0.0.0", () => console.log("ready"))';
-    await b.startUntil([process.execPath, '-e', server], (l) => l === 'ready');
+    // The server says when the container's side of the connection is closed (its FIN is out).
+    const server = 'require("node:http").createServer((q, s) => s.end("kept alive\\n")).on("connection", (c) => c.on("close", () => console.log("closed"))).listen(82, "0.0.0.0", () => console.log("ready"))';
+    const lines = new Lines(await b.startUntil([process.execPath, '-e', server], (l) => l === 'ready'));
     expect(await curl((c) => out.argv(c), `http://${HOST}:8082/`)).toBe('kept alive\n');
-    let table = '';
-    for (let i = 0; i < 100 && !/ TIME_WAIT .* dport=8082 /.test(table); i++) {
-      if (i) await new Promise((resolve) => setTimeout(resolve, 20));
-      table = await daemon.cliOk(['conntrack', '-L', '-p', 'tcp']);
-    }
+    await lines.waitFor((l) => l === 'closed', 10_000);
+    // The container's FIN was written to its TAP before "closed" was printed, long before this
+    // request reaches the daemon: the flow is in TIME_WAIT by then.
+    const table = await daemon.cliOk(['conntrack', '-L', '-p', 'tcp']);
     expect(table).toMatch(/^tcp {6}6 \d+ TIME_WAIT src=198\.51\.100\.2 dst=198\.51\.100\.1 sport=(\d+) dport=8082 src=10\.0\.2\.101 dst=198\.51\.100\.2 sport=82 dport=\1 \[ASSURED\] mark=0 use=1$/m);
     const status = JSON.parse(await daemon.cliOk(['status', '--json'])) as { conntrack: { removed: Record<string, number> } };
     expect(status.conntrack.removed['reset by the container'] ?? 0).toBe(0);
@@ -186,10 +180,9 @@ for addr, s in socks.items():
   });
 
   it('hairpin: container A reaches B through the host address, and B sees the host address', async () => {
-    const before = http.log.length;
+    const before = http.log.lines.length;
     expect(await a.execOk(['curl', '-s', '-m', '10', `http://${HOST}:8080/`])).toBe('served by the container\n');
-    for (let i = 0; i < 200 && !http.log.slice(before).some((l) => l.startsWith(`${HOST} - - `)); i++) await new Promise((resolve) => setTimeout(resolve, 25));
-    expect(http.log.slice(before).some((l) => l.startsWith(`${HOST} - - `))).toBe(true);
+    await logged(http.log, HOST, before);
     // And through the gateway address (the host's loopback): B sees the gateway.
     expect(await a.execOk(['curl', '-s', '-m', '10', 'http://10.0.2.2:8080/'])).toBe('served by the container\n');
   });

@@ -10,7 +10,7 @@ import { chownSync, existsSync, mkdirSync, readFileSync, readdirSync, rmSync } f
 import { connect } from 'node:net';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { Container, Daemon, FIXTURES, Outside, PROJECT, asUser, cleanup, exited, onCleanup, ping, requireSandbox, run, runOk, startUntil, testUser, track, userTempDir } from './harness.js';
+import { Container, Daemon, FIXTURES, Lines, Outside, PROJECT, asUser, cleanup, exited, onCleanup, ping, processExit, requireSandbox, run, runOk, startUntil, testUser, track, userTempDir } from './harness.js';
 
 requireSandbox();
 
@@ -76,36 +76,17 @@ async function tapExists(c: Container, name = 'tap0'): Promise<boolean> {
   return (await c.exec(['ip', 'link', 'show', name])).code === 0;
 }
 
-/** Waits until `check` holds (the kernel finishing an unregister, a port closing), at most 5 s. */
-async function eventually(check: () => Promise<boolean>, what: string): Promise<void> {
-  const deadline = Date.now() + 5000;
-  while (!(await check())) {
-    if (Date.now() > deadline) throw new Error(`not within 5 s: ${what}`);
-    await new Promise((r) => setTimeout(r, 25));
-  }
-}
-
-/** Waits until `check` holds, at most `ms`; the failure message comes from `why`. */
-async function eventuallyWithin(ms: number, check: () => Promise<boolean>, why: () => string): Promise<void> {
-  const deadline = Date.now() + ms;
-  while (!(await check())) {
-    if (Date.now() > deadline) throw new Error(why());
-    await new Promise((r) => setTimeout(r, 50));
-  }
-}
-
 async function listening(port: number): Promise<boolean> {
   return (await run(['ss', '-Hltn', `sport = :${port}`])).stdout.trim() !== '';
 }
 
 /** A python HTTP server in `c`; its stderr access log collects client addresses. */
-async function httpServer(c: Container, port: number, bind = '0.0.0.0'): Promise<string[]> {
+/** A python HTTP server in `c`; its access log (stderr) as Lines. */
+async function httpServer(c: Container, port: number, bind = '0.0.0.0'): Promise<Lines> {
   const dir = userTempDir();
   await run(['sh', '-c', `echo "served in the namespace" > ${dir}/index.html`]);
   const child = await c.startUntil(['python3', '-u', '-m', 'http.server', String(port), '--bind', bind, '--directory', dir], (l) => l.startsWith('Serving HTTP'));
-  const log: string[] = [];
-  child.stderr?.on('data', (d: Buffer) => log.push(...d.toString().split('\n').filter(Boolean)));
-  return log;
+  return new Lines(child, 'stderr');
 }
 
 describe('usernet-slirp4netns', () => {
@@ -150,7 +131,7 @@ describe('usernet-slirp4netns', () => {
     expect(await api(sock, '{"execute":"add_hostfwd","arguments":{"proto":"tcp","host_addr":"0.0.0.0","host_port":18090,"guest_addr":"","guest_port":80}}')).toBe('{"return":{"id":1}}');
     expect(await api(sock, '{"execute":"list_hostfwd"}')).toBe('{"entries":[{"id":1,"proto":"tcp","host_addr":"0.0.0.0","host_port":18090,"guest_addr":"10.0.2.100","guest_port":80}]}');
     expect((await out.exec(['curl', '-sS', '-m', '10', `http://${Outside.HOST}:18090/`])).stdout).toBe('served in the namespace\n');
-    await eventually(async () => log.some((l) => l.startsWith('198.51.100.2 - - ')), 'the server logs the outside client');
+    await log.waitFor((l) => l.startsWith('198.51.100.2 - - '), 10_000);
     expect(await api(sock, '{"execute":"add_hostfwd","arguments":{"proto":"tcp","host_port":18090,"guest_port":81}}')).toBe('{"error":{"desc":"bad request: add_hostfwd: slirp_add_hostfwd failed"}}');
     expect(await api(sock, '{"execute":"remove_hostfwd","arguments":{"id":1}}')).toBe('{"return":{}}');
     expect(await listening(18090)).toBe(false);
@@ -159,7 +140,9 @@ describe('usernet-slirp4netns', () => {
     // Podman's way to stop it: the exit fd hangs up.
     s.exitPipe.destroy();
     expect(await s.exit).toEqual({ code: 0, signal: null });
-    await eventually(async () => !(await tapExists(c)), 'tap0 is gone');
+    // The kernel closes a process's fds (and so removes a non-persistent TAP) before it reports
+    // the exit: no wait needed.
+    expect(await tapExists(c)).toBe(false);
     expect(await listening(18091)).toBe(false);
     expect(existsSync(sock)).toBe(false);
     // The one line on stderr: the refused duplicate, logged with its reason.
@@ -176,7 +159,7 @@ describe('usernet-slirp4netns', () => {
     expect(await listening(18092)).toBe(true);
     s.child.kill('SIGKILL');
     await s.exit;
-    await eventually(async () => !(await tapExists(c)), 'tap0 is gone');
+    expect(await tapExists(c)).toBe(false);
     expect(await listening(18092)).toBe(false);
     expect((await run(['pgrep', '-f', SLIRP])).stdout).toBe('');
 
@@ -187,7 +170,7 @@ describe('usernet-slirp4netns', () => {
     expect(await api(sock, '{"execute":"list_hostfwd"}')).toBe('{"entries":[]}');
     t.child.kill('SIGTERM');
     expect(await t.exit).toEqual({ code: 0, signal: null });
-    await eventually(async () => !(await tapExists(c)), 'tap0 is gone after SIGTERM');
+    expect(await tapExists(c)).toBe(false);
   });
 
   it("attaches to a TAP that rootlesskit made and configured, without -c, and leaves it there", async () => {
@@ -257,7 +240,7 @@ describe('usernet-slirp4netns', () => {
     // The early TAP is not persistent either: SIGKILL takes it away.
     s.child.kill('SIGKILL');
     await s.exit;
-    await eventually(async () => !(await tapExists(c)), 'tap0 is gone after SIGKILL');
+    expect(await tapExists(c)).toBe(false);
   });
 
   it('--macaddress sets the MAC of the TAP', async () => {
@@ -324,9 +307,8 @@ describe('usernet-slirp4netns', () => {
     const child = [
       'ip -4 -o addr show tap0',
       'curl -sS -m 10 http://198.51.100.2/',
-      `python3 -u -m http.server 80 --bind 0.0.0.0 --directory ${dir} & sleep 1`,
-      'echo child-ready',
-      'wait',
+      // http.server prints "Serving HTTP" once it listens: the test waits for that line.
+      `exec python3 -u -m http.server 80 --bind 0.0.0.0 --directory ${dir}`,
     ].join('; ');
     const argv = asUser([
       'rootlesskit', '--net=slirp4netns', `--slirp4netns-binary=${SLIRP}`, '--slirp4netns-sandbox=true', '--slirp4netns-seccomp=true', '--mtu=65520', '--disable-host-loopback',
@@ -338,17 +320,27 @@ describe('usernet-slirp4netns', () => {
     let stderr = '';
     rk.stdout?.on('data', (d: Buffer) => (stdout += d.toString()));
     rk.stderr?.on('data', (d: Buffer) => (stderr += d.toString()));
-    await eventuallyWithin(30_000, async () => stdout.includes('child-ready') || rk.exitCode !== null, () => `rootlesskit's child never got ready:\n${stdout}\n${stderr}`);
-    expect(rk.exitCode, `rootlesskit exited early:\n${stdout}\n${stderr}`).toBe(null);
+    const rkOut = new Lines(rk);
+    const rkErr = new Lines(rk, 'stderr');
+    await Promise.race([
+      rkOut.waitFor((l) => l.startsWith('Serving HTTP'), 30_000),
+      exited(rk).then(() => {
+        throw new Error(`rootlesskit exited early:\n${stdout}\n${stderr}`);
+      }),
+    ]);
     expect(stdout).toMatch(/tap0\s+inet 10\.0\.2\.100\/24/);
     expect(stdout).toContain('outside\n');
     expect((await out.exec(['curl', '-sS', '-m', '10', `http://${Outside.HOST}:18110/`])).stdout).toBe('served under rootlesskit\n');
-    await eventually(async () => /198\.51\.100\.2 - - /.test(stdout + stderr), 'the server logs the outside client\'s own address');
+    await rkErr.waitFor((l) => l.startsWith('198.51.100.2 - - '), 10_000);
+    // The program itself (rootlesskit's own processes name it in their arguments too).
+    const slirpPids = (await run(['pgrep', '-f', `${SLIRP}.js`])).stdout.split('\n').filter(Boolean).map(Number);
+    expect(slirpPids).toHaveLength(1);
     rk.kill('SIGTERM');
     await exited(rk);
-    // rootlesskit SIGKILLs usernet-slirp4netns: nothing of it stays.
-    await eventually(async () => (await run(['pgrep', '-f', SLIRP])).stdout === '', 'usernet-slirp4netns is gone');
-    await eventually(async () => !(await listening(18110)), 'the forward is gone');
+    // rootlesskit SIGKILLs usernet-slirp4netns: once it has exited, nothing of it stays.
+    await processExit(slirpPids[0]);
+    expect(existsSync(`/proc/${slirpPids[0]}`)).toBe(false);
+    expect(await listening(18110)).toBe(false);
   });
 
   it('--enable-sandbox: an empty root with /etc and /run, only CAP_NET_BIND_SERVICE, the caller\'s mounts untouched — and the network still works', async () => {
@@ -378,7 +370,7 @@ describe('usernet-slirp4netns', () => {
     expect(readFileSync('/proc/self/mountinfo', 'utf8')).not.toMatch(/ \/old | tmpfs tmpfs .*size=64k/);
     s.child.kill('SIGTERM');
     expect((await s.exit).code).toBe(0);
-    await eventually(async () => !(await tapExists(c)), 'tap0 is gone');
+    expect(await tapExists(c)).toBe(false);
   });
 
   it('--enable-seccomp: every thread runs under the filter, privileged calls fail, the network works', async () => {
@@ -439,15 +431,18 @@ describe('usernet-slirp4netns --network: many containers, one switch', () => {
     expect(await api(sockB, '{"execute":"add_hostfwd","arguments":{"proto":"tcp","host_addr":"0.0.0.0","host_port":18095,"guest_addr":"","guest_port":80}}')).toBe('{"return":{"id":1}}');
     expect(await api(sockB, '{"execute":"list_hostfwd"}')).toBe(`{"entries":[{"id":1,"proto":"tcp","host_addr":"0.0.0.0","host_port":18095,"guest_addr":"${ipB}","guest_port":80}]}`);
     expect((await out.exec(['curl', '-sS', '-m', '10', `http://${Outside.HOST}:18095/`])).stdout).toBe('served in the namespace\n');
-    await eventually(async () => log.some((l) => l.startsWith('198.51.100.2 - - ')), 'the server logs the outside client');
+    await log.waitFor((l) => l.startsWith('198.51.100.2 - - '), 10_000);
     expect(await daemon.cliOk(['publish', '--list'])).toContain('0.0.0.0:18095');
 
     // SIGKILL: the daemon notices its owner is gone and removes the port and its forward.
+    const since = daemon.logs.length;
     sb.child.kill('SIGKILL');
     await sb.exit;
-    await eventually(async () => !(await portNames()).includes(`slirp4netns-${sb.child.pid}`), 'the killed instance\'s port is removed');
-    await eventually(async () => !(await listening(18095)), 'its forward stops listening');
-    await eventually(async () => !(await tapExists(b)), 'its TAP goes');
+    // The daemon sees its owner's exit (a pidfd) and says so once the port and its forward are gone.
+    await daemon.waitForLog((l) => l.msg === 'container gone: port removed' && l.port === `slirp4netns-${sb.child.pid}`, 10_000, since);
+    expect(await portNames()).not.toContain(`slirp4netns-${sb.child.pid}`);
+    expect(await listening(18095)).toBe(false);
+    expect(await tapExists(b)).toBe(false);
     // The exit fd way, for the other one: detached at once.
     sa.exitPipe.destroy();
     expect(await sa.exit).toEqual({ code: 0, signal: null });
