@@ -180,6 +180,7 @@ export class DnsForwarder {
   private readonly log: Logger;
 
   private lastList: Upstream[] | null = null;
+  private noUpstreamLoggedAt = -Infinity;
   private set: UpstreamSet = EMPTY_SET;
   /** Every link with a socket or queries: the current set's and retired ones still busy. */
   private readonly links = new Map<string, UpstreamLink>();
@@ -246,6 +247,11 @@ export class DnsForwarder {
     const set = this.currentSet();
     if (set.members.length === 0) {
       this.stats.noUpstream++;
+      const now = performance.now();
+      if (now - this.noUpstreamLoggedAt >= FAILURE_LOG_INTERVAL_MS) {
+        this.noUpstreamLoggedAt = now;
+        this.log.warn({ queries: this.stats.noUpstream }, 'DNS query answered SERVFAIL: no upstream resolver (give --dns-upstream, or fix the host resolv.conf; logged at most once a minute)');
+      }
       this.servfailLater(payload, reply);
       return true;
     }

@@ -318,6 +318,7 @@ describe('status, DNS and the command line say what is wrong', () => {
     await daemon.attach(c, 'dns', '10.0.2.60/24');
     const dig = await c.exec(['dig', '+time=3', '+tries=1', '@10.0.2.3', 'example.test']);
     expect(dig.stdout).toContain('status: SERVFAIL');
+    await daemon.waitForLog((l) => l.level === 40 && l.msg.startsWith('DNS query answered SERVFAIL: no upstream resolver'));
   });
 
   it('global --socket before the command, repeated flags, a non-network namespace, an unwritable resolv.conf path', async () => {
