@@ -166,6 +166,15 @@ export interface DgramOpenResult {
   sendBufferSize: number;
 }
 
+/** One TCP socket seen by sock_diag; `state` is the kernel's number (1 ESTABLISHED, 2 SYN_SENT, …). */
+export interface TcpSocketInfo {
+  state: number;
+  src: number;
+  sport: number;
+  dst: number;
+  dport: number;
+}
+
 export interface NativeAddon {
   readonly VNET_HDR_LEN: number;
   tapOpen(options: TapOpenOptions): TapOpenResult;
@@ -191,6 +200,11 @@ export interface NativeAddon {
   watchPid(pid: number, onExit: (status: number) => void): WatchHandle;
   /** The process at the other end of a connected UNIX socket (SO_PEERCRED). Throws with the errno. */
   peerCredentials(fd: number): { pid: number; uid: number; gid: number };
+  /**
+   * The IPv4 TCP sockets (every state but LISTEN) in a container's network namespace, by
+   * sock_diag; addresses host-order. `truncated` is set when there were more than fit.
+   */
+  tcpSockets(target: { pid?: number; netnsPath?: string; usernsPath?: string }): TcpSocketInfo[] & { truncated?: boolean };
   unwatch(handle: WatchHandle): void;
   /**
    * usernet-slirp4netns --enable-sandbox (usernet_sandbox.c): pivots into an empty root holding

@@ -55,6 +55,9 @@
 #include <linux/if_tun.h>
 #include <linux/if_arp.h>
 #include <linux/nsfs.h>
+#include <linux/netlink.h>
+#include <linux/sock_diag.h>
+#include <linux/inet_diag.h>
 
 #ifndef SYS_pidfd_open
 #define SYS_pidfd_open 434
@@ -434,28 +437,45 @@ fail:
   j->fd = -1;
 }
 
+/* A piece of work to run inside other namespaces (the namespace child's argument). */
+struct ns_work {
+  int userns_fd;            /* -1: stay in our user namespace */
+  int netns_fd;             /* -1: stay in our network namespace */
+  void (*fn)(void *arg);    /* raw syscalls only: see run_in_namespaces() */
+  void *arg;
+  int err;                  /* errno of a failed setns, and which: */
+  int failed_step;          /* STEP_SETNS_USER or STEP_SETNS_NET, 0 when fn ran */
+};
+
 static int ns_child_main(void *arg) {
-  struct tap_job *j = arg;
-  if (j->userns_fd >= 0 && setns(j->userns_fd, CLONE_NEWUSER) < 0) {
-    j->err = errno;
-    j->step = STEP_SETNS_USER;
-    j->fd = -1;
+  struct ns_work *w = arg;
+  if (w->userns_fd >= 0 && setns(w->userns_fd, CLONE_NEWUSER) < 0) {
+    w->err = errno;
+    w->failed_step = STEP_SETNS_USER;
     return 1;
   }
-  if (j->netns_fd >= 0 && setns(j->netns_fd, CLONE_NEWNET) < 0) {
-    j->err = errno;
-    j->step = STEP_SETNS_NET;
-    j->fd = -1;
+  if (w->netns_fd >= 0 && setns(w->netns_fd, CLONE_NEWNET) < 0) {
+    w->err = errno;
+    w->failed_step = STEP_SETNS_NET;
     return 1;
   }
-  tap_open_here(j);
+  w->fn(w->arg);
   return 0;
 }
 
-/* Runs tap_open_here() inside the job's namespaces. Returns 0 or an errno for the clone itself. */
-static int run_tap_job(struct tap_job *j) {
-  if (j->userns_fd < 0 && j->netns_fd < 0) {
-    tap_open_here(j);
+/*
+ * Runs w->fn(w->arg) inside w's namespaces: in a clone()d child that shares our memory and fd
+ * table (CLONE_VM | CLONE_VFORK | CLONE_FILES, as passt does), since the kernel refuses
+ * setns(CLONE_NEWUSER) to a multithreaded process. The child runs on a borrowed stack while
+ * Node's other threads go on, so fn makes raw syscalls only (no malloc, no locks). In-process
+ * when no namespace has to be joined. Returns 0 or an errno for the clone itself; a failed setns
+ * is in w->err / w->failed_step.
+ */
+int run_in_namespaces(struct ns_work *w) {
+  w->err = 0;
+  w->failed_step = 0;
+  if (w->userns_fd < 0 && w->netns_fd < 0) {
+    w->fn(w->arg);
     return 0;
   }
   void *stack = mmap(NULL, CHILD_STACK_SIZE, PROT_READ | PROT_WRITE,
@@ -467,7 +487,7 @@ static int run_tap_job(struct tap_job *j) {
   pthread_sigmask(SIG_BLOCK, &all, &old);
   /* exit signal 0: no SIGCHLD reaches libuv's child watcher; we reap with __WALL ourselves. */
   pid_t pid = clone(ns_child_main, (char *)stack + CHILD_STACK_SIZE,
-                    CLONE_VM | CLONE_VFORK | CLONE_FILES, j);
+                    CLONE_VM | CLONE_VFORK | CLONE_FILES, w);
   int clone_err = errno;
   pthread_sigmask(SIG_SETMASK, &old, NULL);
   if (pid < 0) {
@@ -481,11 +501,89 @@ static int run_tap_job(struct tap_job *j) {
   return 0;
 }
 
+static void tap_open_work(void *arg) {
+  tap_open_here(arg);
+}
+
+/* Runs tap_open_here() inside the job's namespaces. Returns 0 or an errno for the clone itself. */
+static int run_tap_job(struct tap_job *j) {
+  struct ns_work w = {.userns_fd = j->userns_fd, .netns_fd = j->netns_fd, .fn = tap_open_work, .arg = j};
+  int err = run_in_namespaces(&w);
+  if (err) return err;
+  if (w.failed_step) {
+    j->err = w.err;
+    j->step = w.failed_step;
+    j->fd = -1;
+  }
+  return 0;
+}
+
 /* Same namespace as ours? Compares the nsfs inodes. */
 static int same_ns(int fd, const char *self_path) {
   struct stat a, b;
   if (fstat(fd, &a) < 0 || stat(self_path, &b) < 0) return 0;
   return a.st_dev == b.st_dev && a.st_ino == b.st_ino;
+}
+
+/*
+ * The namespaces of a target given as { pid } or { netnsPath, usernsPath? } in `opts`: opens the
+ * user and network namespace files (the netns's owner by NS_GET_USERNS when no usernsPath is
+ * given), leaving -1 for one we are already in. Writes "WHAT(pid N)" or "WHAT(netns P)" (or
+ * "WHAT(fallback)") into context. Returns 0, or an errno with *failed naming the step.
+ */
+int open_target_namespaces(napi_env env, napi_value opts, const char *what, const char *fallback,
+                           int *userns_fd, int *netns_fd, char *context, size_t context_len,
+                           const char **failed) {
+  napi_value v;
+  size_t n;
+  char path[PATH_MAX];
+  int32_t pid = 0;
+  bool have_pid = get_int_prop(env, opts, "pid", &pid);
+  char netns_path[PATH_MAX] = "", userns_path[PATH_MAX] = "";
+  if (get_prop(env, opts, "netnsPath", &v))
+    napi_get_value_string_utf8(env, v, netns_path, sizeof netns_path, &n);
+  if (get_prop(env, opts, "usernsPath", &v))
+    napi_get_value_string_utf8(env, v, userns_path, sizeof userns_path, &n);
+  *userns_fd = -1;
+  *netns_fd = -1;
+  if (have_pid) {
+    snprintf(context, context_len, "%s(pid %d)", what, pid);
+    snprintf(path, sizeof path, "/proc/%d/ns/net", pid);
+    *netns_fd = open(path, O_RDONLY | O_CLOEXEC);
+    if (*netns_fd < 0) { *failed = "open(/proc/PID/ns/net)"; return errno; }
+    snprintf(path, sizeof path, "/proc/%d/ns/user", pid);
+    *userns_fd = open(path, O_RDONLY | O_CLOEXEC);
+    if (*userns_fd < 0) { *failed = "open(/proc/PID/ns/user)"; return errno; }
+  } else if (netns_path[0]) {
+    snprintf(context, context_len, "%s(netns %s)", what, netns_path);
+    *netns_fd = open(netns_path, O_RDONLY | O_CLOEXEC);
+    if (*netns_fd < 0) { *failed = "open(netns path)"; return errno; }
+    if (userns_path[0]) {
+      *userns_fd = open(userns_path, O_RDONLY | O_CLOEXEC);
+      if (*userns_fd < 0) { *failed = "open(userns path)"; return errno; }
+    } else {
+      /* The namespace's owner: a rootless container's netns belongs to its user namespace. */
+      *userns_fd = ioctl(*netns_fd, NS_GET_USERNS);
+      if (*userns_fd < 0) {
+        if (errno != EPERM) { *failed = "ioctl(NS_GET_USERNS)"; return errno; }
+        *userns_fd = -1; /* owned by an ancestor of ours: nothing to join */
+      } else {
+        fcntl(*userns_fd, F_SETFD, FD_CLOEXEC);
+      }
+    }
+  } else {
+    snprintf(context, context_len, "%s(%s)", what, fallback);
+  }
+  /* Re-entering the namespace we are already in fails with EINVAL (user) or is pointless. */
+  if (*userns_fd >= 0 && same_ns(*userns_fd, "/proc/self/ns/user")) {
+    close(*userns_fd);
+    *userns_fd = -1;
+  }
+  if (*netns_fd >= 0 && same_ns(*netns_fd, "/proc/thread-self/ns/net")) {
+    close(*netns_fd);
+    *netns_fd = -1;
+  }
+  return 0;
 }
 
 /*
@@ -558,55 +656,9 @@ static napi_value tap_open(napi_env env, napi_callback_info info) {
   }
 
   /* Which namespaces to join. */
-  char path[PATH_MAX];
-  int32_t pid = 0;
-  bool have_pid = get_int_prop(env, opts, "pid", &pid);
-  char netns_path[PATH_MAX] = "", userns_path[PATH_MAX] = "";
-  if (get_prop(env, opts, "netnsPath", &v))
-    napi_get_value_string_utf8(env, v, netns_path, sizeof netns_path, &n);
-  if (get_prop(env, opts, "usernsPath", &v))
-    napi_get_value_string_utf8(env, v, userns_path, sizeof userns_path, &n);
-
-  int err = 0;
   const char *failed = NULL;
-  if (have_pid) {
-    snprintf(context, sizeof context, "tapOpen(pid %d)", pid);
-    snprintf(path, sizeof path, "/proc/%d/ns/net", pid);
-    job.netns_fd = open(path, O_RDONLY | O_CLOEXEC);
-    if (job.netns_fd < 0) { err = errno; failed = "open(/proc/PID/ns/net)"; goto out; }
-    snprintf(path, sizeof path, "/proc/%d/ns/user", pid);
-    job.userns_fd = open(path, O_RDONLY | O_CLOEXEC);
-    if (job.userns_fd < 0) { err = errno; failed = "open(/proc/PID/ns/user)"; goto out; }
-  } else if (netns_path[0]) {
-    snprintf(context, sizeof context, "tapOpen(netns %s)", netns_path);
-    job.netns_fd = open(netns_path, O_RDONLY | O_CLOEXEC);
-    if (job.netns_fd < 0) { err = errno; failed = "open(netns path)"; goto out; }
-    if (userns_path[0]) {
-      job.userns_fd = open(userns_path, O_RDONLY | O_CLOEXEC);
-      if (job.userns_fd < 0) { err = errno; failed = "open(userns path)"; goto out; }
-    } else {
-      /* The namespace's owner: a rootless container's netns belongs to its user namespace. */
-      job.userns_fd = ioctl(job.netns_fd, NS_GET_USERNS);
-      if (job.userns_fd < 0) {
-        if (errno == EPERM) {
-          job.userns_fd = -1; /* owned by an ancestor of ours: nothing to join */
-        } else { err = errno; failed = "ioctl(NS_GET_USERNS)"; goto out; }
-      } else {
-        fcntl(job.userns_fd, F_SETFD, FD_CLOEXEC);
-      }
-    }
-  } else {
-    snprintf(context, sizeof context, "tapOpen(%s)", job.ifname);
-  }
-  /* Re-entering the namespace we are already in fails with EINVAL (user) or is pointless. */
-  if (job.userns_fd >= 0 && same_ns(job.userns_fd, "/proc/self/ns/user")) {
-    close(job.userns_fd);
-    job.userns_fd = -1;
-  }
-  if (job.netns_fd >= 0 && same_ns(job.netns_fd, "/proc/thread-self/ns/net")) {
-    close(job.netns_fd);
-    job.netns_fd = -1;
-  }
+  int err = open_target_namespaces(env, opts, "tapOpen", job.ifname, &job.userns_fd, &job.netns_fd, context, sizeof context, &failed);
+  if (err) goto out;
 
   err = run_tap_job(&job);
   if (err) { failed = "clone"; goto out; }
@@ -1155,6 +1207,135 @@ static napi_value peer_credentials(napi_env env, napi_callback_info info) {
 }
 
 /* ------------------------------------------------------------------------------------------------
+ * tcpSockets: the TCP sockets inside a container (sock_diag), for a daemon that restarts
+ * ---------------------------------------------------------------------------------------------- */
+
+/* Room for the dump: an inet_diag_msg is 72 bytes plus its netlink header, ~90 per socket. */
+#define DIAG_BUF_SIZE (8 * 1024 * 1024)
+
+struct diag_job {
+  uint8_t *buf;     /* DIAG_BUF_SIZE bytes, filled by the child with the netlink replies */
+  size_t used;
+  int err;
+  int step;         /* 0, or which call failed */
+  int truncated;
+};
+
+static const char *diag_steps[] = {"", "socket(NETLINK_SOCK_DIAG)", "sendto(SOCK_DIAG_BY_FAMILY)", "recv(NETLINK_SOCK_DIAG)"};
+
+/* In the container's namespaces: one SOCK_DIAG_BY_FAMILY dump of its IPv4 TCP sockets, every
+ * state but LISTEN, read whole into j->buf. Raw syscalls only (see run_in_namespaces). */
+static void tcp_diag_work(void *arg) {
+  struct diag_job *j = arg;
+  int nl = socket(AF_NETLINK, SOCK_DGRAM | SOCK_CLOEXEC, NETLINK_SOCK_DIAG);
+  if (nl < 0) { j->err = errno; j->step = 1; return; }
+  struct {
+    struct nlmsghdr nlh;
+    struct inet_diag_req_v2 req;
+  } msg;
+  memset(&msg, 0, sizeof msg);
+  msg.nlh.nlmsg_len = sizeof msg;
+  msg.nlh.nlmsg_type = SOCK_DIAG_BY_FAMILY;
+  msg.nlh.nlmsg_flags = NLM_F_REQUEST | NLM_F_DUMP;
+  msg.req.sdiag_family = AF_INET;
+  msg.req.sdiag_protocol = IPPROTO_TCP;
+  msg.req.idiag_states = 0xffffffffu & ~(1u << 10 /* TCP_LISTEN */);
+  struct sockaddr_nl sa = {.nl_family = AF_NETLINK};
+  if (sendto(nl, &msg, sizeof msg, 0, (struct sockaddr *)&sa, sizeof sa) < 0) {
+    j->err = errno; j->step = 2; close(nl); return;
+  }
+  for (;;) {
+    if (DIAG_BUF_SIZE - j->used < 65536) { j->truncated = 1; break; }
+    ssize_t n = recv(nl, j->buf + j->used, 65536, 0);
+    if (n < 0) {
+      if (errno == EINTR) continue;
+      j->err = errno; j->step = 3; break;
+    }
+    if (n == 0) break;
+    /* The dump ends with NLMSG_DONE (or an NLMSG_ERROR): keep it, the parent stops there. */
+    struct nlmsghdr *h = (struct nlmsghdr *)(j->buf + j->used);
+    int len = (int)n, done = 0;
+    for (; NLMSG_OK(h, len); h = NLMSG_NEXT(h, len))
+      if (h->nlmsg_type == NLMSG_DONE || h->nlmsg_type == NLMSG_ERROR) done = 1;
+    j->used += (size_t)n;
+    if (done) break;
+  }
+  close(nl);
+}
+
+/*
+ * tcpSockets(target) -> [{ state, src, sport, dst, dport }] — the IPv4 TCP sockets (all states
+ * but LISTEN; state as the kernel numbers it: 1 ESTABLISHED, 2 SYN_SENT, ...) in the network
+ * namespace of target { pid } or { netnsPath, usernsPath? }; addresses as host-order uint32.
+ * A daemon that restarts uses it to find the connections its predecessor carried, which are
+ * now dead on the host side, and reset them. Throws with the errno and the failing step.
+ */
+static napi_value tcp_sockets(napi_env env, napi_callback_info info) {
+  size_t argc = 1;
+  napi_value argv[1];
+  NAPI_CALL(env, napi_get_cb_info(env, info, &argc, argv, NULL, NULL));
+  if (argc < 1) {
+    napi_throw_type_error(env, "ERR_INVALID_ARG_TYPE", "tcpSockets(target) needs { pid } or { netnsPath }");
+    return NULL;
+  }
+  char context[PATH_MAX + 64] = "";
+  const char *failed = NULL;
+  struct ns_work w = {.userns_fd = -1, .netns_fd = -1, .fn = tcp_diag_work};
+  struct diag_job job = {0};
+  int err = open_target_namespaces(env, argv[0], "tcpSockets", "own namespace", &w.userns_fd, &w.netns_fd, context, sizeof context, &failed);
+  if (err) goto out;
+  job.buf = mmap(NULL, DIAG_BUF_SIZE, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+  if (job.buf == MAP_FAILED) { job.buf = NULL; err = errno; failed = "mmap"; goto out; }
+  w.arg = &job;
+  err = run_in_namespaces(&w);
+  if (err) { failed = "clone"; goto out; }
+  if (w.failed_step) { err = w.err; failed = step_names[w.failed_step]; goto out; }
+  if (job.step) { err = job.err; failed = diag_steps[job.step]; goto out; }
+
+  napi_value result, item, v;
+  NAPI_CALL(env, napi_create_array(env, &result));
+  uint32_t count = 0;
+  int len = (int)job.used;
+  for (struct nlmsghdr *h = (struct nlmsghdr *)job.buf; NLMSG_OK(h, len); h = NLMSG_NEXT(h, len)) {
+    if (h->nlmsg_type == NLMSG_DONE) break;
+    if (h->nlmsg_type == NLMSG_ERROR) {
+      struct nlmsgerr *e = NLMSG_DATA(h);
+      if (e->error != 0) { err = -e->error; failed = "NETLINK_SOCK_DIAG dump"; goto out; }
+      break;
+    }
+    if (h->nlmsg_type != SOCK_DIAG_BY_FAMILY || h->nlmsg_len < NLMSG_LENGTH(sizeof(struct inet_diag_msg))) continue;
+    struct inet_diag_msg *m = NLMSG_DATA(h);
+    NAPI_CALL(env, napi_create_object(env, &item));
+    NAPI_CALL(env, napi_create_uint32(env, m->idiag_state, &v));
+    NAPI_CALL(env, napi_set_named_property(env, item, "state", v));
+    NAPI_CALL(env, napi_create_uint32(env, ntohl(m->id.idiag_src[0]), &v));
+    NAPI_CALL(env, napi_set_named_property(env, item, "src", v));
+    NAPI_CALL(env, napi_create_uint32(env, ntohs(m->id.idiag_sport), &v));
+    NAPI_CALL(env, napi_set_named_property(env, item, "sport", v));
+    NAPI_CALL(env, napi_create_uint32(env, ntohl(m->id.idiag_dst[0]), &v));
+    NAPI_CALL(env, napi_set_named_property(env, item, "dst", v));
+    NAPI_CALL(env, napi_create_uint32(env, ntohs(m->id.idiag_dport), &v));
+    NAPI_CALL(env, napi_set_named_property(env, item, "dport", v));
+    NAPI_CALL(env, napi_set_element(env, result, count++, item));
+  }
+  if (job.truncated) {
+    NAPI_CALL(env, napi_get_boolean(env, true, &v));
+    NAPI_CALL(env, napi_set_named_property(env, result, "truncated", v));
+  }
+  munmap(job.buf, DIAG_BUF_SIZE);
+  if (w.userns_fd >= 0) close(w.userns_fd);
+  if (w.netns_fd >= 0) close(w.netns_fd);
+  return result;
+
+out:
+  if (job.buf) munmap(job.buf, DIAG_BUF_SIZE);
+  if (w.userns_fd >= 0) close(w.userns_fd);
+  if (w.netns_fd >= 0) close(w.netns_fd);
+  throw_errno(env, err, failed, context);
+  return NULL;
+}
+
+/* ------------------------------------------------------------------------------------------------
  * Module
  * ---------------------------------------------------------------------------------------------- */
 
@@ -1176,6 +1357,7 @@ static napi_value init(napi_env env, napi_value exports) {
     {"watchPid", NULL, watch_pid, NULL, NULL, NULL, napi_default, NULL},
     {"unwatch", NULL, unwatch, NULL, NULL, NULL, napi_default, NULL},
     {"peerCredentials", NULL, peer_credentials, NULL, NULL, NULL, napi_default, NULL},
+    {"tcpSockets", NULL, tcp_sockets, NULL, NULL, NULL, napi_default, NULL},
   };
   napi_value vnet_len;
   napi_create_int32(env, VNET_HDR_LEN, &vnet_len);
