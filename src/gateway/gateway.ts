@@ -368,7 +368,12 @@ export class GatewayPort extends Port implements FragmentSink {
       return;
     }
     if (ip.fragmentOffset !== 0 || ip.moreFragments) {
-      this.stats.fragments_dropped++; // nothing the gateway serves needs fragmented requests
+      // TCP and UDP to the gateway address go to the host's loopback through the NAT, which
+      // reassembles them (every fragment carries the protocol). Nothing the gateway serves
+      // itself (DHCP, DNS, ping) needs fragmented requests.
+      const proto = ip.protocol;
+      if (dst === this.ip && !broadcast && (proto === IPPROTO_UDP || proto === IPPROTO_TCP) && this.router !== null && this.router.route(this, buf, dv, ip, ethSrc, null)) return;
+      this.stats.fragments_dropped++;
       return;
     }
     const proto = ip.protocol;
