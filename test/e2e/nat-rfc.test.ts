@@ -16,7 +16,7 @@ import type { ChildProcess } from 'node:child_process';
 import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { Container, Daemon, Lines, Outside, PYTHON, cleanup, exited, onCleanup, requireSandbox, rootTempDir } from './harness.js';
+import { Container, Daemon, Lines, Outside, PYTHON, cleanup, exited, onCleanup, requireSandbox, rootTempDir, startUntil } from './harness.js';
 
 requireSandbox();
 
@@ -45,67 +45,58 @@ async function natDiscovery(c: Container): Promise<Verdicts> {
   };
 }
 
+let out: Outside;
+let turn: ChildProcess;
+let strict: Daemon;
+let open: Daemon;
+let a: Container;
+let b: Container;
+let c: Container;
+
+beforeAll(async () => {
+  out = await Outside.create();
+  const dir = rootTempDir('usernet-turn-');
+  const pidfile = join(dir, 'turnserver.pid');
+  turn = await out.startUntil(
+    [
+      'turnserver',
+      '-c', '/dev/null',
+      '-L', STUN,
+      '-L', STUN_OTHER,
+      '--listening-port', '3478',
+      '--alt-listening-port', '3479',
+      '--stun-only',
+      '--no-tcp', '--no-tls', '--no-dtls',
+      '--no-cli',
+      '--pidfile', pidfile,
+      '--db', join(dir, 'turndb'),
+      '--log-file', 'stdout',
+      '--simple-log',
+      '--verbose',
+    ],
+    (l) => l.includes('Total General servers'),
+  );
+  // ip netns exec execs turnserver: the child is the server, and it is stopped by that PID only.
+  expect(Number(readFileSync(pidfile, 'utf8').trim())).toBe(turn.pid);
+  onCleanup(() => {
+    if (turn.exitCode === null && turn.signalCode === null) turn.kill('SIGKILL');
+  });
+  [a, b, c] = await Promise.all([Container.start(), Container.start(), Container.start()]);
+  [strict, open] = await Promise.all([Daemon.start(), Daemon.start({ args: ['--udp-filtering', 'endpoint-independent'] })]);
+  await strict.cliOk(['attach', '--pid', String(a.pid), '--name', 'a', '--configure']);
+  await strict.cliOk(['attach', '--pid', String(b.pid), '--name', 'b', '--configure']);
+  await open.cliOk(['attach', '--pid', String(c.pid), '--name', 'c', '--configure']);
+});
+
+afterAll(async () => {
+  if (turn && turn.exitCode === null && turn.signalCode === null) {
+    turn.kill('SIGTERM');
+    await Promise.race([exited(turn), new Promise((r) => setTimeout(r, 5000).unref())]);
+  }
+  await cleanup();
+});
+
 describe('RFC 4787/5780 behaviour (coturn natdiscovery)', () => {
-  let out: Outside;
-  let turn: ChildProcess;
-  let strict: Daemon;
-  let open: Daemon;
-  let a: Container;
-  let b: Container;
-  let c: Container;
-
-  beforeAll(async () => {
-    out = await Outside.create();
-    const dir = rootTempDir('usernet-turn-');
-    const pidfile = join(dir, 'turnserver.pid');
-    turn = await out.startUntil(
-      [
-        'turnserver',
-        '-c', '/dev/null',
-        '-L', STUN,
-        '-L', STUN_OTHER,
-        '--listening-port', '3478',
-        '--alt-listening-port', '3479',
-        '--stun-only',
-        '--no-tcp', '--no-tls', '--no-dtls',
-        '--no-cli',
-        '--pidfile', pidfile,
-        '--db', join(dir, 'turndb'),
-        '--log-file', 'stdout',
-        '--simple-log',
-        '--verbose',
-      ],
-      (l) => l.includes('Total General servers'),
-    );
-    onCleanup(() => {
-      // By its PID (the pid file's, which is ip-netns-exec's child itself): nothing else named turnserver is touched.
-      let pid = turn.pid;
-      try {
-        pid = Number(readFileSync(pidfile, 'utf8').trim()) || pid;
-      } catch {
-        // not written: the child's PID
-      }
-      if (pid) {
-        try {
-          process.kill(pid, 'SIGKILL');
-        } catch {
-          // already gone
-        }
-      }
-    });
-    [a, b, c] = await Promise.all([Container.start(), Container.start(), Container.start()]);
-    [strict, open] = await Promise.all([Daemon.start(), Daemon.start({ args: ['--udp-filtering', 'endpoint-independent'] })]);
-    await strict.cliOk(['attach', '--pid', String(a.pid), '--name', 'a', '--configure']);
-    await strict.cliOk(['attach', '--pid', String(b.pid), '--name', 'b', '--configure']);
-    await open.cliOk(['attach', '--pid', String(c.pid), '--name', 'c', '--configure']);
-  });
-
-  afterAll(async () => {
-    turn?.kill('SIGTERM');
-    if (turn) await Promise.race([exited(turn), new Promise((r) => setTimeout(r, 5000).unref())]);
-    await cleanup();
-  });
-
   it('default: endpoint-independent mapping, address-dependent filtering, hairpinning', async () => {
     const v = await natDiscovery(a);
     expect(v.mapping, v.output).toBe('Endpoint Independent');
@@ -159,5 +150,80 @@ describe('RFC 4787/5780 behaviour (coturn natdiscovery)', () => {
     // Let through the address-dependent filter as a hairpinned datagram, and counted so.
     const st = JSON.parse(await strict.cliOk(['status', '--json'])) as { udp: Record<string, number> };
     expect(st.udp.hairpinned).toBeGreaterThanOrEqual(1);
+  });
+});
+
+describe('IPv4 fragments (MTU 1500, 8 KiB datagrams both ways)', () => {
+  const SIZE = 8192;
+  const COUNT = 50;
+  // Datagram i of a kind: its index, then bytes that depend on the kind and the index only.
+  const payload = "def payload(tag, i):\n  return i.to_bytes(4, 'big') + (hashlib.sha256(b'%s %d' % (tag, i)).digest() * 256)[4:]\n";
+  const server = (addr: string, port: number): string[] => [
+    PYTHON,
+    '-u',
+    '-c',
+    `import socket, hashlib\n${payload}s=socket.socket(socket.AF_INET, socket.SOCK_DGRAM)\ns.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4 << 20)\ns.bind(('${addr}', ${port}))\nprint('ready', flush=True)\nwhile True:\n  d,p=s.recvfrom(65535)\n  i=int.from_bytes(d[:4], 'big')\n  print('%s %d %d %s:%d' % ('ok' if d == payload(b'q', i) else 'bad', i, len(d), p[0], p[1]), flush=True)\n  s.sendto(payload(b'a', i), p)`,
+  ];
+  // Lockstep: one datagram, then its answer, so nothing is lost to a full buffer.
+  const client = (addr: string, port: number): string[] => [
+    PYTHON,
+    '-c',
+    `import socket, hashlib\n${payload}s=socket.socket(socket.AF_INET, socket.SOCK_DGRAM)\ns.settimeout(5)\ngood=0\nfor i in range(${COUNT}):\n  s.sendto(payload(b'q', i), ('${addr}', ${port}))\n  d=s.recv(65535)\n  if d == payload(b'a', i): good += 1\n  else: print('bad answer %d: %d bytes' % (i, len(d)))\nprint('answers %d/${COUNT}' % good)`,
+  ];
+
+  /** The container's IP counters (/proc/net/snmp of its network namespace). */
+  async function ipCounters(k: Container): Promise<Record<string, number>> {
+    const lines = (await k.execOk(['cat', '/proc/net/snmp'])).split('\n').filter((l) => l.startsWith('Ip:'));
+    const names = lines[0].split(/\s+/).slice(1);
+    const values = lines[1].split(/\s+/).slice(1).map(Number);
+    return Object.fromEntries(names.map((n, i) => [n, values[i]]));
+  }
+
+  async function exchange(k: Container, serverArgv: string[], inside: 'outside' | 'host', dstAddr: string, port: number, seenFrom: RegExp): Promise<void> {
+    const srv = new Lines(inside === 'outside' ? await out.startUntil(serverArgv, (l) => l === 'ready') : await startUntil(serverArgv, (l) => l === 'ready'));
+    const before = await ipCounters(k);
+    const st0 = JSON.parse(await strict.cliOk(['status', '--json'])) as { nat: { reassembly: Record<string, number> } };
+    expect((await k.execOk(client(dstAddr, port), { timeoutMs: 120_000 })).trim()).toBe(`answers ${COUNT}/${COUNT}`);
+    await srv.waitFor((l) => l.startsWith(`ok ${COUNT - 1} `));
+    const got = srv.lines.filter((l) => /^(ok|bad) /.test(l));
+    expect(got).toHaveLength(COUNT);
+    for (const [i, l] of got.entries()) expect(l).toMatch(new RegExp(`^ok ${i} ${SIZE} `));
+    expect(got[0].split(' ')[3]).toMatch(seenFrom);
+    const after = await ipCounters(k);
+    // The container's kernel cut every datagram (8 KiB at MTU 1500: 6 fragments) and put every
+    // answer back together: the gateway fragmented them to the network's MTU.
+    expect(after.FragCreates - before.FragCreates).toBe(COUNT * 6);
+    expect(after.ReasmOKs - before.ReasmOKs).toBe(COUNT);
+    const st = JSON.parse(await strict.cliOk(['status', '--json'])) as { nat: { reassembly: Record<string, number> } };
+    expect(st.nat.reassembly.reassembled - st0.nat.reassembly.reassembled).toBe(COUNT);
+    expect(st.nat.reassembly.fragmentsDropped).toBe(0);
+  }
+
+  it('a container reaches a server outside: every byte of 50 datagrams each way', async () => {
+    expect((await b.link()).mtu).toBe(1500);
+    await exchange(b, server('198.51.100.2', 7200), 'outside', '198.51.100.2', 7200, /^198\.51\.100\.1:\d+$/);
+  });
+
+  it('answers of 65000 bytes to small questions reach the container as fragments of its MTU', async () => {
+    const big = `import socket, hashlib\ndef body(i):\n  return (hashlib.sha256(b'big %d' % i).digest() * 2032)[:65000]\n`;
+    const srv = await out.startUntil(
+      [PYTHON, '-u', '-c', `${big}s=socket.socket(socket.AF_INET, socket.SOCK_DGRAM)\ns.bind(('198.51.100.2', 7202))\nprint('ready', flush=True)\nwhile True:\n  d,p=s.recvfrom(100)\n  s.sendto(body(int(d)), p)`],
+      (l) => l === 'ready',
+    );
+    void srv;
+    const before = await ipCounters(b);
+    const r = await b.execOk(
+      [PYTHON, '-c', `${big}s=socket.socket(socket.AF_INET, socket.SOCK_DGRAM)\ns.settimeout(5)\ngood=0\nfor i in range(10):\n  s.sendto(b'%d' % i, ('198.51.100.2', 7202))\n  good += s.recv(65535) == body(i)\nprint('answers %d/10' % good)`],
+      { timeoutMs: 60_000 },
+    );
+    expect(r.trim()).toBe('answers 10/10');
+    const after = await ipCounters(b);
+    // 65000 + 8 bytes of UDP in 1480-byte pieces: 44 fragments each.
+    expect(after.ReasmReqds - before.ReasmReqds).toBe(10 * 44);
+    expect(after.ReasmOKs - before.ReasmOKs).toBe(10);
+  });
+
+  it('and one on the host loopback, through the gateway address', async () => {
+    await exchange(b, server('127.0.0.1', 7201), 'host', '10.0.2.2', 7201, /^127\.0\.0\.1:\d+$/);
   });
 });
