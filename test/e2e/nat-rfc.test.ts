@@ -7,6 +7,11 @@
  *    address-dependent filtering (endpoint-independent with `--udp-filtering
  *    endpoint-independent`), hairpinning (REQ-9) — and hairpinning between two containers, seen
  *    from the host's address and the sender's external port (REQ-9a).
+ *  - RFC 791 fragments: python UDP clients in a container at MTU 1500 send 8 KiB datagrams to
+ *    servers outside and on the host loopback (through 10.0.2.2), which check every byte and
+ *    answer with 8 KiB (and 65000-byte) datagrams of their own: the NAT reassembles on the way
+ *    out, the gateway fragments on the way in, and the container kernel's counters
+ *    (/proc/net/snmp) show both happened.
  *
  * turnserver runs only here, inside the sandbox, in the outside namespace, with its own config
  * (`-c /dev/null`: Debian's /etc/turnserver.conf says no-rfc5780 and syslog), pid file, database
@@ -210,7 +215,7 @@ describe('IPv4 fragments (MTU 1500, 8 KiB datagrams both ways)', () => {
       [PYTHON, '-u', '-c', `${big}s=socket.socket(socket.AF_INET, socket.SOCK_DGRAM)\ns.bind(('198.51.100.2', 7202))\nprint('ready', flush=True)\nwhile True:\n  d,p=s.recvfrom(100)\n  s.sendto(body(int(d)), p)`],
       (l) => l === 'ready',
     );
-    void srv;
+    expect(srv.pid).toBeGreaterThan(0);
     const before = await ipCounters(b);
     const r = await b.execOk(
       [PYTHON, '-c', `${big}s=socket.socket(socket.AF_INET, socket.SOCK_DGRAM)\ns.settimeout(5)\ngood=0\nfor i in range(10):\n  s.sendto(b'%d' % i, ('198.51.100.2', 7202))\n  good += s.recv(65535) == body(i)\nprint('answers %d/10' % good)`],
