@@ -10,6 +10,10 @@ set -euo pipefail
 #                                           bind9-dnsutils python3-scapy
 #   - capture and inspection:               tcpdump tshark jq
 #   - the anchors we compare against:       slirp4netns passt vde2
+#   - RFC behaviour tests of the NAT:       coturn (turnutils_natdiscovery, the RFC 5780 NAT
+#                                           behaviour client, and turnserver, its two-address
+#                                           STUN server; test/e2e/nat-rfc.test.ts starts it in
+#                                           the sandbox only — its service never runs here)
 #   - real clients of usernet-slirp4netns:  rootlesskit, podman (busybox-static, not busybox: its
 #                                           static binary is a container's rootfs without a
 #                                           registry), uidmap (newuidmap), libcap2-bin
@@ -18,7 +22,7 @@ set -euo pipefail
 PACKAGES=(
   iproute2 iputils-ping iperf3 ncat socat tcpdump tshark udhcpc busybox-static dnsmasq-base
   bind9-dnsutils slirp4netns vde2 python3-scapy passt arping curl jq procps psmisc util-linux
-  rootlesskit podman uidmap libcap2-bin
+  rootlesskit podman uidmap libcap2-bin coturn
   make g++ python3
 )
 
@@ -48,6 +52,15 @@ export DEBIAN_FRONTEND=noninteractive
 # tshark's postinst asks whether non-root users may capture; answer "no" up front so the
 # question can never block an unattended install (the tests capture as root anyway).
 echo "wireshark-common wireshark-common/install-setuid boolean false" | debconf-set-selections
+# Nothing installed here may start a service in the host's namespaces (coturn's turnserver would
+# listen on every address): a policy-rc.d that exits 101 tells invoke-rc.d "not now" for the whole
+# install. One already in place (Docker images ship one) is left as it is; ours goes afterwards.
+POLICY=/usr/sbin/policy-rc.d
+if [ ! -e "$POLICY" ]; then
+  printf '#!/bin/sh\n# deps.sh: no service starts during the install\nexit 101\n' > "$POLICY"
+  chmod 0755 "$POLICY"
+  trap 'rm -f "$POLICY"' EXIT
+fi
 apt-get -o Acquire::Retries=3 update
 apt-get -o Acquire::Retries=3 install -y --no-install-recommends "${missing[@]}"
 echo "deps.sh: done"

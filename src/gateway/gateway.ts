@@ -14,6 +14,9 @@
  *   DNS    UDP to the DNS address, port 53: the network's DnsForwarder (answers fragmented if
  *          larger than the link MTU)
  *   TCP    to its addresses: reset (nothing listens there yet)
+ *   frags  IPv4 fragments to its own addresses are dropped and counted — but TCP/UDP ones to
+ *          the gateway address, which the NAT reassembles on their way to the host's loopback
+ *          (fragments beyond the subnet go to the NAT like any datagram)
  *   IPv6   dropped and counted; no router advertisements
  *
  * Frames come in through the Port interface (the switch "transmits" to the gateway), are
@@ -74,7 +77,7 @@ export function gatewayMac(gatewayIp: number): number {
 export interface IpRouter {
   /**
    * An IPv4 datagram from a container (`ip` is bound to it, header checksum checked): beyond the
-   * subnet, or TCP/UDP to the gateway's own addresses. Returns false to let the gateway answer
+   * subnet, or TCP/UDP to the gateway's own addresses — or a fragment of one of those. Returns false to let the gateway answer
    * as a host without a route would (network unreachable, reset, port unreachable).
    */
   route(gw: GatewayPort, buf: Uint8Array, dv: DataView, ip: Ipv4View, ethSrc: number, vnet: VnetHeader | null): boolean;
@@ -368,7 +371,12 @@ export class GatewayPort extends Port implements FragmentSink {
       return;
     }
     if (ip.fragmentOffset !== 0 || ip.moreFragments) {
-      this.stats.fragments_dropped++; // nothing the gateway serves needs fragmented requests
+      // TCP and UDP to the gateway address go to the host's loopback through the NAT, which
+      // reassembles them (every fragment carries the protocol). Nothing the gateway serves
+      // itself (DHCP, DNS, ping) needs fragmented requests.
+      const proto = ip.protocol;
+      if (dst === this.ip && !broadcast && (proto === IPPROTO_UDP || proto === IPPROTO_TCP) && this.router !== null && this.router.route(this, buf, dv, ip, ethSrc, null)) return;
+      this.stats.fragments_dropped++;
       return;
     }
     const proto = ip.protocol;

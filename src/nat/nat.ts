@@ -11,8 +11,10 @@
  *
  * Never translated, dropped and counted: 0.0.0.0/8, 127.0.0.0/8 (but through the gateway
  * address), 169.254.0.0/16, multicast and reserved (224.0.0.0/3), broadcast, and the subnets of
- * usernet's own networks (networks are isolated). IP fragments are not reassembled: dropped and
- * counted. Frames that carry no checksum-offload flag have their TCP/UDP checksum verified.
+ * usernet's own networks (networks are isolated). IP fragments are reassembled first
+ * (ipv4-reassembly.ts: bounded, timed out, counted) and the whole datagram is routed as if it had
+ * come in one piece — host sockets take whole datagrams. Frames that carry no checksum-offload
+ * flag (reassembled ones never do) have their TCP/UDP checksum verified.
  *
  * One conntrack table serves all networks (so `usernet conntrack -L` lists everything); its
  * entries own the flows, and removing an entry (timeout, flush, container gone) ends its flow.
@@ -22,19 +24,22 @@ import type { GatewayPort, IpRouter } from '../gateway/gateway.js';
 import type { Upstream } from '../control/resolv.js';
 import { pseudoHeaderSumV4, sum16 } from '../packet/checksum.js';
 import { ICMP_DEST_UNREACH, ICMP_UNREACH_ADMIN_PROHIBITED, ICMP_UNREACH_NET, ICMP_UNREACH_PROTOCOL } from '../packet/icmp.js';
-import { IPPROTO_ICMP, IPPROTO_TCP, IPPROTO_UDP, type Ipv4View } from '../packet/ipv4.js';
+import { IPPROTO_ICMP, IPPROTO_TCP, IPPROTO_UDP, Ipv4View } from '../packet/ipv4.js';
 import { ipv4ToString, parseIpv4, prefixToMask } from '../packet/ip-address.js';
 import { UdpView as UdpHeaderView } from '../packet/udp.js';
 import { ParseStatus } from '../packet/status.js';
 import { VNET_F_DATA_VALID, VNET_F_NEEDS_CSUM, type VnetHeader } from '../packet/virtio-net.js';
 import { Conntrack, PROTO_ICMP, PROTO_TCP, PROTO_UDP, type ConntrackEntry, type ConntrackTimeouts } from './conntrack.js';
 import { IcmpNat } from './icmp-nat.js';
+import { Ipv4Reassembler, REASM_COMPLETE, type ReassemblyOptions, type ReassemblyStats } from './ipv4-reassembly.js';
 import { Publisher } from './publish.js';
 import { TcpNat, type TcpTarget } from './tcp-nat.js';
 import { UdpNat, type UdpFiltering } from './udp-nat.js';
 
 const LOOPBACK = 0x7f000001;
 const EXPIRE_INTERVAL_MS = 1000;
+/** The fragment offset and MF bits of the IPv4 flags word: either set means a fragment. */
+const FRAGMENT_BITS = 0x3fff;
 
 export interface NatOptions {
   log: Logger;
@@ -44,6 +49,8 @@ export interface NatOptions {
   maxEntries?: number;
   maxPerContainer?: number;
   timeoutsMs?: Partial<ConntrackTimeouts>;
+  /** Limits and timeout of IPv4 reassembly (defaults: 1 MiB, 64 datagrams, 30 s). */
+  reassembly?: ReassemblyOptions;
   clock?: () => number;
 }
 
@@ -65,12 +72,15 @@ export interface NatNetwork {
 export interface NatStats {
   routed: number;
   special: number;
+  /** IPv4 fragments from containers (handed to reassembly). */
   fragments: number;
   badChecksums: number;
   hostLoopbackRefused: number;
   /** TCP to the DNS address's port 53 on a network without DNS (dropped). */
   dnsDisabled: number;
   unsupportedProtocol: number;
+  /** Reassembly's counters: datagrams put back together, and what was dropped, by reason. */
+  reassembly: ReassemblyStats;
 }
 
 export class Nat implements IpRouter {
@@ -80,9 +90,14 @@ export class Nat implements IpRouter {
   readonly icmp: IcmpNat;
   /** Published ports (DNAT). */
   readonly publisher: Publisher;
-  readonly stats: NatStats = { routed: 0, special: 0, fragments: 0, badChecksums: 0, hostLoopbackRefused: 0, dnsDisabled: 0, unsupportedProtocol: 0 };
+  /** IPv4 fragments from containers are put back together here before they are routed. */
+  readonly reassembly: Ipv4Reassembler;
+  readonly stats: NatStats;
   private readonly networks = new Map<GatewayPort, NatNetwork>();
   private readonly udpHeader = new UdpHeaderView();
+  /** Bound to each reassembled datagram in turn. */
+  private readonly reassembledIp = new Ipv4View();
+  private readonly clock: () => number;
   private readonly bindAddress: number;
   private readonly timer: NodeJS.Timeout;
   private lastLoopbackLog = 0;
@@ -96,12 +111,18 @@ export class Nat implements IpRouter {
       ...(options.clock ? { clock: options.clock } : {}),
       onRemove: (e, reason) => this.entryRemoved(e, reason),
     });
+    this.clock = options.clock ?? (() => performance.now());
+    this.reassembly = new Ipv4Reassembler(options.reassembly);
+    this.stats = { routed: 0, special: 0, fragments: 0, badChecksums: 0, hostLoopbackRefused: 0, dnsDisabled: 0, unsupportedProtocol: 0, reassembly: this.reassembly.stats };
     this.bindAddress = options.outboundAddress ? parseIpv4(options.outboundAddress) : 0;
     this.tcp = new TcpNat(this.ct, options.log, options.clock);
     this.udp = new UdpNat(this.ct, options.log, options.udpFiltering ?? 'address-dependent', this.bindAddress);
     this.icmp = new IcmpNat(this.ct, options.log);
     this.publisher = new Publisher(this.ct, this.tcp, options.log, (addr) => this.isShowable(addr));
-    this.timer = setInterval(() => this.ct.expire(), EXPIRE_INTERVAL_MS);
+    this.timer = setInterval(() => {
+      this.ct.expire();
+      this.reassembly.expire(this.clock());
+    }, EXPIRE_INTERVAL_MS);
     this.timer.unref();
   }
 
@@ -160,12 +181,14 @@ export class Nat implements IpRouter {
   route(gw: GatewayPort, buf: Uint8Array, dv: DataView, ip: Ipv4View, ethSrc: number, vnet: VnetHeader | null): boolean {
     const net = this.networks.get(gw);
     if (!net) return false;
+    // One read of the flags word decides it for every datagram that is not a fragment.
+    if ((ip.flagsFragment & FRAGMENT_BITS) !== 0) return this.fragment(gw, buf, ip, ethSrc);
     const dst = ip.dst;
     const src = ip.src;
     const proto = ip.protocol;
     // A published port's flow: the container answers a client (or the gateway standing in for
     // one). Looked up first, since the client may be shown as the gateway address itself.
-    if (this.ct.stats.inbound > 0 && (proto === IPPROTO_TCP || proto === IPPROTO_UDP) && ip.payloadLength >= 4 && !ip.moreFragments && ip.fragmentOffset === 0) {
+    if (this.ct.stats.inbound > 0 && (proto === IPPROTO_TCP || proto === IPPROTO_UDP) && ip.payloadLength >= 4) {
       const l4 = ip.payloadOffset;
       const e = this.ct.findReply(proto, src, dv.getUint16(l4), dst, dv.getUint16(l4 + 2));
       if (e !== undefined && e.inbound) {
@@ -209,10 +232,6 @@ export class Nat implements IpRouter {
       this.stats.special++;
       return true;
     }
-    if (ip.moreFragments || ip.fragmentOffset !== 0) {
-      this.stats.fragments++;
-      return true;
-    }
     const l4 = ip.payloadOffset;
     const l4Len = ip.payloadLength;
     if (!this.checksumOk(dv, proto, src, dst, l4, l4Len, vnet)) {
@@ -241,6 +260,20 @@ export class Nat implements IpRouter {
     }
     this.stats.unsupportedProtocol++;
     gw.sendIcmpError(ethSrc, src, net.gateway, ICMP_DEST_UNREACH, ICMP_UNREACH_PROTOCOL, 0, buf.subarray(ip.off), Math.min(ip.headerLength + 8, ip.totalLength));
+    return true;
+  }
+
+  /**
+   * A fragment: kept until its datagram is whole, which is then routed like any datagram (no
+   * virtio-net header: the sender's kernel completed the checksum before fragmenting, and it is
+   * verified over the whole datagram). Fragments are never answered by the gateway.
+   */
+  private fragment(gw: GatewayPort, buf: Uint8Array, ip: Ipv4View, ethSrc: number): boolean {
+    this.stats.fragments++;
+    const r = this.reassembly;
+    if (r.input(buf, ip, this.clock()) !== REASM_COMPLETE) return true;
+    const whole = this.reassembledIp;
+    if (whole.bind(r.outDv, r.outOff, r.outLen) === ParseStatus.OK) this.route(gw, r.outBuf, r.outDv, whole, ethSrc, null);
     return true;
   }
 
@@ -281,6 +314,7 @@ export class Nat implements IpRouter {
 
   close(): void {
     clearInterval(this.timer);
+    this.reassembly.clear();
     void this.publisher.close();
     this.ct.flush('daemon stopping');
     this.tcp.close();

@@ -6,6 +6,14 @@
  *    bind ports below 1024: those get another port — the one deviation from REQ-3a).
  *  - Address-dependent filtering by default: a datagram reaches the container only from an
  *    address it has sent to through that mapping; `endpoint-independent` lets anyone in.
+ *  - Hairpinning (REQ-9): a container that sends to a mapping's external endpoint (the host's
+ *    address and the mapping's port) reaches it through the host kernel, which delivers the
+ *    datagram from the sending mapping's socket to the receiving one: the receiver sees the
+ *    sender's external address and port (REQ-9a), as an outside peer would. Filtering keeps the
+ *    outside out, not the containers behind the same NAT: a datagram whose source port is one of
+ *    our mappings, whose container has sent to exactly this external endpoint, passes the
+ *    address-dependent filter (no host process can send from that port: our socket holds it).
+ *    The check runs only for datagrams the filter would drop, so it costs nothing otherwise.
  *  - Each (container endpoint, remote endpoint) pair is a conntrack entry, refreshed by outbound
  *    traffic only; the mapping's socket lives as long as it has entries.
  *  - ICMP errors the host receives about our datagrams (IP_RECVERR, read by the native reader)
@@ -58,6 +66,8 @@ export interface UdpNatStats {
   limitRefusals: number;
   socketFailures: number;
   portsNotPreserved: number;
+  /** Datagrams from another of our mappings (hairpinned) let through the address-dependent filter. */
+  hairpinned: number;
 }
 
 /** How the NAT reaches host-side addresses and shows them to the container. */
@@ -94,8 +104,11 @@ export class UdpNat {
     limitRefusals: 0,
     socketFailures: 0,
     portsNotPreserved: 0,
+    hairpinned: 0,
   };
   private readonly mappings = new Map<number, UdpMapping>();
+  /** Mappings by external port (every mapping binds the same address, so ports are unique). */
+  private readonly byExternalPort = new Map<number, UdpMapping>();
   private readonly slab = Buffer.allocUnsafeSlow(BUDGET * DGRAM_SLOT + ERR_ROWS * QUOTE_MAX * 2);
   private readonly meta = new Int32Array(BUDGET * DGRAM_ROW);
   private readonly errMeta = new Int32Array(ERR_ROWS * DGRAM_ERR_ROW);
@@ -194,6 +207,7 @@ export class UdpNat {
     // A mapping alone must not keep the daemon alive (the control socket does).
     addon.refDgramReader(m.reader, false);
     this.mappings.set(cIp * 65536 + cPort, m);
+    this.byExternalPort.set(m.externalPort, m);
     this.stats.mappings++;
     return m;
   }
@@ -209,8 +223,11 @@ export class UdpNat {
       const src = meta[row + DGRAM_SRC_ADDR] >>> 0;
       const sport = meta[row + DGRAM_SRC_PORT];
       if (this.filtering === 'address-dependent' && !m.remotes.has(src)) {
-        this.stats.filtered++;
-        continue;
+        if (!this.isHairpin(m, src, sport)) {
+          this.stats.filtered++;
+          continue;
+        }
+        this.stats.hairpinned++;
       }
       const viewSrc = m.view.toContainerView(src);
       let e = this.ct.findOriginal(PROTO_UDP, m.containerIp, m.containerPort, viewSrc, sport);
@@ -243,6 +260,17 @@ export class UdpNat {
       m.gw.sendUdp(m.containerMac, m.containerIp, viewSrc, sport, m.containerPort, this.slab.subarray(off, off + len));
     }
     for (let i = 0; i < errors; i++) this.onError(m, i * DGRAM_ERR_ROW);
+  }
+
+  /**
+   * Whether a datagram from `src:sport` to mapping `m` is one that another of our mappings sent
+   * to m's external endpoint: `sport` is that mapping's external port and its container has a
+   * flow to (src as it addressed it, m's external port).
+   */
+  private isHairpin(m: UdpMapping, src: number, sport: number): boolean {
+    const peer = this.byExternalPort.get(sport);
+    if (peer === undefined || peer.fd < 0) return false;
+    return this.ct.findOriginal(PROTO_UDP, peer.containerIp, peer.containerPort, peer.view.toContainerView(src), m.externalPort) !== undefined;
   }
 
   /** An ICMP error about one of our datagrams: the same error to the container, about its datagram. */
@@ -292,6 +320,7 @@ export class UdpNat {
   private closeMapping(m: UdpMapping): void {
     const key = m.containerIp * 65536 + m.containerPort;
     if (this.mappings.get(key) === m) this.mappings.delete(key);
+    if (this.byExternalPort.get(m.externalPort) === m) this.byExternalPort.delete(m.externalPort);
     if (m.reader) {
       native().closeDgramReader(m.reader);
       m.reader = null;

@@ -34,6 +34,7 @@ import {
 import { OUR_WSCALE } from '../../../src/nat/tcp-flow.js';
 import { VNET_F_DATA_VALID } from '../../../src/packet/virtio-net.js';
 import { naiveChecksum, naiveSum, patternPayload, pseudoHeader } from '../helpers/frames.js';
+import type { Packet } from '../helpers/nat-rig.js';
 import {
   useNatRig,
   ip,
@@ -724,13 +725,15 @@ describe('Nat: what it does not translate', () => {
     expect(r.nat.ct.size).toBe(0);
   });
 
-  it('fragments are dropped and counted; an unsupported protocol gets protocol unreachable', () => {
+  it('a fragment of a datagram never completed is held, not sent; an unsupported protocol gets protocol unreachable', () => {
     const r = rig();
     const m = r.mark();
     const outside = ip('198.51.100.7'); // documentation range: nothing is sent there
     r.inject(udpFrame(41600, 9, Buffer.alloc(64), { dst: outside, flagsFragment: 0x2000 }));
     r.inject(ipv4Frame(17, Buffer.alloc(16), { dst: outside, flagsFragment: 0x0010 }));
     expect(r.nat.stats.fragments).toBe(2);
+    expect(r.nat.stats.reassembly).toMatchObject({ fragments: 2, reassembled: 0, inProgress: 1, bytesHeld: 88 });
+    expect(r.nat.udp.stats.mappings).toBe(0);
     const gre = ipv4Frame(47, Buffer.from('0000080045000014', 'hex'), { dst: outside });
     r.inject(gre);
     const got = r.since(m);
@@ -742,6 +745,86 @@ describe('Nat: what it does not translate', () => {
     expect(r.nat.stats.unsupportedProtocol).toBe(1);
     expect(r.nat.stats.badChecksums).toBe(0);
     expect(r.nat.ct.size).toBe(0);
+    // 30 s on, the incomplete datagram is dropped and counted.
+    r.clock.now += 30_000;
+    expect(r.nat.reassembly.expire(r.clock.now)).toBe(1);
+    expect(r.nat.stats.reassembly).toMatchObject({ timeouts: 1, fragmentsDropped: 2, inProgress: 0, bytesHeld: 0 });
+  });
+});
+
+// =============================================================================================
+
+/**
+ * Cuts an Ethernet + IPv4 frame into fragment frames of at most `mtu` bytes of IP, by hand (the
+ * way the container's kernel does: 8-byte-aligned data, the header copied, MF on all but the last).
+ */
+function fragmentFrame(frame: Buffer, mtu: number): Buffer[] {
+  const ihl = (frame[14] & 15) * 4;
+  const data = frame.subarray(14 + ihl, 14 + frame.readUInt16BE(16));
+  const step = (mtu - ihl) & ~7;
+  const out: Buffer[] = [];
+  for (let at = 0; at < data.length; at += step) {
+    const n = Math.min(step, data.length - at);
+    const f = Buffer.concat([frame.subarray(0, 14 + ihl), data.subarray(at, at + n)]);
+    f.writeUInt16BE(ihl + n, 16);
+    f.writeUInt16BE((at + n < data.length ? 0x2000 : 0) | (at / 8), 20);
+    f.writeUInt16BE(0, 24);
+    f.writeUInt16BE(naiveChecksum(f.subarray(14, 14 + ihl)), 24);
+    out.push(f);
+  }
+  return out;
+}
+
+/** Puts fragments the container received back together (independently of the NAT's code). */
+function reassembleReceived(ps: Packet[]): { header: Buffer; l4: Buffer } {
+  const sorted = [...ps].sort((a, b) => (a.flagsFragment & 0x1fff) - (b.flagsFragment & 0x1fff));
+  let at = 0;
+  for (const p of sorted) {
+    expect((p.flagsFragment & 0x1fff) * 8, 'fragments tile the datagram').toBe(at);
+    at += p.l4.length;
+  }
+  expect(sorted[sorted.length - 1].flagsFragment & 0x2000, 'MF clear on the last').toBe(0);
+  expect(sorted.slice(0, -1).every((p) => (p.flagsFragment & 0x2000) !== 0), 'MF on the others').toBe(true);
+  return { header: sorted[0].raw.subarray(14, 34), l4: Buffer.concat(sorted.map((p) => p.l4)) };
+}
+
+describe('Nat: IPv4 fragments', () => {
+  it('an 8 KiB datagram cut at MTU 1500 reaches the loopback server whole; its 8 KiB answer reaches the container as fragments of the network MTU', async () => {
+    const question = patternPayload(8192, 5);
+    const answer = patternPayload(8192, 9);
+    const u = await udpServer('127.0.0.1', (msg, sock) => sock.send(answer, msg.port, msg.address));
+    const r = rig();
+    const cport = await freeUdpPort();
+    const frames = fragmentFrame(udpFrame(cport, u.port, question, { flagsFragment: 0, id: 0x7777 }), 1500);
+    expect(frames).toHaveLength(6);
+    const m = r.mark();
+    // Out of order, as a reordering path would deliver them.
+    for (const f of [frames[5], ...frames.slice(0, 5)]) r.inject(f);
+    await until(() => u.messages.length === 1 && r.since(m).length === 6, 'the datagram at the server and the answer at the container');
+    expect(u.messages[0].data.equals(question)).toBe(true);
+    expect(u.messages[0].port).toBe(cport);
+    expect(r.nat.stats).toMatchObject({ fragments: 6, badChecksums: 0 });
+    expect(r.nat.stats.reassembly).toMatchObject({ fragments: 6, reassembled: 1, inProgress: 0, bytesHeld: 0, fragmentsDropped: 0 });
+
+    const got = r.since(m);
+    for (const p of got) expect(p.raw.length - 14, 'each fragment fits the MTU').toBeLessThanOrEqual(1500);
+    const { header, l4 } = reassembleReceived(got);
+    expect(header.readUInt32BE(12)).toBe(GW);
+    expect(l4.readUInt16BE(0)).toBe(u.port);
+    expect(l4.readUInt16BE(2)).toBe(cport);
+    expect(l4.readUInt16BE(4)).toBe(8 + answer.length);
+    expect(naiveSum(pseudoHeader(false, 17, l4.length, header.subarray(12, 16), header.subarray(16, 20)), l4), 'the UDP checksum over the whole datagram').toBe(0xffff);
+    expect(l4.subarray(8).equals(answer)).toBe(true);
+  });
+
+  it('fragments with a bad UDP checksum over the whole are reassembled, then dropped as a bad checksum', async () => {
+    const u = await udpServer();
+    const r = rig();
+    const frames = fragmentFrame(udpFrame(41700, u.port, patternPayload(3000, 1), { flagsFragment: 0, csum: 'bad' }), 1500);
+    for (const f of frames) r.inject(f);
+    expect(r.nat.stats.reassembly.reassembled).toBe(1);
+    expect(r.nat.stats.badChecksums).toBe(1);
+    expect(r.nat.udp.stats.mappings).toBe(0);
   });
 });
 
