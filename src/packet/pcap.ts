@@ -65,3 +65,71 @@ export function readPcap(file: Buffer): { snaplen: number; linktype: number; rec
   }
   return { snaplen: u32(16), linktype: u32(20), records };
 }
+
+/**
+ * Counts the complete records of a pcap stream fed in chunks of any size (sans-I/O): the CLI
+ * tells how many frames it wrote without holding the file. `valid` turns false for a stream that does not
+ * start with a pcap magic number; `partial` is true while a record (or the global header) is
+ * incomplete, i.e. at the end of a stream that was cut short.
+ */
+export class PcapRecordCounter {
+  records = 0;
+  valid = true;
+  private readonly head = Buffer.alloc(PCAP_RECORD_HEADER_LEN);
+  private headUsed = 0;
+  private started = false;
+  private le = true;
+  /** Bytes of record data (or of the global header) still to skip. */
+  private skip = PCAP_GLOBAL_HEADER_LEN;
+  /** The bytes being skipped are a record's data: it counts once they are all there. */
+  private inRecord = false;
+
+  get partial(): boolean {
+    return this.valid && (this.skip > 0 || this.headUsed > 0 || !this.started);
+  }
+
+  push(chunk: Uint8Array): void {
+    let i = 0;
+    while (i < chunk.length && this.valid) {
+      if (!this.started) {
+        // The global header: its first 4 bytes say the byte order.
+        const n = Math.min(4 - this.headUsed, chunk.length - i);
+        this.head.set(chunk.subarray(i, i + n), this.headUsed);
+        this.headUsed += n;
+        i += n;
+        if (this.headUsed < 4) return;
+        const magicLe = this.head.readUInt32LE(0);
+        const magicBe = this.head.readUInt32BE(0);
+        if (magicLe === 0xa1b2c3d4 || magicLe === 0xa1b23c4d) this.le = true;
+        else if (magicBe === 0xa1b2c3d4 || magicBe === 0xa1b23c4d) this.le = false;
+        else {
+          this.valid = false;
+          return;
+        }
+        this.started = true;
+        this.headUsed = 0;
+        this.skip = PCAP_GLOBAL_HEADER_LEN - 4;
+        continue;
+      }
+      if (this.skip > 0) {
+        const n = Math.min(this.skip, chunk.length - i);
+        this.skip -= n;
+        i += n;
+        if (this.skip === 0 && this.inRecord) {
+          this.inRecord = false;
+          this.records++;
+        }
+        continue;
+      }
+      const n = Math.min(PCAP_RECORD_HEADER_LEN - this.headUsed, chunk.length - i);
+      this.head.set(chunk.subarray(i, i + n), this.headUsed);
+      this.headUsed += n;
+      i += n;
+      if (this.headUsed < PCAP_RECORD_HEADER_LEN) return;
+      this.headUsed = 0;
+      this.skip = this.le ? this.head.readUInt32LE(8) : this.head.readUInt32BE(8);
+      if (this.skip === 0) this.records++;
+      else this.inRecord = true;
+    }
+  }
+}

@@ -15,7 +15,7 @@ import { EthernetView } from '../../../src/packet/ethernet.js';
 import { IcmpView } from '../../../src/packet/icmp.js';
 import { IPV4_FLAG_DF, IPV4_FLAG_MF, Ipv4View } from '../../../src/packet/ipv4.js';
 import { completeChecksum, segmentGso } from '../../../src/packet/offload.js';
-import { ERR_BAD_PCAP, PCAP_GLOBAL_HEADER_LEN, PCAP_RECORD_HEADER_LEN, readPcap, writePcapGlobalHeader, writePcapRecordHeader } from '../../../src/packet/pcap.js';
+import { ERR_BAD_PCAP, PcapRecordCounter, PCAP_GLOBAL_HEADER_LEN, PCAP_RECORD_HEADER_LEN, readPcap, writePcapGlobalHeader, writePcapRecordHeader } from '../../../src/packet/pcap.js';
 import { ParseStatus } from '../../../src/packet/status.js';
 import { TCP_CWR, TCP_FIN, TCP_PSH, TcpView } from '../../../src/packet/tcp.js';
 import { UdpView } from '../../../src/packet/udp.js';
@@ -423,6 +423,47 @@ describe('pcap', () => {
       }),
       400,
     );
+  });
+
+  it('PcapRecordCounter counts the complete records of a stream however it is chunked (either byte order)', () => {
+    check(
+      fc.property(fc.array(fc.uint8Array({ maxLength: 40 }), { maxLength: 6 }), fc.boolean(), fc.array(fc.nat(), { maxLength: 6 }), fc.nat(), (datas, be, cuts, cutAt) => {
+        const u32 = (b: Buffer, v: number, o: number): number => (be ? b.writeUInt32BE(v, o) : b.writeUInt32LE(v, o));
+        const head = Buffer.alloc(24);
+        u32(head, 0xa1b2c3d4, 0);
+        const recs = datas.map((d) => {
+          const r = Buffer.alloc(16 + d.length);
+          u32(r, d.length, 8);
+          u32(r, d.length, 12);
+          r.set(d, 16);
+          return r;
+        });
+        const full = Buffer.concat([head, ...recs]);
+        const end = cutAt % (full.length + 1);
+        const stream = full.subarray(0, end);
+        const points = [...new Set(cuts.map((c) => c % (stream.length + 1)))].sort((a, b) => a - b);
+        const c = new PcapRecordCounter();
+        let at = 0;
+        for (const p of [...points, stream.length]) {
+          c.push(stream.subarray(at, p));
+          at = p;
+        }
+        let complete = 0;
+        let off = 24;
+        for (const r of recs) {
+          if (off + r.length > end) break;
+          off += r.length;
+          complete++;
+        }
+        expect(c.valid).toBe(true);
+        expect(c.records).toBe(complete);
+        expect(c.partial).toBe(end !== off || end < 24);
+      }),
+      300,
+    );
+    const junk = new PcapRecordCounter();
+    junk.push(Buffer.from('{"not":"pcap"}'));
+    expect([junk.valid, junk.records]).toEqual([false, 0]);
   });
 
   it('regression: a record header cut short is an error, not a silently shorter capture', () => {
