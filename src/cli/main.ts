@@ -16,6 +16,7 @@ import { describeErrno, toUsernetError, UsernetError } from '../errors.js';
 import { IFNAME_PATTERN, NAME_PATTERN } from '../control/validate.js';
 import { parseIpv4, parseIpv4Cidr } from '../packet/ip-address.js';
 import { parseMac } from '../packet/mac.js';
+import { PcapRecordCounter } from '../packet/pcap.js';
 import { boolFlag, intFlag, parse, stringFlag, UsageError } from './args.js';
 import { formatFdb, formatNetworks, formatPorts, formatPublished, formatStatus, type NetworkInfo } from './format.js';
 import { runDemo } from './demo.js';
@@ -125,7 +126,10 @@ The gateway's MAC is a permanent entry.`,
   capture: `Usage: usernet capture --port NAME -w FILE [-c COUNT]
 
 Writes the frames received and sent on a port to a pcap file (readable by tshark/Wireshark),
-with offloaded checksums completed. Stops after COUNT frames, on Ctrl-C, or when the port goes.
+with offloaded checksums completed. Stops after COUNT frames, on Ctrl-C, or when the port goes;
+on Ctrl-C (or SIGTERM) the daemon first sends every frame that crossed the port until then
+(a second Ctrl-C stops at once). A reader too slow for the port loses frames, counted as
+capture_overrun in "usernet ports".
 
 Options:
   --port NAME        the port to capture
@@ -573,6 +577,9 @@ async function cmdStatus(args: string[]): Promise<number> {
   return 0;
 }
 
+/** How long the CLI waits, after Ctrl-C, for the daemon to send the rest of a capture. */
+const CAPTURE_STOP_DEADLINE_MS = 5000;
+
 async function cmdCapture(args: string[]): Promise<number> {
   const { values } = parse('capture', args, {
     ...SOCKET_OPTION,
@@ -609,33 +616,68 @@ async function cmdCapture(args: string[]): Promise<number> {
   }
   const { socket, rest } = opened;
   const sink: WriteStream | NodeJS.WriteStream = file === '-' ? process.stdout : createWriteStream(file, { fd });
+  const counter = new PcapRecordCounter();
   return new Promise<number>((resolve, reject) => {
-    let bytes = rest.length;
-    if (rest.length) sink.write(rest);
-    socket.on('data', (chunk: Buffer) => {
+    let bytes = 0;
+    let deadline: NodeJS.Timeout | null = null;
+    const onSignal = (): void => {
+      if (deadline !== null) {
+        // A second Ctrl-C: stop waiting for the daemon, keep what arrived.
+        socket.destroy();
+        finish(130, 'interrupted again before the daemon had sent everything');
+        return;
+      }
+      // Ctrl-C asks the daemon to stop: our side half-closes, the daemon flushes every frame it
+      // has staged and ends the stream, and we exit once all of it is written — within a deadline.
+      socket.end();
+      deadline = setTimeout(() => {
+        socket.destroy();
+        finish(1, `the daemon did not end the capture within ${CAPTURE_STOP_DEADLINE_MS / 1000} s`);
+      }, CAPTURE_STOP_DEADLINE_MS);
+    };
+    let done = false;
+    const finish = (code: number, problem?: string): void => {
+      if (done) return;
+      done = true;
+      if (deadline) clearTimeout(deadline);
+      process.off('SIGINT', onSignal);
+      process.off('SIGTERM', onSignal);
+      const report = (): void => {
+        if (file !== '-') {
+          const what = counter.valid ? `${counter.records} frame${counter.records === 1 ? '' : 's'} (${bytes} bytes)` : `${bytes} bytes`;
+          process.stderr.write(`capture: ${what} written to ${file}${problem ? `; ${problem}` : ''}\n`);
+        } else if (problem) {
+          process.stderr.write(`capture: ${problem}\n`);
+        }
+        resolve(code);
+      };
+      if (sink === process.stdout) report();
+      else (sink as WriteStream).end(report);
+    };
+    const write = (chunk: Buffer): void => {
       bytes += chunk.length;
+      counter.push(chunk);
       if (!sink.write(chunk)) {
         socket.pause();
         sink.once('drain', () => socket.resume());
       }
-    });
-    const finish = (): void => {
-      if (sink === process.stdout) resolve(0);
-      else (sink as WriteStream).end(() => resolve(0));
-      if (file !== '-') process.stderr.write(`capture: ${bytes} bytes written to ${file}\n`);
     };
-    socket.once('end', finish);
-    socket.once('error', (err) => reject(err));
+    if (rest.length) write(rest);
+    socket.on('data', write);
+    socket.once('end', () => finish(0));
+    socket.once('error', (err) => {
+      if (done) return;
+      done = true;
+      reject(err);
+    });
     sink.once('error', (err: Error) => {
       socket.destroy();
+      if (done) return;
+      done = true;
       reject(new UsernetError('EIO', `capture: writing ${file} failed: ${err.message}`));
     });
-    // Ctrl-C ends the capture cleanly: close our side, the daemon flushes and ends the stream.
-    const onSignal = (): void => {
-      socket.end();
-    };
-    process.once('SIGINT', onSignal);
-    process.once('SIGTERM', onSignal);
+    process.on('SIGINT', onSignal);
+    process.on('SIGTERM', onSignal);
     socket.resume();
   });
 }

@@ -130,13 +130,14 @@ export class ApiServer {
     let streaming = false;
     const onData = (chunk: Buffer): void => {
       let lines: string[];
+      let tooLong: LineTooLongError | null = null;
       try {
         lines = decoder.push(chunk);
       } catch (err) {
-        const e = err as LineTooLongError;
-        socket.end(`${JSON.stringify({ error: { code: e.code, message: e.message } })}\n`);
+        tooLong = err as LineTooLongError;
+        // The requests before the overlong one are answered first, in order, then the error.
+        lines = tooLong.lines;
         socket.off('data', onData);
-        return;
       }
       for (const line of lines) {
         if (line.trim() === '') continue;
@@ -159,6 +160,12 @@ export class ApiServer {
             this.log.error({ err }, 'API connection failed');
             socket.destroy();
           });
+      }
+      if (tooLong) {
+        const e = tooLong;
+        queue = queue.then(() => {
+          if (!streaming && !socket.destroyed) socket.end(`${JSON.stringify({ error: { code: e.code, message: e.message } })}\n`);
+        });
       }
     };
     socket.on('data', onData);

@@ -5,21 +5,35 @@
  * frame is copied at once into a staging buffer behind a pcap record header; partial checksums
  * (virtio-net NEEDS_CSUM) are completed in the copy, so the file reads like a capture on a wire.
  * GSO super-frames are recorded whole, as tcpdump on a host with TSO shows them. The staging
- * buffer is flushed to the socket when full and every 50 ms. A client that reads too slowly
- * loses frames (counted as capture_overrun on the port), never the daemon's memory.
+ * buffer is flushed to the socket when full and every 50 ms.
+ *
+ * Memory is bounded per session: staging (STAGING_SIZE) plus what the socket has queued, which
+ * is written to only while below MAX_QUEUED. A client that reads too slowly (or never) loses
+ * frames, never the daemon's memory: the session counts them (`dropped`, reported when it ends)
+ * and tells the port, which counts each such frame once in capture_overrun however many
+ * sessions missed it.
+ *
+ * Ending. The client asks for the end by half-closing its side (the CLI does on Ctrl-C): the
+ * session then flushes what it staged — every frame that crossed the port until that moment —
+ * and ends the stream, so the client's file is complete. The count limit, the port going away
+ * and the client vanishing end it too.
  */
 import type { Socket } from 'node:net';
-import { DROP_CAPTURE } from '../link/counters.js';
 import type { Frame } from '../link/frame.js';
 import type { FrameTap, Port } from '../link/port.js';
 import { completeChecksum } from '../packet/offload.js';
 import { PCAP_RECORD_HEADER_LEN, writePcapGlobalHeader, writePcapRecordHeader, PCAP_GLOBAL_HEADER_LEN } from '../packet/pcap.js';
 import { VNET_F_NEEDS_CSUM } from '../packet/virtio-net.js';
 
-const STAGING_SIZE = 512 * 1024;
+/** Room for four 64 KiB GSO frames, or ~170 full-size frames, between flushes. */
+export const STAGING_SIZE = 256 * 1024;
 const FLUSH_INTERVAL_MS = 50;
-/** Bytes queued on the socket beyond which frames are dropped rather than buffered. */
-const MAX_QUEUED = 8 * 1024 * 1024;
+/**
+ * Bytes the socket may have queued (writableLength) before the session stops writing and drops
+ * frames instead: the most a session's client can make the daemon hold besides the staging
+ * buffer (a flush is at most STAGING_SIZE on top).
+ */
+export const MAX_QUEUED = 1024 * 1024;
 
 export class CaptureSession implements FrameTap {
   private staging = Buffer.allocUnsafeSlow(STAGING_SIZE);
@@ -27,12 +41,14 @@ export class CaptureSession implements FrameTap {
   private used = 0;
   private timer: NodeJS.Timeout | null = null;
   private closed = false;
+  /** Frames recorded. */
   frames = 0;
+  /** Frames this session had to drop (its client too slow, or a frame larger than staging). */
   dropped = 0;
 
   /**
    * @param limit stop after this many frames (0: until the client goes away)
-   * @param onEnd called once when the session ends (limit reached, client gone, port removed)
+   * @param onEnd called once when the session ends (limit reached, client done or gone, port removed)
    */
   constructor(
     private readonly port: Port,
@@ -43,24 +59,23 @@ export class CaptureSession implements FrameTap {
     const header = Buffer.alloc(PCAP_GLOBAL_HEADER_LEN);
     writePcapGlobalHeader(new DataView(header.buffer, header.byteOffset, header.length), 0);
     socket.write(header);
-    this.timer = setInterval(() => this.flush(), FLUSH_INTERVAL_MS);
+    this.timer = setInterval(() => this.flush(false), FLUSH_INTERVAL_MS);
     this.timer.unref();
+    // The client half-closing is its "stop": flush and end (before the socket's own auto-end,
+    // which runs on the next tick). Bytes it sends are not requests any more: read and ignored,
+    // so that its end is seen at all.
+    socket.on('data', () => {});
+    socket.on('end', () => this.end());
     socket.on('close', () => this.end());
     socket.on('error', () => this.end());
+    socket.resume();
   }
 
-  onFrame(port: Port, _direction: number, f: Frame): void {
-    if (this.closed) return;
+  onFrame(_port: Port, _direction: number, f: Frame): boolean {
+    if (this.closed) return true;
     const need = PCAP_RECORD_HEADER_LEN + f.len;
-    if (need > STAGING_SIZE) {
-      this.drop(port);
-      return;
-    }
-    if (this.used + need > STAGING_SIZE) this.flush();
-    if (this.socket.writableLength > MAX_QUEUED) {
-      this.drop(port);
-      return;
-    }
+    if (need > STAGING_SIZE) return this.drop();
+    if (this.used + need > STAGING_SIZE && !this.flush(false)) return this.drop();
     const t = performance.timeOrigin + performance.now();
     const sec = Math.floor(t / 1000);
     const usec = Math.floor((t - sec * 1000) * 1000);
@@ -72,23 +87,37 @@ export class CaptureSession implements FrameTap {
     this.used = at + f.len;
     this.frames++;
     if (this.limit > 0 && this.frames >= this.limit) this.end();
+    return true;
   }
 
-  private drop(port: Port): void {
+  private drop(): false {
     this.dropped++;
-    port.counters[DROP_CAPTURE]++;
+    return false;
   }
 
-  private flush(): void {
-    if (this.used === 0 || this.socket.destroyed) return;
+  /**
+   * Writes what is staged, unless the socket already holds MAX_QUEUED (then it stays staged and
+   * the caller drops new frames) — `force` writes anyway (the end: staging is bounded). Returns
+   * whether the staging buffer is empty now.
+   */
+  private flush(force: boolean): boolean {
+    if (this.used === 0) return true;
+    if (this.socket.destroyed) {
+      this.used = 0;
+      return true;
+    }
+    if (!force && this.socket.writableLength >= MAX_QUEUED) return false;
+    // A copy of exactly the staged bytes: the staging buffer is reused at once, and a queued
+    // write holds only what it will send.
     this.socket.write(Buffer.from(this.staging.subarray(0, this.used)));
     this.used = 0;
+    return true;
   }
 
   /** Flushes what is staged and ends the stream. Idempotent. */
   end(): void {
     if (this.closed) return;
-    this.flush();
+    this.flush(true);
     this.closed = true;
     if (this.timer) clearInterval(this.timer);
     this.timer = null;

@@ -30,8 +30,19 @@ export interface ApiResponse {
   error?: ApiErrorBody;
 }
 
+/**
+ * A line over the decoder's limit. `lines` are the complete lines that came before it in the same
+ * chunk: they were sent before the offending one and deserve their answers, so how the bytes
+ * happened to be split into chunks never changes which requests are answered.
+ */
 export class LineTooLongError extends Error {
   readonly code = 'ERR_REQUEST_TOO_LARGE';
+  constructor(
+    message: string,
+    readonly lines: string[] = [],
+  ) {
+    super(message);
+  }
 }
 
 export class LineDecoder {
@@ -40,7 +51,11 @@ export class LineDecoder {
 
   constructor(private readonly maxLine = MAX_REQUEST_LINE) {}
 
-  /** Feeds bytes; returns the complete lines they finish (without the newline). */
+  /**
+   * Feeds bytes; returns the complete lines they finish (without the newline). Throws
+   * LineTooLongError, carrying the lines completed before it, when a line exceeds the limit;
+   * the decoder is of no further use then (the connection is to be closed).
+   */
   push(chunk: Buffer): string[] {
     const lines: string[] = [];
     let start = 0;
@@ -48,7 +63,7 @@ export class LineDecoder {
       const nl = chunk.indexOf(0x0a, start);
       if (nl < 0) break;
       const piece = chunk.subarray(start, nl);
-      if (this.pendingLength + piece.length > this.maxLine) throw new LineTooLongError(`request line longer than ${this.maxLine} bytes`);
+      if (this.pendingLength + piece.length > this.maxLine) throw this.tooLong(lines);
       if (this.pending.length) {
         this.pending.push(piece);
         lines.push(Buffer.concat(this.pending).toString('utf8'));
@@ -61,11 +76,17 @@ export class LineDecoder {
     }
     if (start < chunk.length) {
       const rest = chunk.subarray(start);
-      if (this.pendingLength + rest.length > this.maxLine) throw new LineTooLongError(`request line longer than ${this.maxLine} bytes`);
+      if (this.pendingLength + rest.length > this.maxLine) throw this.tooLong(lines);
       this.pending.push(Buffer.from(rest));
       this.pendingLength += rest.length;
     }
     return lines;
+  }
+
+  private tooLong(lines: string[]): LineTooLongError {
+    this.pending = [];
+    this.pendingLength = 0;
+    return new LineTooLongError(`request line longer than ${this.maxLine} bytes`, lines);
   }
 }
 

@@ -37,7 +37,11 @@ export const DROP_QUEUE_FULL = 15;
 export const DROP_TX_ERROR = 16;
 /** A frame that could not be segmented or checksummed in software for this port. */
 export const DROP_SEGMENTATION = 17;
-/** Frames a capture session could not keep up with. */
+/**
+ * Frames of this port that a capture session could not keep up with (its client reads too
+ * slowly): counted once per frame, however many sessions missed it; each session reports its
+ * own count when it ends.
+ */
 export const DROP_CAPTURE = 18;
 /** Frames received on this port that went to one known port (unicast forwarding). */
 export const RX_UNICAST = 19;

@@ -15,6 +15,7 @@ import { ParseStatus } from '../packet/status.js';
 import { VNET_F_NEEDS_CSUM, VNET_GSO_NONE, VNET_HDR_LEN } from '../packet/virtio-net.js';
 import {
   COUNTER_COUNT,
+  DROP_CAPTURE,
   DROP_INJECTED,
   DROP_LINK_DOWN,
   DROP_QUEUE_FULL,
@@ -40,7 +41,11 @@ export const DIRECTION_TX = 1;
 
 /** Something watching the frames of a port (a pcap capture). Must copy what it keeps. */
 export interface FrameTap {
-  onFrame(port: Port, direction: number, frame: Frame): void;
+  /**
+   * One frame crossing the port (lent). Returns false when the tap had to drop it (it cannot
+   * keep up): the port counts that frame once in DROP_CAPTURE, however many taps dropped it.
+   */
+  onFrame(port: Port, direction: number, frame: Frame): boolean;
 }
 
 const ERRNO_EIO = -5;
@@ -160,14 +165,20 @@ export abstract class Port implements SegmentSink {
     }
   }
 
-  /** Hands a frame to every tap; a tap that throws is removed rather than breaking forwarding. */
+  /**
+   * Hands a frame to every tap; a tap that throws is removed rather than breaking forwarding.
+   * A frame that one or more taps dropped is counted once (DROP_CAPTURE counts frames of this
+   * port that some capture missed, not capture sessions times frames).
+   */
   tapFrame(direction: number, f: Frame): void {
+    let dropped = false;
     for (const tap of this.taps) {
       try {
-        tap.onFrame(this, direction, f);
+        if (!tap.onFrame(this, direction, f)) dropped = true;
       } catch {
         this.taps = this.taps.filter((t) => t !== tap);
       }
     }
+    if (dropped) this.counters[DROP_CAPTURE]++;
   }
 }

@@ -185,7 +185,8 @@ export class Publisher {
     try {
       for (const m of mappings) {
         const p = new PublishedPort({ ...m }, target);
-        await this.listen(p);
+        if (m.hostPortEnd === undefined) await this.listen(p);
+        else await this.listenInRange(p, m, mappings);
         this.ports.add(p);
         opened.push(p);
       }
@@ -195,6 +196,32 @@ export class Publisher {
     }
     for (const p of opened) this.log.info({ port: target.name, mapping: formatMapping(p.mapping), container: `${ipv4ToString(target.containerIp)}:${p.mapping.containerPort}` }, 'port published');
     return opened;
+  }
+
+  /**
+   * One free port of the mapping's host range (Docker's `-p 8099-8100:80`): the ports are tried
+   * in order, skipping those published already (by anyone, or by another mapping of this
+   * request) and those the host refuses as in use or privileged; the first that binds is kept.
+   */
+  private async listenInRange(p: PublishedPort, m: PortMapping, request: readonly PortMapping[]): Promise<void> {
+    const end = m.hostPortEnd as number;
+    let refused: Error | null = null;
+    for (let port = m.hostPort; port <= end; port++) {
+      const candidate: PortMapping = { proto: m.proto, hostIp: m.hostIp, hostPort: port, containerPort: m.containerPort };
+      if (this.clashWith(candidate) || request.some((r) => r !== m && mappingsClash(r, candidate))) continue;
+      p.mapping = candidate;
+      try {
+        await this.listen(p);
+        return;
+      } catch (err) {
+        const code = (err as { code?: string }).code;
+        if (code !== 'EADDRINUSE' && code !== 'EACCES' && code !== 'EPERM') throw err;
+        refused = err as Error;
+      }
+    }
+    p.mapping = { ...m };
+    const why = refused ? ` (${(refused as { code?: string }).code})` : '';
+    throw new SystemError('EADDRINUSE', 98, 'listen', `cannot publish ${formatMapping(m)}: no port of ${m.hostPort}-${end} is free on ${m.hostIp}/${m.proto}${why}`);
   }
 
   /**
@@ -588,6 +615,7 @@ function v4Of(address: string): number {
 function listenError(m: PortMapping, err: NodeJS.ErrnoException): Error {
   const what = `cannot publish ${formatMapping(m)}`;
   const code = err.code ?? 'EIO';
+  const v6 = m.hostIp.includes(':');
   let text: string;
   switch (code) {
     case 'EADDRINUSE':
@@ -598,10 +626,15 @@ function listenError(m: PortMapping, err: NodeJS.ErrnoException): Error {
       text = `no permission to bind ${formatHostAddress(m)}/${m.proto}: ports below ${unprivilegedPortStart()} (net.ipv4.ip_unprivileged_port_start) need CAP_NET_BIND_SERVICE`;
       break;
     case 'EADDRNOTAVAIL':
-      text = `${m.hostIp} is not an address of this host`;
+      text = `${m.hostIp} is not an address of this host (publish on ${v6 ? '::' : '0.0.0.0'} or on an address the host has)`;
       break;
     case 'EAFNOSUPPORT':
       text = `the host has no IPv6 for ${m.hostIp}`;
+      break;
+    case 'EINVAL':
+      // The kernel's answer for an address no socket of this kind can bind: a link-local IPv6
+      // address without a zone, a multicast or broadcast address.
+      text = `${m.hostIp} cannot be bound by a listening ${m.proto.toUpperCase()} socket (a link-local, multicast or broadcast address?): publish on ${v6 ? '::' : '0.0.0.0'} or on a unicast address of the host`;
       break;
     default:
       text = err.message;

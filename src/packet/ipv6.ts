@@ -7,6 +7,8 @@ export const IPV6_NEXT_ROUTING = 43;
 export const IPV6_NEXT_FRAGMENT = 44;
 export const IPV6_NEXT_DEST_OPTS = 60;
 export const IPV6_NEXT_NONE = 59;
+/** Extension headers walked before giving up (UNSUPPORTED): bounds the walk of a crafted chain. */
+export const IPV6_MAX_EXTENSION_HEADERS = 8;
 
 export class Ipv6View {
   dv: DataView = new DataView(new ArrayBuffer(0));
@@ -55,13 +57,15 @@ export class Ipv6View {
   /**
    * Walks hop-by-hop, routing, fragment and destination-options headers to the upper-layer
    * protocol; sets `upperProtocol`/`upperOffset`. Returns BAD_LENGTH if an extension header runs
-   * past the payload, UNSUPPORTED for a non-first fragment (no upper header in it).
+   * past the payload, UNSUPPORTED for a non-first fragment (no upper header in it) or a chain of
+   * more than IPV6_MAX_EXTENSION_HEADERS.
    */
   findUpperLayer(): ParseStatus {
     const end = this.off + IPV6_HLEN + this.payloadLength;
     let next = this.nextHeader;
     let pos = this.off + IPV6_HLEN;
-    for (let i = 0; i < 8; i++) {
+    // One step per extension header, plus the step that finds the upper layer.
+    for (let i = 0; i <= IPV6_MAX_EXTENSION_HEADERS; i++) {
       if (next === IPV6_NEXT_HOP_BY_HOP || next === IPV6_NEXT_ROUTING || next === IPV6_NEXT_DEST_OPTS) {
         if (pos + 8 > end) return ParseStatus.BAD_LENGTH;
         const hl = (this.dv.getUint8(pos + 1) + 1) * 8;

@@ -217,13 +217,46 @@ for addr, s in socks.items():
     expect(Date.now() - t0).toBeLessThan(3000);
   });
 
+  it("takes Docker's other -p forms: :80 and ::80 (any free port), 8094:80/TCP, and a host range for one container port", async () => {
+    const hostPortOf = (line: string): number => Number(/^80\/tcp -> 0\.0\.0\.0:(\d+)$/.exec(line.trim())?.[1]);
+    for (const spec of [':80', '::80']) {
+      const port = hostPortOf(await daemon.cliOk(['publish', 'b', spec]));
+      expect(port).toBeGreaterThan(0);
+      expect(await curl((c) => out.argv(c), `http://${HOST}:${port}/`)).toBe('served by the container\n');
+      await daemon.cliOk(['unpublish', 'b', `${port}:80`]);
+    }
+    expect((await daemon.cliOk(['publish', 'b', '8094:80/TCP'])).trim()).toBe('80/tcp -> 0.0.0.0:8094');
+    expect(await curl((c) => out.argv(c), `http://${HOST}:8094/`)).toBe('served by the container\n');
+    await daemon.cliOk(['unpublish', 'b', '8094:80']);
+    // 8110 is held by another program: one free port of 8110-8112 is bound, listed and answering.
+    const holder = await startUntil([PYTHON, '-u', '-c', "import socket,time\ns=socket.socket()\ns.bind(('0.0.0.0', 8110))\ns.listen()\nprint('ready', flush=True)\ntime.sleep(3600)"], (l) => l === 'ready');
+    const port = hostPortOf(await daemon.cliOk(['publish', 'b', '8110-8112:80']));
+    holder.kill();
+    expect([8111, 8112]).toContain(port);
+    expect(await curl((c) => out.argv(c), `http://${HOST}:${port}/`)).toBe('served by the container\n');
+    const listed = await daemon.cliJson<Published[]>(['publish', '--list', 'b']);
+    expect(listed.filter((p) => p.containerPort === 80 && p.hostPort >= 8110 && p.hostPort <= 8112).map((p) => p.hostPort)).toEqual([port]);
+    await daemon.cliOk(['unpublish', 'b', `${port}:80`]);
+    expect(await listening(port)).toBe(false);
+  });
+
+  it('refuses host addresses no listener can bind with one clear line, never a raw "listen EINVAL"', async () => {
+    let r = await daemon.cli(['publish', 'b', '[fe80::1]:8095:80']);
+    expect(r.code).toBe(2);
+    expect(r.stderr).toBe('usernet: publish: bad port spec "[fe80::1]:8095:80": fe80::1 is a link-local address, which can only be bound with a zone (an interface) that usernet does not take: publish on :: or on a global address\n');
+    r = await daemon.cli(['publish', 'b', '[ff02::1]:8095:80']);
+    expect(r.code).toBe(1);
+    expect(r.stderr.split('\n')).toEqual([expect.stringMatching(/^usernet: cannot publish \[ff02::1\]:8095:80\/tcp: ff02::1 cannot be bound by a listening TCP socket .*\(EINVAL\)$/), '']);
+    expect(await listening(8095)).toBe(false);
+  });
+
   it('gives one-line errors for conflicts and bad specs, and a failed publish leaves no listener', async () => {
     let r = await daemon.cli(['publish', 'b', '8080:81']);
     expect(r.code).toBe(1);
     expect(r.stderr).toBe('usernet: cannot publish 0.0.0.0:8080:81/tcp: 0.0.0.0:8080/tcp is already published to b port 80\n');
     r = await daemon.cli(['publish', 'b', '80:80/sctp']);
     expect(r.code).toBe(2);
-    expect(r.stderr).toBe('usernet: publish: bad port spec "80:80/sctp": protocol "sctp" is not tcp or udp\n');
+    expect(r.stderr).toBe('usernet: publish: bad port spec "80:80/sctp": sctp is not supported (usernet publishes tcp and udp)\n');
     r = await daemon.cli(['publish', 'nosuch', '8100:80']);
     expect(r.code).toBe(1);
     expect(r.stderr).toBe('usernet: no port named nosuch (see usernet ports)\n');

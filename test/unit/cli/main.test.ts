@@ -8,6 +8,7 @@ import { UsageError } from '../../../src/cli/args.js';
 import { ApiServer, StreamingResult, type Handler } from '../../../src/control/api-server.js';
 import { VERSION } from '../../../src/control/daemon.js';
 import { UsernetError } from '../../../src/errors.js';
+import { readPcap, writePcapGlobalHeader, writePcapRecordHeader } from '../../../src/packet/pcap.js';
 
 let dir: string;
 let sock: string;
@@ -183,4 +184,64 @@ describe('main', () => {
     expect(readFileSync(file).equals(bytes)).toBe(true);
     expect(stderr.join('')).toBe(`capture: ${bytes.length} bytes written to ${file}\n`);
   });
+
+  /** A pcap stream of `n` small records, starting at record `from`. */
+  function pcapRecords(from: number, n: number, header: boolean): Buffer {
+    const parts: Buffer[] = [];
+    if (header) {
+      const h = Buffer.alloc(24);
+      writePcapGlobalHeader(new DataView(h.buffer, h.byteOffset, 24), 0);
+      parts.push(h);
+    }
+    for (let i = from; i < from + n; i++) {
+      const r = Buffer.alloc(16 + 60, i);
+      writePcapRecordHeader(new DataView(r.buffer, r.byteOffset, 16), 0, i, 0, 60, 60);
+      parts.push(r);
+    }
+    return Buffer.concat(parts);
+  }
+
+  /** Emits `signal` on the process once the CLI has registered its handler for it. */
+  function signalWhenHandled(signal: 'SIGINT' | 'SIGTERM'): void {
+    const on = process.on.bind(process);
+    vi.spyOn(process, 'on').mockImplementation(((event: string, listener: (...a: unknown[]) => void) => {
+      on(event as 'SIGINT', listener);
+      if (event === signal) setImmediate(() => process.emit(signal));
+      return process;
+    }) as typeof process.on);
+  }
+
+  it.each(['SIGINT', 'SIGTERM'] as const)('on %s asks the daemon to stop and writes everything it sends until the end of the stream', async (signal) => {
+    await fakeDaemon({
+      capture: () =>
+        new StreamingResult({ port: 'c1' }, (socket) => {
+          socket.write(pcapRecords(0, 2, true));
+          // The daemon's side of a stop: the client half-closed; send the rest, then end.
+          socket.once('end', () => socket.end(pcapRecords(2, 4, false)));
+        }),
+    });
+    signalWhenHandled(signal);
+    const file = join(dir, 'stop.pcap');
+    expect(await main(['capture', '--socket', sock, '--port', 'c1', '-w', file])).toBe(0);
+    expect(readPcap(readFileSync(file)).records.map((r) => r.sec)).toEqual([0, 1, 2, 3, 4, 5]);
+    expect(stderr.join('')).toBe(`capture: 6 frames (${24 + 6 * 76} bytes) written to ${file}\n`);
+    expect(process.listenerCount(signal)).toBe(0);
+  });
+
+  it('a second Ctrl-C stops at once with what arrived', async () => {
+    await fakeDaemon({
+      capture: () =>
+        new StreamingResult({ port: 'c1' }, (socket) => {
+          socket.write(pcapRecords(0, 1, true));
+          // A daemon that never ends the stream: the second Ctrl-C comes once our FIN is seen.
+          socket.once('end', () => process.emit('SIGINT'));
+        }),
+    });
+    signalWhenHandled('SIGINT');
+    const file = join(dir, 'again.pcap');
+    expect(await main(['capture', '--socket', sock, '--port', 'c1', '-w', file])).toBe(130);
+    expect(readPcap(readFileSync(file)).records).toHaveLength(1);
+    expect(stderr.join('')).toBe(`capture: 1 frame (100 bytes) written to ${file}; interrupted again before the daemon had sent everything\n`);
+  });
 });
+

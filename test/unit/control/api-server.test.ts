@@ -1,4 +1,4 @@
-import { afterEach, beforeEach, describe, expect, it } from 'vitest';
+import { afterEach, beforeEach, describe, expect, it, onTestFinished, vi } from 'vitest';
 import { existsSync, linkSync, lstatSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { connect, createServer, type Server, type Socket } from 'node:net';
 import { tmpdir } from 'node:os';
@@ -7,7 +7,7 @@ import pino from 'pino';
 import { ApiServer, StreamingResult, type Handler } from '../../../src/control/api-server.js';
 import { ApiError, openRequest, request } from '../../../src/control/client.js';
 import { UsernetError, InvalidArgumentError } from '../../../src/errors.js';
-import { MAX_REQUEST_LINE } from '../../../src/control/protocol.js';
+import { LineDecoder, MAX_REQUEST_LINE } from '../../../src/control/protocol.js';
 
 const log = pino({ level: 'silent' });
 
@@ -259,6 +259,38 @@ describe('ApiServer + client', () => {
     other.send('{"id":2,"method":"ok"}\n');
     expect(await other.next()).toEqual([{ id: 2, result: { ok: true } }]);
     expect(await request(sock, 'ok')).toEqual({ ok: true });
+  });
+
+  it('answers the requests sent before a too-long line, in order, before the error (regression: the error ended the connection first)', async () => {
+    let release = (): void => {};
+    const slow = new Promise<void>((r) => (release = r));
+    // Resolves when the server's decoder has refused the overlong line.
+    const push = LineDecoder.prototype.push;
+    const refused = new Promise<void>((resolve) => {
+      vi.spyOn(LineDecoder.prototype, 'push').mockImplementation(function (this: LineDecoder, chunk: Buffer) {
+        try {
+          return push.call(this, chunk);
+        } catch (err) {
+          resolve();
+          throw err;
+        }
+      });
+    });
+    onTestFinished(() => {
+      vi.restoreAllMocks();
+    });
+    await start({ slow: async () => (await slow, { slow: true }), ok: () => ({ ok: true }) });
+    const raw = new Raw(sock);
+    await raw.connected;
+    raw.send('{"id":1,"method":"slow"}\n{"id":2,"method":"ok"}\n');
+    raw.send('x'.repeat(MAX_REQUEST_LINE + 1));
+    // The overlong line is refused while request 1 is still being answered.
+    await refused;
+    release();
+    const [a, b, c] = await raw.next(3);
+    expect([a, b]).toEqual([{ id: 1, result: { slow: true } }, { id: 2, result: { ok: true } }]);
+    expect((c.error as { code: string }).code).toBe('ERR_REQUEST_TOO_LARGE');
+    await raw.closed;
   });
 
   it('creates the socket with mode 0600', async () => {

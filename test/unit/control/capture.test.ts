@@ -3,26 +3,22 @@ import { mkdtempSync, rmSync } from 'node:fs';
 import { connect, createServer, type Server, type Socket } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { CaptureSession } from '../../../src/control/capture.js';
+import { CaptureSession, MAX_QUEUED, STAGING_SIZE } from '../../../src/control/capture.js';
 import { DROP_CAPTURE } from '../../../src/link/counters.js';
 import { Frame } from '../../../src/link/frame.js';
-import { DIRECTION_RX, DIRECTION_TX, type Port } from '../../../src/link/port.js';
+import { MemoryPort } from '../../../src/link/memory-port.js';
+import { DIRECTION_RX, DIRECTION_TX, type FrameTap, type Port } from '../../../src/link/port.js';
 import { LINKTYPE_ETHERNET, readPcap } from '../../../src/packet/pcap.js';
 import { VNET_F_NEEDS_CSUM, VNET_HDR_LEN, writeVnetHeader } from '../../../src/packet/virtio-net.js';
 import { ethFrame, inspect, MAC_A, MAC_B, partialize, patternPayload, tcpFrame, udpFrame, type BuiltFrame } from '../helpers/frames.js';
 
-interface FakePort {
-  taps: CaptureSession[];
-  counters: Float64Array;
-  name: string;
-}
 
 let dir: string;
 let server: Server;
 let serverSide: Socket;
 let client: Socket;
 let received: Promise<Buffer>;
-let port: FakePort;
+let port: MemoryPort;
 
 beforeEach(async () => {
   dir = mkdtempSync(join(tmpdir(), 'usernet-capture-'));
@@ -37,7 +33,7 @@ beforeEach(async () => {
   const chunks: Buffer[] = [];
   client.on('data', (c: Buffer) => chunks.push(c));
   received = new Promise((r) => client.once('end', () => r(Buffer.concat(chunks))));
-  port = { taps: [], counters: new Float64Array(32), name: 'c1' };
+  port = new MemoryPort({ name: 'c1' });
 });
 
 afterEach(async () => {
@@ -48,7 +44,7 @@ afterEach(async () => {
 });
 
 function session(limit = 0, onEnd: (s: CaptureSession) => void = () => {}): CaptureSession {
-  const s = new CaptureSession(port as unknown as Port, serverSide, limit, onEnd);
+  const s = new CaptureSession(port, serverSide, limit, onEnd);
   port.taps.push(s);
   return s;
 }
@@ -83,9 +79,9 @@ describe('CaptureSession', () => {
     const s = session();
     const frames = [ethFrame(MAC_B, MAC_A, 0x0806, 28), ethFrame(MAC_A, MAC_B, 0x0800, patternPayload(1400, 3)), udpFrame({ payload: Buffer.from('hi') }).frame];
     const before = Date.now() / 1000;
-    s.onFrame(port as unknown as Port, DIRECTION_RX, plainFrame(frames[0]));
-    s.onFrame(port as unknown as Port, DIRECTION_TX, plainFrame(frames[1]));
-    s.onFrame(port as unknown as Port, DIRECTION_RX, plainFrame(frames[2]));
+    s.onFrame(port, DIRECTION_RX, plainFrame(frames[0]));
+    s.onFrame(port, DIRECTION_TX, plainFrame(frames[1]));
+    s.onFrame(port, DIRECTION_RX, plainFrame(frames[2]));
     s.end();
     const pcap = readPcap(await received);
     const after = Date.now() / 1000;
@@ -122,7 +118,7 @@ describe('CaptureSession', () => {
     const lent = Buffer.from(f.buf);
     expect(inspect(f.buf.subarray(f.off, f.off + f.len)).l4ChecksumOk).toBe(false);
     const s = session();
-    s.onFrame(port as unknown as Port, DIRECTION_RX, f);
+    s.onFrame(port, DIRECTION_RX, f);
     s.end();
     const [rec] = readPcap(await received).records;
     expect(rec.data).toHaveLength(b.frame.length);
@@ -139,7 +135,7 @@ describe('CaptureSession', () => {
     writeVnetHeader(f.dv, f.vnetOff, 0, 0, 0, 0, 0, 0);
     f.vnet.read(f.dv, f.vnetOff, f.len);
     const s = session();
-    s.onFrame(port as unknown as Port, DIRECTION_TX, f);
+    s.onFrame(port, DIRECTION_TX, f);
     s.end();
     const [rec] = readPcap(await received).records;
     expect(rec.data.equals(partialize(b))).toBe(true);
@@ -153,13 +149,13 @@ describe('CaptureSession', () => {
       endedWith = x;
     });
     const frames = [1, 2, 3].map((i) => ethFrame(MAC_B, MAC_A, 0x0800, patternPayload(60, i)));
-    s.onFrame(port as unknown as Port, DIRECTION_RX, plainFrame(frames[0]));
+    s.onFrame(port, DIRECTION_RX, plainFrame(frames[0]));
     expect(ends).toBe(0);
-    s.onFrame(port as unknown as Port, DIRECTION_RX, plainFrame(frames[1]));
+    s.onFrame(port, DIRECTION_RX, plainFrame(frames[1]));
     expect(ends).toBe(1);
     expect(endedWith).toBe(s);
     expect(port.taps).not.toContain(s);
-    s.onFrame(port as unknown as Port, DIRECTION_RX, plainFrame(frames[2]));
+    s.onFrame(port, DIRECTION_RX, plainFrame(frames[2]));
     s.end();
     const pcap = readPcap(await received);
     expect(pcap.records.map((r) => r.data)).toEqual([frames[0], frames[1]]);
@@ -171,7 +167,7 @@ describe('CaptureSession', () => {
   it('end() is idempotent', async () => {
     let ends = 0;
     const s = session(0, () => ends++);
-    const other = { onFrame: () => {} } as unknown as CaptureSession;
+    const other: FrameTap = { onFrame: () => true };
     port.taps.push(other);
     s.end();
     s.end();
@@ -189,7 +185,7 @@ describe('CaptureSession', () => {
         ends++;
         r();
       });
-      s.onFrame(port as unknown as Port, DIRECTION_RX, plainFrame(ethFrame(MAC_B, MAC_A, 0x0800)));
+      s.onFrame(port, DIRECTION_RX, plainFrame(ethFrame(MAC_B, MAC_A, 0x0800)));
     });
     client.destroy();
     await ended;
@@ -199,10 +195,10 @@ describe('CaptureSession', () => {
 
   it('drops (and counts) a frame too big for the staging buffer, keeps the others', async () => {
     const s = session();
-    const huge = ethFrame(MAC_B, MAC_A, 0x0800, 600 * 1024);
+    const huge = ethFrame(MAC_B, MAC_A, 0x0800, STAGING_SIZE);
     const small = ethFrame(MAC_B, MAC_A, 0x0800, 100);
-    s.onFrame(port as unknown as Port, DIRECTION_RX, plainFrame(huge));
-    s.onFrame(port as unknown as Port, DIRECTION_RX, plainFrame(small));
+    port.tapFrame(DIRECTION_RX, plainFrame(huge));
+    port.tapFrame(DIRECTION_RX, plainFrame(small));
     s.end();
     const pcap = readPcap(await received);
     expect(pcap.records).toHaveLength(1);
@@ -211,11 +207,68 @@ describe('CaptureSession', () => {
     expect(port.counters[DROP_CAPTURE]).toBe(1);
   });
 
+  it('counts a frame once on the port however many sessions dropped it; each session counts its own (regression: once per session per frame)', () => {
+    const a = session();
+    const b = session();
+    const huge = plainFrame(ethFrame(MAC_B, MAC_A, 0x0800, STAGING_SIZE));
+    const small = plainFrame(ethFrame(MAC_B, MAC_A, 0x0800, 100));
+    for (let i = 0; i < 5; i++) port.tapFrame(DIRECTION_RX, huge);
+    port.tapFrame(DIRECTION_TX, small);
+    expect(port.counters[DROP_CAPTURE]).toBe(5);
+    expect([a.dropped, b.dropped, a.frames, b.frames]).toEqual([5, 5, 1, 1]);
+    // A frame only one of the sessions drops still counts once.
+    const dropsEverything: FrameTap = { onFrame: () => false };
+    port.taps.push(dropsEverything);
+    port.tapFrame(DIRECTION_RX, small);
+    expect(port.counters[DROP_CAPTURE]).toBe(6);
+    a.end();
+    b.end();
+  });
+
+  it('gives a client that half-closes every frame staged until then, then ends the stream (regression: Ctrl-C lost the staged frames)', async () => {
+    let ended: CaptureSession | undefined;
+    const s = session(0, (x) => (ended = x));
+    const frames = [1, 2, 3, 4, 5, 6].map((i) => ethFrame(MAC_B, MAC_A, 0x0800, patternPayload(98, i)));
+    for (const f of frames) port.tapFrame(DIRECTION_RX, plainFrame(f));
+    // The CLI on Ctrl-C: end our side, keep reading until the daemon ends its own.
+    client.end();
+    const pcap = readPcap(await received);
+    expect(pcap.records.map((r) => r.data)).toEqual(frames);
+    expect(ended).toBe(s);
+    expect(port.taps).toEqual([]);
+  });
+
+  it('bounds what a client that never reads can make the daemon hold, dropping frames instead', async () => {
+    client.pause();
+    const s = session();
+    const frame = plainFrame(ethFrame(MAC_B, MAC_A, 0x0800, 1500));
+    const total = 8000; // ~12 MB of frames, far more than the socket and the bound hold
+    let maxQueued = 0;
+    for (let i = 0; i < total; i++) {
+      port.tapFrame(DIRECTION_RX, frame);
+      maxQueued = Math.max(maxQueued, serverSide.writableLength);
+      // Let the socket write now and then, as the event loop would between batches.
+      if (i % 500 === 499) await new Promise<void>((r) => setImmediate(r));
+    }
+    // A session's budget: what the socket may queue plus one staging buffer, under 2 MiB.
+    expect(MAX_QUEUED + STAGING_SIZE).toBeLessThanOrEqual(2 * 1024 * 1024);
+    expect(maxQueued).toBeLessThanOrEqual(MAX_QUEUED + STAGING_SIZE);
+    expect(maxQueued).toBeGreaterThan(MAX_QUEUED / 2); // the client really did not read
+    expect(s.dropped).toBeGreaterThan(0);
+    expect(s.frames + s.dropped).toBe(total);
+    expect(port.counters[DROP_CAPTURE]).toBe(s.dropped);
+    // What was kept is a valid capture with every recorded frame.
+    s.end();
+    client.resume();
+    const pcap = readPcap(await received);
+    expect(pcap.records).toHaveLength(s.frames);
+  });
+
   it('flushes when the staging buffer fills, keeping frames in order', async () => {
     const s = session();
     const frames: Buffer[] = [];
     for (let i = 0; i < 40; i++) frames.push(ethFrame(MAC_B, MAC_A, 0x0800, patternPayload(30_000 + i, i)));
-    for (const f of frames) s.onFrame(port as unknown as Port, DIRECTION_RX, plainFrame(f));
+    for (const f of frames) s.onFrame(port, DIRECTION_RX, plainFrame(f));
     s.end();
     const pcap = readPcap(await received);
     expect(pcap.records).toHaveLength(40);

@@ -404,6 +404,61 @@ describe('publishing', () => {
     }
   });
 
+  it('binds one free port of a host range for one container port, skipping ports in use or published', async () => {
+    const r = rig();
+    const blocker = net.createServer();
+    await new Promise<void>((resolve) => blocker.listen(0, '127.0.0.1', resolve));
+    cleanups.push(() => new Promise<void>((resolve) => blocker.close(() => resolve())));
+    const taken = (blocker.address() as net.AddressInfo).port;
+    const end = taken + 3;
+    // The first port of the range is in use on the host: another one of the range is bound.
+    const [a] = await r.nat.publisher.publish(target(r), publishSpecMappings(`127.0.0.1:${taken}-${end}:80`));
+    cleanups.push(() => r.nat.publisher.removeTarget('c1', 'test over'));
+    expect(a!.mapping.hostPort).toBeGreaterThan(taken);
+    expect(a!.mapping.hostPort).toBeLessThanOrEqual(end);
+    // What is recorded and listed is the port bound, not the range.
+    expect(a!.mapping).toEqual({ proto: 'tcp', hostIp: '127.0.0.1', hostPort: a!.mapping.hostPort, containerPort: 80 });
+    // The same range again, twice in one request: two more ports of it, each different.
+    const [b, c] = await r.nat.publisher.publish(target(r), [...publishSpecMappings(`127.0.0.1:${taken}-${end}:81`), ...publishSpecMappings(`127.0.0.1:${taken}-${end}:82`)]);
+    const bound = [a!, b!, c!].map((p) => p.mapping.hostPort);
+    expect(new Set(bound).size).toBe(3);
+    for (const port of bound) expect(port > taken && port <= end).toBe(true);
+    // Every port of the range is now taken: the next request says so in one line.
+    const err = await r.nat.publisher.publish(target(r), publishSpecMappings(`127.0.0.1:${taken}-${end}:83`)).then(
+      () => null,
+      (e: Error & { code?: string }) => e,
+    );
+    expect(err?.code).toBe('EADDRINUSE');
+    expect(err?.message).toBe(`cannot publish 127.0.0.1:${taken}-${end}:83/tcp: no port of ${taken}-${end} is free on 127.0.0.1/tcp (EADDRINUSE)`);
+    expect(r.nat.publisher.list()).toHaveLength(3);
+  });
+
+  it('binds one free port of a host range for UDP too', async () => {
+    const r = rig();
+    const blocker = dgram.createSocket('udp4');
+    await new Promise<void>((resolve) => blocker.bind(0, '127.0.0.1', resolve));
+    cleanups.push(() => new Promise<void>((resolve) => blocker.close(() => resolve())));
+    const taken = blocker.address().port;
+    const [p] = await r.nat.publisher.publish(target(r), publishSpecMappings(`127.0.0.1:${taken}-${taken + 2}:53/udp`));
+    cleanups.push(() => r.nat.publisher.removeTarget('c1', 'test over'));
+    expect(p!.mapping.hostPort === taken + 1 || p!.mapping.hostPort === taken + 2).toBe(true);
+    expect(p!.mapping.hostPortEnd).toBeUndefined();
+  });
+
+  it('names an address a listening socket cannot bind in one clear line, not a raw "listen EINVAL"', async () => {
+    const r = rig();
+    // A multicast IPv6 address passes the parser (it is an address) but no TCP socket binds it.
+    const err = await r.nat.publisher.publish(target(r), publishSpecMappings('[ff02::1]:8095:80')).then(
+      () => null,
+      (e: Error & { code?: string }) => e,
+    );
+    expect(err).not.toBeNull();
+    expect(err!.message.split('\n')).toHaveLength(1);
+    expect(err!.message).toMatch(/^cannot publish \[ff02::1\]:8095:80\/tcp: /);
+    if (err!.code === 'EINVAL') expect(err!.message).toBe('cannot publish [ff02::1]:8095:80/tcp: ff02::1 cannot be bound by a listening TCP socket (a link-local, multicast or broadcast address?): publish on :: or on a unicast address of the host (EINVAL)');
+    else expect(['EAFNOSUPPORT', 'EADDRNOTAVAIL']).toContain(err!.code); // no IPv6 here
+  });
+
   it('refuses a port already published, naming who has it', async () => {
     const r = rig();
     const { port } = await publish(r, `127.0.0.1::${HTTP}`);
@@ -422,7 +477,7 @@ describe('publishing', () => {
       (e: Error & { code?: string }) => e,
     );
     expect(err?.code).toBe('EADDRNOTAVAIL');
-    expect(err?.message).toContain('192.0.2.77 is not an address of this host');
+    expect(err?.message).toBe('cannot publish 192.0.2.77:8080:80/udp: 192.0.2.77 is not an address of this host (publish on 0.0.0.0 or on an address the host has) (EADDRNOTAVAIL)');
   });
 
   it('serves an IPv6 host address, the client shown as the gateway and listed with its IPv6 address', async () => {
