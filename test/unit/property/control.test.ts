@@ -5,12 +5,9 @@
  * bytes are split into chunks never changes what is decoded.
  */
 import fc from 'fast-check';
-import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
-import { tmpdir } from 'node:os';
-import { join } from 'node:path';
-import { afterAll, describe, expect, it } from 'vitest';
+import { describe, expect, it } from 'vitest';
 import { LineDecoder, LineTooLongError, parseRequest } from '../../../src/control/protocol.js';
-import { StateFile } from '../../../src/control/state.js';
+import { parseState, StateFileError, STATE_VERSION } from '../../../src/control/state.js';
 import { ipv4ToString } from '../../../src/packet/ip-address.js';
 import { SlirpApi, type Hostfwd } from '../../../src/slirp/api.js';
 import { check, checkAsync, throwsOnly } from './fc.js';
@@ -198,8 +195,6 @@ describe('slirp4netns API', () => {
 });
 
 describe('state file', () => {
-  const dir = mkdtempSync(join(tmpdir(), 'usernet-prop-state-'));
-  afterAll(() => rmSync(dir, { recursive: true, force: true }));
   const attachment = fc.record(
     {
       name: fc.oneof(fc.string(), fc.jsonValue()),
@@ -225,22 +220,58 @@ describe('state file', () => {
     )
     .map((o) => JSON.stringify(o));
 
-  it('any file loads as a state or is moved aside with the problem named, never an exception', () => {
-    const file = new StateFile(dir);
+  it('any text parses to a state (entries skipped and named) or a StateFileError, never another exception', () => {
     check(
       fc.property(fc.oneof(stateLike, fc.json(), fc.string()), (content) => {
-        writeFileSync(file.path, content);
-        const r = file.load();
-        if (r.movedAside === undefined) {
-          expect(Array.isArray(r.state.attachments)).toBe(true);
-          expect(Array.isArray(r.state.networks)).toBe(true);
-          expect(Array.isArray(r.state.leases)).toBe(true);
-        } else {
-          expect(typeof r.problem).toBe('string');
-          rmSync(r.movedAside, { force: true });
+        let r;
+        try {
+          r = parseState(content);
+        } catch (err) {
+          expect(err).toBeInstanceOf(StateFileError);
+          expect(['ERR_STATE_CORRUPT', 'ERR_STATE_NEWER']).toContain((err as StateFileError).code);
+          return;
         }
+        expect(r.state.version).toBe(STATE_VERSION);
+        for (const list of [r.state.attachments, r.state.networks, r.state.leases]) expect(Array.isArray(list)).toBe(true);
+        for (const a of r.state.attachments) {
+          expect(typeof a.name).toBe('string');
+          expect(typeof a.netns.dev).toBe('string');
+          for (const m of a.ports ?? []) expect(m.hostPort >= 1 && m.hostPort <= 65535).toBe(true);
+        }
+        for (const why of r.skipped) expect(typeof why).toBe('string');
       }),
-      150,
+      300,
+    );
+  });
+
+  it('a state the daemon writes reads back as itself, nothing skipped', () => {
+    const mapping = fc.record({ proto: fc.constantFrom('tcp' as const, 'udp' as const), hostIp: fc.constantFrom('0.0.0.0', '127.0.0.1', '::1'), hostPort: fc.integer({ min: 1, max: 65535 }), containerPort: fc.integer({ min: 1, max: 65535 }) });
+    const record = fc.record(
+      {
+        name: fc.stringMatching(/^[a-z][a-z0-9-]{0,8}$/),
+        network: fc.constant('default'),
+        pid: fc.integer({ min: 1, max: 4_000_000 }),
+        netns: fc.record({ dev: fc.bigInt({ min: 0n, max: 2n ** 64n - 1n }).map(String), ino: fc.bigInt({ min: 0n, max: 2n ** 64n - 1n }).map(String) }),
+        ifname: fc.constant('eth0'),
+        mac: fc.constant('02:42:0a:00:02:64'),
+        mtu: fc.integer({ min: 68, max: 65521 }),
+        configure: fc.boolean(),
+        ip: fc.constant('10.0.2.100'),
+        ownsDevice: fc.boolean(),
+        ports: fc.array(mapping, { minLength: 1, maxLength: 3 }),
+        attachedAt: fc.constant('2026-01-01T00:00:00.000Z'),
+      },
+      { requiredKeys: ['name', 'network', 'pid', 'netns', 'ifname', 'mac', 'mtu', 'configure', 'attachedAt'] },
+    );
+    check(
+      fc.property(fc.uniqueArray(record, { selector: (r) => r.name, maxLength: 4 }), (attachments) => {
+        const state = { version: STATE_VERSION, networks: [{ name: 'back', subnet: '10.0.3.0/24', mtu: 9000 }], attachments, leases: [{ network: 'back', mac: '02:00:00:00:00:99', ip: '10.0.3.100', expiresAt: 1_900_000_000_000 }] };
+        const r = parseState(JSON.stringify(state));
+        expect(r.skipped).toEqual([]);
+        expect(r.state).toEqual(JSON.parse(JSON.stringify(state)));
+      }),
+      200,
     );
   });
 });
+
