@@ -31,7 +31,7 @@ import type { UdpFiltering } from '../nat/udp-nat.js';
 import { protoFromName, type ConntrackFilter } from '../nat/conntrack.js';
 import { formatConntrackLine, toJson as conntrackJson } from '../nat/conntrack-format.js';
 import type { PublishedPort, PublishTarget } from '../nat/publish.js';
-import { formatMapping, parsePublishSpec, expandPublishSpec, type PortMapping } from '../nat/publish-spec.js';
+import { formatMapping, parsePublishSpec, expandPublishSpec, specSelects, type PortMapping } from '../nat/publish-spec.js';
 import { ApiServer, StreamingResult } from './api-server.js';
 import { CaptureSession } from './capture.js';
 import { ResolvConf, formatUpstream, parseUpstream, type Upstream } from './resolv.js';
@@ -528,7 +528,7 @@ export class Daemon {
       chosen = [];
       for (const m of this.parseSpecs(specs)) {
         // Without a host port, every mapping of that container port (and host address) matches.
-        const found = live.filter((x) => !chosen.includes(x) && x.mapping.proto === m.proto && x.mapping.hostIp === m.hostIp && x.mapping.containerPort === m.containerPort && (m.hostPort === 0 || x.mapping.hostPort === m.hostPort));
+        const found = live.filter((x) => !chosen.includes(x) && specSelects(m, x.mapping));
         if (found.length === 0) {
           // Name what is there for that container port: usually another host address.
           const near = live.filter((x) => x.mapping.proto === m.proto && x.mapping.containerPort === m.containerPort).map((x) => formatMapping(x.mapping));
@@ -537,7 +537,8 @@ export class Daemon {
             'ERR_NOT_PUBLISHED',
           );
         }
-        chosen.push(...(m.hostPort === 0 ? found : found.slice(0, 1)));
+        // A spec without a host port, or with a host range, selects every mapping it matches.
+        chosen.push(...(m.hostPort === 0 || m.hostPortEnd !== undefined ? found : found.slice(0, 1)));
       }
     }
     const removed = chosen.map((p) => formatMapping(p.mapping));

@@ -236,7 +236,8 @@ for addr, s in socks.items():
     expect(await curl((c) => out.argv(c), `http://${HOST}:${port}/`)).toBe('served by the container\n');
     const listed = await daemon.cliJson<Published[]>(['publish', '--list', 'b']);
     expect(listed.filter((p) => p.containerPort === 80 && p.hostPort >= 8110 && p.hostPort <= 8112).map((p) => p.hostPort)).toEqual([port]);
-    await daemon.cliOk(['unpublish', 'b', `${port}:80`]);
+    // Unpublished by the range it was published with, as Docker's spec names it.
+    expect((await daemon.cliOk(['unpublish', 'b', '8110-8112:80'])).trim()).toBe(`0.0.0.0:${port}:80/tcp`);
     expect(await listening(port)).toBe(false);
   });
 
