@@ -317,6 +317,7 @@ export class Daemon {
         this.reattachAll(state);
         this.restoreLeases(state);
         await this.restorePublished();
+        this.resetOrphanFlows();
       } finally {
         markReady();
       }
@@ -1154,6 +1155,30 @@ export class Daemon {
     this.watch(a);
     a.foundAddress = result.address;
     return result.existed;
+  }
+
+  /**
+   * After a restart: the TCP connections the containers made through the NAT (or were given
+   * through a published port) lost their host side with the previous daemon. They are found in
+   * each container's own socket table (sock_diag, in its namespaces) and reset at once, so no
+   * application waits on a connection that can never move again.
+   */
+  private resetOrphanFlows(): void {
+    if (this.config.ephemeral) return;
+    for (const a of this.attachments.values()) {
+      const r = a.record;
+      const net = this.networks.get(r.network ?? DEFAULT_NETWORK);
+      if (!a.port || !r.ip || !r.mac || !net) continue;
+      let sockets;
+      try {
+        sockets = native().tcpSockets(r.pid !== undefined ? { pid: r.pid } : { netnsPath: r.netnsPath, ...(r.usernsPath !== undefined ? { usernsPath: r.usernsPath } : {}) });
+      } catch (err) {
+        this.log.warn({ port: r.name, err: (err as Error).message }, 'cannot read the container\'s connections: those the previous daemon carried are not reset');
+        continue;
+      }
+      const n = this.nat.resetOrphans(net.gateway, parseMac(r.mac), parseIpv4(r.ip), sockets);
+      if (n > 0) this.log.info({ port: r.name, connections: n }, 'connections the previous daemon carried: reset');
+    }
   }
 
   /** A recorded attachment that will not be re-attached: a TAP usernet made stops being persistent. */

@@ -55,6 +55,12 @@ export interface NatOptions {
 }
 
 /** What the NAT needs to know about a network. */
+/**
+ * Kernel TCP states (include/net/tcp_states.h) of a connection that can still send or wait for
+ * data: ESTABLISHED 1, SYN_SENT 2, FIN_WAIT1 4, FIN_WAIT2 5, CLOSE_WAIT 8, LAST_ACK 9, CLOSING 11.
+ */
+const ORPHAN_STATES = new Set([1, 2, 4, 5, 8, 9, 11]);
+
 export interface NatNetwork {
   name: string;
   gateway: number;
@@ -143,6 +149,28 @@ export class Nat implements IpRouter {
   /** Ends every flow of a container (it detached or ended). */
   removeContainer(network: string, ip: number): number {
     return this.ct.removeContainer(`${network}/${ipv4ToString(ip)}`);
+  }
+
+  /**
+   * After a daemon restart: the TCP connections a container still holds (its socket table, as
+   * the daemon read it) that went through the NAT — to an address beyond the network, or to the
+   * gateway or DNS address — have no flow any more; each gets reset (`TcpNat.resetOrphan`).
+   * Connections between containers of the network are the switch's, not ours, and are left
+   * alone, as are TIME_WAIT and closed sockets. Returns how many were probed.
+   */
+  resetOrphans(gw: GatewayPort, containerMac: number, containerIp: number, sockets: ReadonlyArray<{ state: number; src: number; sport: number; dst: number; dport: number }>): number {
+    const net = this.networks.get(gw);
+    if (!net) return 0;
+    const mask = prefixToMask(net.prefix);
+    let n = 0;
+    for (const s of sockets) {
+      if (s.src !== containerIp || !ORPHAN_STATES.has(s.state)) continue;
+      const throughNat = ((s.dst & mask) >>> 0) !== net.network || s.dst === net.gateway || s.dst === net.dns;
+      if (!throughNat || this.ct.findOriginal(PROTO_TCP, s.src, s.sport, s.dst, s.dport) || this.ct.findReply(PROTO_TCP, s.src, s.sport, s.dst, s.dport)) continue;
+      this.tcp.resetOrphan(gw, containerMac, s.src, s.sport, s.dst, s.dport);
+      n++;
+    }
+    return n;
   }
 
   /** Ends every flow. */

@@ -105,6 +105,8 @@ export interface TcpNatStats {
   limitRefusals: number;
   fdExhausted: number;
   unknownFlowResets: number;
+  /** Connections a container still held after a daemon restart, probed so that they reset. */
+  orphansProbed: number;
   badSegments: number;
   /** Published ports: connections accepted on the host, answered by the container, refused by it, unanswered. */
   inboundAccepted: number;
@@ -194,6 +196,7 @@ export class TcpNat implements TcpFlowWire {
     limitRefusals: 0,
     fdExhausted: 0,
     unknownFlowResets: 0,
+    orphansProbed: 0,
     badSegments: 0,
     inboundAccepted: 0,
     inboundEstablished: 0,
@@ -591,6 +594,25 @@ export class TcpNat implements TcpFlowWire {
   }
 
   /** A reset built from scratch (no flow): refused connections, unknown flows. */
+  /**
+   * A connection the container still holds, whose host side died with an earlier daemon (found
+   * by the daemon in the container's socket table after a restart). Left alone, an idle one would
+   * hang until its keepalive, if it has one. A RST must carry the container's exact receive
+   * sequence number, which we do not know — so the container is made to say it: two bare ACKs
+   * with sequence numbers 2^31 apart (at most one can fall in its window) make it answer with an
+   * ACK carrying its SND.NXT and RCV.NXT (RFC 793, 5961), and the unknown-flow path above answers
+   * that with a RST at exactly RCV.NXT, which the container accepts. The application sees
+   * ECONNRESET, as it would had the NAT's host socket been reset. A connection still in SYN_SENT
+   * answers the bad ACK with a RST of its own and then retries its SYN: a new flow.
+   */
+  resetOrphan(gw: GatewayPort, cMac: number, containerIp: number, containerPort: number, remoteIp: number, remotePort: number): void {
+    this.stats.orphansProbed++;
+    const seq = (Math.random() * 2 ** 32) >>> 0;
+    const ack = (Math.random() * 2 ** 32) >>> 0;
+    this.sendRawRst(gw, cMac, remoteIp, containerIp, remotePort, containerPort, seq, ack, TCP_ACK);
+    this.sendRawRst(gw, cMac, remoteIp, containerIp, remotePort, containerPort, (seq + 2 ** 31) >>> 0, ack, TCP_ACK);
+  }
+
   private sendRawRst(gw: GatewayPort, cMac: number, srcIp: number, dstIp: number, sport: number, dport: number, seq: number, ack: number, flags: number): void {
     const dv = this.outDv;
     const eth = VNET_HDR_LEN;

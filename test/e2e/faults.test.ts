@@ -6,12 +6,12 @@
  * wrong. Each test here failed before its fix.
  */
 import { chmodSync, chownSync, existsSync, mkdirSync, readdirSync, readFileSync, rmSync, statSync, writeFileSync } from 'node:fs';
-import { connect, createServer, type Server } from 'node:net';
+import net, { connect, createServer, type Server } from 'node:net';
 import { join } from 'node:path';
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
 import { readPcap } from '../../src/packet/pcap.js';
 import { request } from '../../src/control/client.js';
-import { asUser, cleanup, CLI, Container, Daemon, onCleanup, ping, requireSandbox, run, testUser, userTempDir, type RunResult } from './harness.js';
+import { asUser, cleanup, CLI, Container, Daemon, Lines, onCleanup, Outside, ping, PYTHON, requireSandbox, run, testUser, userTempDir, type RunResult } from './harness.js';
 
 requireSandbox();
 
@@ -342,5 +342,42 @@ describe('status, DNS and the command line say what is wrong', () => {
     r = await daemon.cli(['attach', '--pid', String(c.pid), '--name', 'rc', '--resolv-conf', '/proc/version']);
     expect(r.code).toBe(1);
     expect(r.stderr).toBe('usernet: attached as rc, but cannot write /proc/version: /proc does not take new files\n');
+  });
+});
+
+describe('a daemon restart resets the connections its predecessor carried', () => {
+  afterAll(cleanup);
+
+  it('outbound and published TCP connections idle in the containers get ECONNRESET within 1 s of the restart', async () => {
+    const out = await Outside.create();
+    const [daemon, a, b] = await Promise.all([Daemon.start(), Container.start(), Container.start()]);
+    await daemon.attach(a, 'a', '10.0.2.21/24');
+    await daemon.attach(b, 'b', '10.0.2.22/24', ['-p', '18300:80']);
+    // Outside: a server that accepts and then says nothing (so the container's reader waits).
+    const holdServer = "import socket,time\ns=socket.socket()\ns.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)\ns.bind(('198.51.100.2', 7600))\ns.listen()\nprint('ready', flush=True)\nconns=[]\nwhile True:\n  c,_=s.accept(); conns.append(c)";
+    await out.startUntil([PYTHON, '-u', '-c', holdServer], (l) => l === 'ready');
+    // Container a: connects out through the NAT and waits to read; says how the wait ended.
+    const reader = (how: string): string => `import socket,sys\n${how}\nprint('connected', flush=True)\ntry:\n  d = s.recv(1)\n  print('eof' if d == b'' else 'data', flush=True)\nexcept ConnectionResetError:\n  print('reset', flush=True)\nexcept Exception as e:\n  print('error', e, flush=True)`;
+    const outbound = new Lines(await a.startUntil([PYTHON, '-u', '-c', reader("s = socket.create_connection(('198.51.100.2', 7600))")], (l) => l === 'connected'));
+    // Container b: a server on its published port, holding the accepted connection idle.
+    const server = new Lines(await b.startUntil([PYTHON, '-u', '-c', reader("l = socket.socket()\nl.bind(('0.0.0.0', 80))\nl.listen()\nprint('ready', flush=True)\ns, _ = l.accept()")], (l) => l === 'ready'));
+    const client = net.connect(18300, '198.51.100.1');
+    client.on('error', () => {});
+    await server.waitFor((l) => l === 'connected', 10_000);
+    // startUntil took the "connected" line: nothing more yet.
+    expect(outbound.lines).toEqual([]);
+
+    await daemon.kill('SIGKILL');
+    const since = daemon.logs.length;
+    await daemon.launch();
+    const listening = Date.now();
+    await Promise.all([outbound.waitFor(() => true, 5_000), server.waitFor((l) => l !== 'connected', 5_000)]);
+    const took = Date.now() - listening;
+    expect(outbound.lines.at(-1)).toBe('reset');
+    expect(server.lines.at(-1)).toBe('reset');
+    expect(took).toBeLessThan(1000);
+    const said = daemon.logs.slice(since).filter((l) => l.msg === 'connections the previous daemon carried: reset').map((l) => [l.port, l.connections]);
+    expect(said.sort()).toEqual([['a', 1], ['b', 1]]);
+    client.destroy();
   });
 });
