@@ -138,7 +138,7 @@ export class StateStore {
     const snapshot = this.laterSnapshot;
     if (!snapshot) return;
     this.laterSnapshot = null;
-    this.trySave(snapshot());
+    if (this.trySave(snapshot())) this.log.info('leases saved');
   }
 
   /** Saves, logging a failure instead of throwing: for facts that must be applied anyway. */
