@@ -123,7 +123,7 @@ the default network, or of --network NET.`,
 
 Shows the networks' MAC tables in the style of "bridge fdb show": MAC, port, network, age.
 The gateway's MAC is a permanent entry.`,
-  capture: `Usage: usernet capture --port NAME -w FILE [-c COUNT]
+  capture: `Usage: usernet capture --port NAME [--network NET] -w FILE [-c COUNT]
 
 Writes the frames received and sent on a port to a pcap file (readable by tshark/Wireshark),
 with offloaded checksums completed. Stops after COUNT frames, on Ctrl-C, or when the port goes;
@@ -132,7 +132,9 @@ on Ctrl-C (or SIGTERM) the daemon first sends every frame that crossed the port 
 capture_overrun in "usernet ports".
 
 Options:
-  --port NAME        the port to capture
+  --port NAME        the port to capture; "gateway" is the gateway port of the default
+                     network, or of --network NET
+  --network NET      the port's network (for "gateway")
   -w, --write FILE   pcap file to write ("-" for stdout)
   -c, --count N      stop after N frames`,
   status: `Usage: usernet status [--json]`,
@@ -585,6 +587,7 @@ async function cmdCapture(args: string[]): Promise<number> {
     ...SOCKET_OPTION,
     ...HELP_OPTION,
     port: { type: 'string' },
+    network: { type: 'string' },
     write: { type: 'string', short: 'w' },
     count: { type: 'string', short: 'c' },
   });
@@ -606,7 +609,8 @@ async function cmdCapture(args: string[]): Promise<number> {
   }
   let opened;
   try {
-    opened = await openRequest(socketOf(values), 'capture', { port, ...(count ? { count } : {}) });
+    const network = stringFlag(values.network);
+    opened = await openRequest(socketOf(values), 'capture', { port, ...(network !== undefined ? { network } : {}), ...(count ? { count } : {}) });
   } catch (err) {
     if (fd >= 0) {
       closeSync(fd);

@@ -1049,13 +1049,15 @@ export class Daemon {
     onlyKeys(p, ['port', 'network', 'count'], 'capture');
     const name = reqString(p, 'port');
     const count = optInt(p, 'count', 0, 2 ** 31) ?? 0;
-    const port = this.livePort(name, optString(p, 'network'));
+    const network = optString(p, 'network');
+    const port = this.livePort(name, network);
+    const where = network !== undefined ? { port: name, network } : { port: name };
     return new StreamingResult({ port: name, linktype: 'ethernet' }, (socket: Socket) => {
       const session = new CaptureSession(port, socket, count, (s) => {
-        this.log.info({ port: name, frames: s.frames, dropped: s.dropped }, 'capture ended');
+        this.log.info({ ...where, frames: s.frames, dropped: s.dropped }, 'capture ended');
       });
       port.taps = [...port.taps, session];
-      this.log.info({ port: name, count }, 'capture started');
+      this.log.info({ ...where, count }, 'capture started');
     });
   }
 

@@ -111,6 +111,19 @@ describe('a refused attach leaves nothing behind (the gateway name, a failed pub
     await daemon.cliOk(['ports', 'set', 'gateway', '--tx-loss', '0']);
     expect(await ping(c, '10.0.2.2', 2)).toBe(2);
 
+    // Another network's gateway, named by --network.
+    const other = await Container.start();
+    await daemon.cliOk(['network', 'create', 'side', '--subnet', '10.0.7.0/24']);
+    await daemon.attach(other, 'side-user', '10.0.7.10/24', ['--network', 'side']);
+    const sideFile = join(userTempDir(), 'side-gateway.pcap');
+    const sideCapture = daemon.cli(['capture', '--port', 'gateway', '--network', 'side', '-w', sideFile, '-c', '2']);
+    await daemon.waitForLog((l) => l.msg === 'capture started' && l.port === 'gateway' && l.network === 'side', 10_000, 0);
+    expect(await ping(other, '10.0.7.2', 1)).toBe(1);
+    expect((await sideCapture).code).toBe(0);
+    expect(readPcap(readFileSync(sideFile)).records.length).toBe(2);
+    await daemon.cliOk(['detach', 'side-user']);
+    await daemon.cliOk(['network', 'rm', 'side']);
+
     const r = await daemon.cli(['detach', 'gateway']);
     expect(r.code).toBe(1);
     expect(r.stderr).toBe("usernet: gateway is the network's own port (ARP, ping, DHCP, DNS and the NAT): it cannot be detached\n");
