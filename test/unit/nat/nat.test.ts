@@ -31,7 +31,8 @@ import {
   TCP_SYN_SENT,
   TCP_TIME_WAIT,
 } from '../../../src/nat/conntrack.js';
-import { OUR_WSCALE } from '../../../src/nat/tcp-flow.js';
+import { OUR_WSCALE, RESET_DRAIN_MS } from '../../../src/nat/tcp-flow.js';
+import type { TcpNatFlow } from '../../../src/nat/tcp-nat.js';
 import { VNET_F_DATA_VALID } from '../../../src/packet/virtio-net.js';
 import { naiveChecksum, naiveSum, patternPayload, pseudoHeader } from '../helpers/frames.js';
 import {
@@ -49,6 +50,8 @@ import {
   TCP_PSH,
   TCP_ACK,
   until,
+  eventually,
+  howEnded,
   loopTurns,
   cleanups,
   ipv4Bytes,
@@ -378,6 +381,77 @@ describe('Nat: TCP to the host loopback', () => {
     expect(r.since(m)).toEqual([]);
     expect(r.nat.ct.size).toBe(0);
     expect(r.nat.tcp.active).toBe(0);
+  });
+
+  it('a reset from the container reaches the server after every byte the container sent: it reads them all, then ECONNRESET', async () => {
+    // The server does not read until after the reset: what the container sent waits in the NAT
+    // socket's queues, which a reset sent at once would discard.
+    const s = await tcpServer((c) => c.socket.pause());
+    const r = rig();
+    const conn = new Conn(r, 40312, s.port);
+    await conn.open();
+    await until(() => s.conns.length === 1, 'the accepted connection');
+    const data = patternPayload(3 * 1024 * 1024, 11);
+    for (let at = 0; at < data.length; at += 60_000) conn.send(data.subarray(at, at + 60_000), 'gso');
+    expect(conn.segs.at(-1)?.ack, 'all acknowledged to the container').toBe(conn.sndNxt);
+    r.inject(conn.frame(TCP_RST | TCP_ACK));
+    expect(r.nat.ct.size).toBe(0);
+    expect(r.nat.tcp.stats.resetsToHost).toBe(1);
+    expect(s.conns[0].received, 'the server has not read it all yet').toBeLessThan(data.length);
+    s.conns[0].socket.resume();
+    await until(() => s.conns[0].error !== null || s.conns[0].ended, 'the server to see the end');
+    expect(s.conns[0].received).toBe(data.length);
+    expect(s.conns[0].data().equals(data)).toBe(true);
+    expect(howEnded(s.conns[0], s.port)).toBe('reset');
+    expect(r.nat.tcp.stats.resetDrainTimeoutsToHost).toBe(0);
+  });
+
+  it(`a server that does not read is reset anyway at RESET_DRAIN_MS (${RESET_DRAIN_MS} ms), and it is counted`, async () => {
+    const s = await tcpServer((c) => c.socket.pause());
+    const r = rig();
+    const conn = new Conn(r, 40314, s.port);
+    await conn.open();
+    await until(() => s.conns.length === 1, 'the accepted connection');
+    const data = patternPayload(3 * 1024 * 1024, 12);
+    for (let at = 0; at < data.length; at += 60_000) conn.send(data.subarray(at, at + 60_000), 'gso');
+    r.inject(conn.frame(TCP_RST | TCP_ACK));
+    r.clock.now += RESET_DRAIN_MS;
+    await eventually(() => r.nat.tcp.stats.resetDrainTimeoutsToHost === 1, 'the reset at its deadline');
+    s.conns[0].socket.resume();
+    await until(() => s.conns[0].error !== null || s.conns[0].ended, 'the server to see the end');
+    expect(howEnded(s.conns[0], s.port)).toBe('reset');
+    expect(s.conns[0].received).toBeLessThan(data.length);
+  });
+
+  it('a reset from the server reaches the container after the data the server sent before it, however small its window', async () => {
+    const fromServer = patternPayload(1024 * 1024, 5);
+    const s = await tcpServer();
+    const r = rig();
+    const conn = new Conn(r, 40313, s.port);
+    await conn.open();
+    await until(() => s.conns.length === 1, 'the accepted connection');
+    r.inject(conn.frame(TCP_ACK, Buffer.alloc(0), 'full', { window: 16 })); // 16 << 7 = 2 KiB
+    const server = s.conns[0].socket;
+    server.write(fromServer);
+    // The NAT's host socket has acknowledged every byte (they are in its flow's queue) ...
+    const fd = (server as unknown as { _handle: { fd: number } })._handle.fd;
+    await eventually(() => server.writableLength === 0 && native().socketOutq(fd) === 0, 'the NAT socket to acknowledge the data');
+    // ... when the server resets.
+    const flow = (r.entries(PROTO_TCP)[0].owner as TcpNatFlow).flow;
+    server.resetAndDestroy();
+    await eventually(() => flow.resetAt !== 0 || conn.segs.some((x) => x.flags & TCP_RST), 'the NAT to see the reset');
+    expect(conn.segs.filter((x) => x.flags & TCP_RST), 'no RST in front of the data').toEqual([]);
+    expect(conn.received().length).toBe(2048);
+    // The container opens its window: the rest, then the reset right after it.
+    r.inject(conn.frame(TCP_ACK));
+    conn.received();
+    r.inject(conn.frame(TCP_ACK));
+    expect(conn.received().equals(fromServer)).toBe(true);
+    const rst = conn.segs.filter((x) => x.flags & TCP_RST);
+    expect(rst.map((x) => ({ flags: x.flags, seq: x.seq, ack: x.ack }))).toEqual([{ flags: TCP_RST | TCP_ACK, seq: (conn.irs + 1 + fromServer.length) >>> 0, ack: conn.sndNxt }]);
+    expect(conn.segs.at(-1)?.flags).toBe(TCP_RST | TCP_ACK);
+    expect(r.nat.ct.size).toBe(0);
+    expect(r.nat.tcp.stats.resetDrainTimeoutsToContainer).toBe(0);
   });
 
   it('DNS over TCP to 10.0.2.3:53 reaches the first upstream; without one the SYN is reset', async () => {
