@@ -18,6 +18,7 @@
  * whole, and for a port without offloads the switch segments them in software.
  */
 import { connect, type Socket } from 'node:net';
+import { constants as os } from 'node:os';
 import type { Logger } from 'pino';
 import type { GatewayPort } from '../gateway/gateway.js';
 import { checksum, finish, pseudoHeaderSumV4, sum16 } from '../packet/checksum.js';
@@ -46,7 +47,7 @@ import {
 } from './conntrack.js';
 import { CHUNK_SIZE, ChunkPool } from './chunk-pool.js';
 import { IsnGenerator } from './isn.js';
-import { native } from '../native/addon.js';
+import { errnoName, native } from '../native/addon.js';
 import { FLOW_CLOSED, FLOW_CONNECTING, FLOW_ESTABLISHED, FLOW_TIME_WAIT, RESET_DRAIN_MS, TcpFlow, type TcpFlowHost, type TcpFlowWire } from './tcp-flow.js';
 
 const POOL = new ChunkPool();
@@ -441,7 +442,22 @@ export class TcpNat implements TcpFlowWire, HostResetter {
       }
       nf.flow.hostData(data, this.clock());
     });
-    socket.on('end', () => nf.flow.hostEnd(this.clock()));
+    socket.on('end', () => {
+      // libuv ends the stream when POLLHUP follows a short read, without reading the error: a
+      // reset that arrives with the peer's last bytes looks like a FIN here. The kernel knows
+      // (SO_ERROR); the container must get the reset, not an end of stream.
+      const fd = socketFd(socket);
+      const pending = fd >= 0 ? ADDON.socketError(fd) : 0;
+      if (pending <= 0) {
+        nf.flow.hostEnd(this.clock());
+        return;
+      }
+      // EPIPE: the reset came after the peer's FIN, which the container gets first.
+      if (pending === os.errno.EPIPE) nf.flow.hostEnd(this.clock());
+      if (nf.socket === socket) nf.socket = null;
+      socket.destroy();
+      nf.flow.hostReset(this.clock(), `host socket: ${errnoName(-pending)}`);
+    });
     socket.on('drain', () => nf.flow.hostDrain(this.clock()));
     socket.on('error', (err: NodeJS.ErrnoException) => {
       if (nf.flow.state === FLOW_CONNECTING) this.connectFailed(nf, err);

@@ -181,6 +181,11 @@ export interface NativeAddon {
    * acknowledged counts as one), or -errno (-EINVAL: a listening socket). Never throws for I/O.
    */
   socketOutq(fd: number): number;
+  /**
+   * SO_ERROR of a socket: its pending error as a positive errno (ECONNRESET after a reset), 0 if
+   * none, or -errno. Reading it clears it. Never throws for I/O.
+   */
+  socketError(fd: number): number;
   startReader(
     fd: number,
     slab: Uint8Array,

@@ -31,7 +31,7 @@ import {
   TCP_SYN_SENT,
   TCP_TIME_WAIT,
 } from '../../../src/nat/conntrack.js';
-import { OUR_WSCALE, RESET_DRAIN_MS } from '../../../src/nat/tcp-flow.js';
+import { OUR_WSCALE, RESET_DRAIN_MS, SEND_LIMIT } from '../../../src/nat/tcp-flow.js';
 import type { TcpNatFlow } from '../../../src/nat/tcp-nat.js';
 import { VNET_F_DATA_VALID } from '../../../src/packet/virtio-net.js';
 import { naiveChecksum, naiveSum, patternPayload, pseudoHeader } from '../helpers/frames.js';
@@ -452,6 +452,39 @@ describe('Nat: TCP to the host loopback', () => {
     expect(conn.segs.at(-1)?.flags).toBe(TCP_RST | TCP_ACK);
     expect(r.nat.ct.size).toBe(0);
     expect(r.nat.tcp.stats.resetDrainTimeoutsToContainer).toBe(0);
+  });
+
+  it('a server reset behind more data than the NAT has read is still a reset to the container, not a FIN', async () => {
+    // The container's window is shut, so the NAT reads SEND_LIMIT bytes and pauses its socket;
+    // the rest and then the RST wait in that socket's kernel queue. Reading them later, libuv
+    // takes POLLHUP after its last short read for an end of stream: the NAT must still know it
+    // was a reset (SO_ERROR) and send RST after the data, not FIN.
+    const fromServer = patternPayload(SEND_LIMIT + 300_001, 6);
+    const s = await tcpServer();
+    const r = rig();
+    const conn = new Conn(r, 40315, s.port);
+    await conn.open();
+    await until(() => s.conns.length === 1, 'the accepted connection');
+    r.inject(conn.frame(TCP_ACK, Buffer.alloc(0), 'full', { window: 0 }));
+    const server = s.conns[0].socket;
+    server.write(fromServer);
+    const fd = (server as unknown as { _handle: { fd: number } })._handle.fd;
+    await eventually(() => server.writableLength === 0 && native().socketOutq(fd) === 0, 'the NAT socket to acknowledge the data');
+    server.resetAndDestroy();
+    // The container opens its window and acknowledges everything it gets, until the end.
+    const ended = (): boolean => conn.segs.some((x) => (x.flags & (TCP_RST | TCP_FIN)) !== 0);
+    for (let seen = -1; !ended(); ) {
+      const got = conn.received().length;
+      if (got !== seen) {
+        seen = got;
+        r.inject(conn.frame(TCP_ACK));
+      }
+      await eventually(() => ended() || conn.received().length !== seen, 'more data or the end');
+    }
+    expect(conn.received().equals(fromServer)).toBe(true);
+    expect(conn.segs.filter((x) => x.flags & (TCP_RST | TCP_FIN)).map((x) => ({ flags: x.flags, seq: x.seq }))).toEqual([
+      { flags: TCP_RST | TCP_ACK, seq: (conn.irs + 1 + fromServer.length) >>> 0 },
+    ]);
   });
 
   it('DNS over TCP to 10.0.2.3:53 reaches the first upstream; without one the SYN is reset', async () => {
