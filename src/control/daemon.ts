@@ -28,6 +28,7 @@ import type { FdbEntrySnapshot } from '../switch/fdb.js';
 import { HOLD_ATTACHMENT, HOLD_LEASE } from '../gateway/address-pool.js';
 import { DEFAULT_NETWORK, DEFAULT_SUBNET, Network, parseMemberAddress, validateNetworkSpec, type NetworkSpec } from '../gateway/network.js';
 import { Nat } from '../nat/nat.js';
+import { checkOutboundAddress } from '../nat/outbound-address.js';
 import type { UdpFiltering } from '../nat/udp-nat.js';
 import { protoFromName, type ConntrackFilter } from '../nat/conntrack.js';
 import { formatConntrackLine, toJson as conntrackJson } from '../nat/conntrack-format.js';
@@ -302,6 +303,8 @@ export class Daemon {
    * file, no TAP opened (it fails before re-attaching).
    */
   async start(): Promise<void> {
+    // First, so that a bad --outbound-addr leaves nothing behind (no pid file, no socket).
+    if (this.config.outboundAddr) await checkOutboundAddress(this.config.outboundAddr);
     this.lockStateDir();
     try {
       const loaded: LoadResult = this.config.ephemeral ? { state: emptyState() } : this.stateFile.load();

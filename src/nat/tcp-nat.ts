@@ -64,6 +64,8 @@ export const CONNECT_TIMEOUT_MS = 30_000;
 const TIMER_INTERVAL_MS = 50;
 /** How often a host socket waiting to be reset is asked whether its peer has everything. */
 const RESET_POLL_MS = 5;
+/** Host connects that fail (other than a refusal) are logged at warn at most this often. */
+export const CONNECT_FAILURE_LOG_MS = 10_000;
 /** A finished flow's socket still writing gives up after this long without progress. */
 const LINGER_IDLE_MS = 60_000;
 const OUT_SIZE = 65536 + 256;
@@ -135,6 +137,8 @@ export class TcpNatFlow implements TcpFlowHost {
   ipId = 0;
   /** The published mapping an inbound flow came through (null: an outbound flow). */
   mapping: unknown = null;
+  /** Where an outbound flow's host socket connects (for the log line of a failed connect). */
+  target: TcpTarget | null = null;
   constructor(
     /** Resets this flow's host socket once its peer has what was written to it. */
     readonly resetter: HostResetter,
@@ -243,6 +247,8 @@ export class TcpNat implements TcpFlowWire, HostResetter {
   private readonly isn = new IsnGenerator({ clockMs: () => this.clock() });
   private timer: NodeJS.Timeout | null = null;
   private lastFdLog = 0;
+  private lastConnectFailureLog = -Infinity;
+  private connectFailuresNotLogged = 0;
 
   constructor(
     private readonly ct: Conntrack,
@@ -354,6 +360,7 @@ export class TcpNat implements TcpFlowWire, HostResetter {
       return;
     }
     nf.entry = added;
+    nf.target = target;
     nf.flow = new TcpFlow(nf, this, { seq: t.seq, window: t.window, mss: this.opts.mss, wscale: this.opts.windowScale }, this.isn.next(rIp, rPort, cIp, cPort), now);
     this.flows.add(nf);
     this.ensureTimer();
@@ -521,10 +528,38 @@ export class TcpNat implements TcpFlowWire, HostResetter {
       this.sendRawRst(gw, nf.containerMac, nf.remoteIp, nf.containerIp, nf.remotePort, nf.containerPort, 0, (nf.flow.irs + 1) >>> 0, TCP_RST | TCP_ACK);
     } else {
       this.stats.unreachable++;
-      const icmpCode = code === 'ENETUNREACH' || code === 'EINVAL' || code === 'EADDRNOTAVAIL' ? ICMP_UNREACH_NET : ICMP_UNREACH_HOST;
-      gw.sendIcmpError(nf.containerMac, nf.containerIp, gw.ip, ICMP_DEST_UNREACH, icmpCode, 0, nf.synQuote, nf.synQuote.length);
+      const net = code === 'ENETUNREACH' || code === 'EINVAL' || code === 'EADDRNOTAVAIL';
+      gw.sendIcmpError(nf.containerMac, nf.containerIp, gw.ip, ICMP_DEST_UNREACH, net ? ICMP_UNREACH_NET : ICMP_UNREACH_HOST, 0, nf.synQuote, nf.synQuote.length);
+      this.logConnectFailure(nf, code || err.message, net ? 'network unreachable' : 'host unreachable');
     }
     nf.flow.close(`connect failed: ${code || err.message}`);
+  }
+
+  /**
+   * A host connect failed for a reason of the host's (a refusal is the remote's answer, passed
+   * on as the RST it is): one warn line at most every CONNECT_FAILURE_LOG_MS, with how many
+   * failures came since the last line — never a line per connection, whatever the load.
+   */
+  private logConnectFailure(nf: TcpNatFlow, code: string, answer: string): void {
+    const now = this.clock();
+    if (now - this.lastConnectFailureLog < CONNECT_FAILURE_LOG_MS) {
+      this.connectFailuresNotLogged++;
+      return;
+    }
+    this.lastConnectFailureLog = now;
+    const notLogged = this.connectFailuresNotLogged;
+    this.connectFailuresNotLogged = 0;
+    const t = nf.target;
+    this.log.warn(
+      {
+        code,
+        container: `${ipv4ToString(nf.containerIp)}:${nf.containerPort}`,
+        destination: t ? `${t.host}:${t.port}` : `${ipv4ToString(nf.remoteIp)}:${nf.remotePort}`,
+        ...(t?.localAddress ? { outboundAddr: t.localAddress } : {}),
+        notLogged,
+      },
+      `a TCP connect from the host failed (${code}): the container got ICMP ${answer}; one line per ${CONNECT_FAILURE_LOG_MS / 1000} s at most, notLogged counts the failures since the last one`,
+    );
   }
 
   // ------------------------------------------------------------------------------------------

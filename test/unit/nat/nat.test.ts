@@ -32,7 +32,7 @@ import {
   TCP_TIME_WAIT,
 } from '../../../src/nat/conntrack.js';
 import { OUR_WSCALE, RESET_DRAIN_MS, SEND_LIMIT } from '../../../src/nat/tcp-flow.js';
-import type { TcpNatFlow } from '../../../src/nat/tcp-nat.js';
+import { CONNECT_FAILURE_LOG_MS, type TcpNatFlow } from '../../../src/nat/tcp-nat.js';
 import { VNET_F_DATA_VALID } from '../../../src/packet/virtio-net.js';
 import { naiveChecksum, naiveSum, patternPayload, pseudoHeader } from '../helpers/frames.js';
 import {
@@ -485,6 +485,33 @@ describe('Nat: TCP to the host loopback', () => {
     expect(conn.segs.filter((x) => x.flags & (TCP_RST | TCP_FIN)).map((x) => ({ flags: x.flags, seq: x.seq }))).toEqual([
       { flags: TCP_RST | TCP_ACK, seq: (conn.irs + 1 + fromServer.length) >>> 0 },
     ]);
+  });
+
+  it('an --outbound-addr the host does not have: every connect fails (network unreachable), logged once at warn per 10 s with a count', async () => {
+    // Not an address of this host (the daemon refuses it at start; the NAT alone does not
+    // check): binding the host socket fails, nothing is sent anywhere.
+    const s = await tcpServer();
+    const r = rig({ nat: { outboundAddress: '203.0.113.9' } });
+    const failures = (): string[] => r.logs.filter((l) => l.includes('a TCP connect from the host failed'));
+    // The ICMP error quoting the SYN of this source port (the log line is written right after it).
+    const answered = (sport: number): boolean => r.packets.some((p) => p.proto === 1 && p.l4.readUInt16BE(8 + 20) === sport);
+    for (let i = 0; i < 3; i++) {
+      new Conn(r, 40900 + i, s.port).syn();
+      await until(() => answered(40900 + i), `the answer to connection ${i}`);
+    }
+    const unreachable = r.packets.filter((p) => p.proto === 1).map((p) => icmpError(p));
+    expect(unreachable.map((e) => `${e.type}/${e.code}`)).toEqual(['3/0', '3/0', '3/0']);
+    expect(r.nat.tcp.stats.unreachable).toBe(3);
+    expect(failures()).toHaveLength(1);
+    const line = JSON.parse(failures()[0]) as Record<string, unknown>;
+    expect(line).toMatchObject({ level: 40, code: 'EADDRNOTAVAIL', container: '10.0.2.100:40900', destination: `127.0.0.1:${s.port}`, outboundAddr: '203.0.113.9', notLogged: 0 });
+    // 10 s later the next failure is logged, counting the two in between.
+    r.clock.now += CONNECT_FAILURE_LOG_MS;
+    new Conn(r, 40910, s.port).syn();
+    await until(() => answered(40910), 'the answer to the fourth connection');
+    expect(failures()).toHaveLength(2);
+    expect(JSON.parse(failures()[1])).toMatchObject({ level: 40, code: 'EADDRNOTAVAIL', notLogged: 2 });
+    expect(s.conns).toEqual([]);
   });
 
   it('DNS over TCP to 10.0.2.3:53 reaches the first upstream; without one the SYN is reset', async () => {
