@@ -59,6 +59,16 @@ function socketFd(socket: Socket): number {
   return typeof fd === 'number' && fd >= 0 ? fd : -1;
 }
 
+/**
+ * Resets `s` (SO_LINGER 0, then close: RST). While its end() is still shutting down libuv refuses
+ * that (EINVAL, and the socket would stay open), so it is closed instead: the kernel sends what
+ * it still holds and a FIN, or a RST if received data is left unread.
+ */
+function hardReset(s: Socket): void {
+  if (s.writableEnded && !s.writableFinished) s.destroy();
+  else s.resetAndDestroy();
+}
+
 /** How long a host connect may take before the container gets "host unreachable". */
 export const CONNECT_TIMEOUT_MS = 30_000;
 const TIMER_INTERVAL_MS = 50;
@@ -195,7 +205,7 @@ export class TcpNatFlow implements TcpFlowHost {
   resetNow(): void {
     const s = this.socket;
     this.socket = null;
-    if (s && !s.destroyed) s.resetAndDestroy();
+    if (s && !s.destroyed) hardReset(s);
   }
   pause(): void {
     this.socket?.pause();
@@ -716,7 +726,7 @@ export class TcpNat implements TcpFlowWire, HostResetter {
   resetWhenSent(s: Socket): void {
     this.stats.resetsToHost++;
     if (this.allAcknowledged(s)) {
-      s.resetAndDestroy();
+      hardReset(s);
       return;
     }
     s.resume();
@@ -730,7 +740,9 @@ export class TcpNat implements TcpFlowWire, HostResetter {
 
   /** Whether the peer has every byte written to `s` (or there is no way left to know). */
   private allAcknowledged(s: Socket): boolean {
-    if (s.writableLength !== 0) return false;
+    // An end() still in progress (the container's FIN behind queued data) counts as unsent: the
+    // FIN goes with the data, and libuv refuses SO_LINGER 0 while a shutdown is pending.
+    if (s.writableLength !== 0 || (s.writableEnded && !s.writableFinished)) return false;
     const fd = socketFd(s);
     // No fd (the handle is closing) or an error from the ioctl: nothing more can be delivered.
     return fd < 0 || ADDON.socketOutq(fd) <= 0;
@@ -747,7 +759,7 @@ export class TcpNat implements TcpFlowWire, HostResetter {
       if (!done && now < deadline) continue;
       if (!done) this.stats.resetDrainTimeoutsToHost++;
       this.resetting.delete(s);
-      s.resetAndDestroy();
+      hardReset(s);
     }
     if (this.resetting.size === 0 && this.resetTimer) {
       clearInterval(this.resetTimer);
@@ -800,7 +812,7 @@ export class TcpNat implements TcpFlowWire, HostResetter {
     this.lingering.clear();
     if (this.resetTimer) clearInterval(this.resetTimer);
     this.resetTimer = null;
-    for (const s of [...this.resetting.keys()]) if (!s.destroyed) s.resetAndDestroy();
+    for (const s of [...this.resetting.keys()]) if (!s.destroyed) hardReset(s);
     this.resetting.clear();
   }
 }

@@ -406,6 +406,40 @@ describe('Nat: TCP to the host loopback', () => {
     expect(r.nat.tcp.stats.resetDrainTimeoutsToHost).toBe(0);
   });
 
+  it('a container FIN, then RST, behind data the server has not read: all of it, then the reset', async () => {
+    // The FIN makes the NAT end() its socket; the reset must wait for that shutdown too (libuv
+    // refuses SO_LINGER 0 while one is pending), then still be a reset.
+    const s = await tcpServer((c) => c.socket.pause());
+    const r = rig();
+    const conn = new Conn(r, 40316, s.port);
+    await conn.open();
+    await until(() => s.conns.length === 1, 'the accepted connection');
+    const data = patternPayload(3 * 1024 * 1024, 13);
+    for (let at = 0; at < data.length; at += 60_000) conn.send(data.subarray(at, at + 60_000), 'gso');
+    conn.fin();
+    r.inject(conn.frame(TCP_RST | TCP_ACK));
+    expect(r.nat.ct.size).toBe(0);
+    s.conns[0].socket.resume();
+    // The FIN's 'end' comes first; the reset after it raises no event at the server, so poll.
+    await eventually(() => s.conns[0].error !== null || s.conns[0].closed || (s.conns[0].ended && howEnded(s.conns[0], s.port) !== 'fin'), 'the server to see the end');
+    expect(s.conns[0].received).toBe(data.length);
+    expect(howEnded(s.conns[0], s.port)).toBe('reset');
+  });
+
+  it('a container FIN and RST back to back, nothing queued: still a reset (not refused by libuv while its FIN is going out)', async () => {
+    const s = await tcpServer();
+    const r = rig();
+    const conn = new Conn(r, 40317, s.port);
+    await conn.open();
+    await until(() => s.conns.length === 1, 'the accepted connection');
+    conn.send(Buffer.from('bye'));
+    conn.fin();
+    r.inject(conn.frame(TCP_RST | TCP_ACK));
+    await eventually(() => s.conns[0].error !== null || (s.conns[0].ended && howEnded(s.conns[0], s.port) !== 'fin'), 'the server to see the reset');
+    expect(s.conns[0].data().toString()).toBe('bye');
+    expect(howEnded(s.conns[0], s.port)).toBe('reset');
+  });
+
   it(`a server that does not read is reset anyway at RESET_DRAIN_MS (${RESET_DRAIN_MS} ms), and it is counted`, async () => {
     const s = await tcpServer((c) => c.socket.pause());
     const r = rig();
