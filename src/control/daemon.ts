@@ -27,6 +27,7 @@ import type { FdbEntrySnapshot } from '../switch/fdb.js';
 import { HOLD_ATTACHMENT, HOLD_LEASE } from '../gateway/address-pool.js';
 import { DEFAULT_NETWORK, DEFAULT_SUBNET, GATEWAY_PORT_NAME, Network, parseMemberAddress, validateNetworkSpec, type NetworkSpec } from '../gateway/network.js';
 import { Nat } from '../nat/nat.js';
+import { checkOutboundAddress } from '../nat/outbound-address.js';
 import type { UdpFiltering } from '../nat/udp-nat.js';
 import { protoFromName, type ConntrackFilter } from '../nat/conntrack.js';
 import { formatConntrackLine, toJson as conntrackJson } from '../nat/conntrack-format.js';
@@ -301,6 +302,8 @@ export class Daemon {
    * file, no TAP opened (it fails before re-attaching).
    */
   async start(): Promise<void> {
+    // First, so that a bad --outbound-addr leaves nothing behind (no pid file, no socket).
+    if (this.config.outboundAddr) await checkOutboundAddress(this.config.outboundAddr);
     if (!this.config.ephemeral) this.store.lock();
     try {
       // A state file that cannot be used stops the start here, before anything is opened.

@@ -20,7 +20,12 @@
  *    frames with gso_size = the container's MSS).
  *  - Loss: retransmission from the oldest unacknowledged byte on RTO (200 ms, doubling, 12 tries)
  *    and on three duplicate ACKs; a zero window is probed on a persist timer.
- *  - FIN and half-close both ways; RST both ways.
+ *  - FIN and half-close both ways; RST both ways, each delivered after the data that preceded
+ *    it, as through the kernel (where a reset never takes back bytes the peer already received):
+ *    a container's RST resets the host socket only once the host peer has acknowledged every
+ *    byte written to it (TcpNat's part: SIOCOUTQ), and a host reset reaches the container only
+ *    once it has acknowledged the host data still queued here. Either wait is bounded by
+ *    RESET_DRAIN_MS, after which the reset goes anyway.
  *  - Published ports open the other way (`activeOpen`): a host client was accepted, we send the
  *    container a SYN from the client's address, and the host socket stays paused until the
  *    container's SYN-ACK. A reset answer resets the client at once; silence, after 4 SYNs (3 s).
@@ -84,6 +89,12 @@ const MAX_RETRIES = 12;
  */
 export const SYN_RETRIES = 4;
 const PERSIST_MS = 500;
+/**
+ * How long a reset waits for the data in front of it to be acknowledged (by the container here,
+ * by the host peer in TcpNat) before it is sent anyway. Long enough for a reader that is merely
+ * slow to take a few MiB; short enough that a reader that never reads does not hold the data.
+ */
+export const RESET_DRAIN_MS = 2000;
 
 const seqLt = (a: number, b: number): boolean => ((a - b) | 0) < 0;
 const seqLe = (a: number, b: number): boolean => ((a - b) | 0) <= 0;
@@ -136,6 +147,14 @@ export class TcpFlow {
   closeReason = '';
   /** We opened the connection (a published port) rather than the container. */
   active = false;
+  /**
+   * The host side was reset with data still queued for the container: the RST goes once the
+   * container has acknowledged that data, or at this time (0: no reset pending).
+   */
+  resetAt = 0;
+  private resetReason = '';
+  /** The pending reset went at its deadline, with data the container had not acknowledged. */
+  resetDrainTimedOut = false;
   private peerMss = -1;
   private peerWscale = -1;
 
@@ -228,8 +247,27 @@ export class TcpFlow {
     if (this.advertised < this.mss && w >= this.mss) this.sendAck();
   }
 
-  /** The host connection failed or was reset: reset the container's side. */
+  /**
+   * The host connection was reset (or failed): reset the container's side — after the host data
+   * already queued here. Through the kernel the container would read every byte the host peer
+   * sent before its reset and then get the reset, and we have acknowledged those bytes to the
+   * peer, so they are delivered first (bounded by RESET_DRAIN_MS); what the container sends
+   * meanwhile is not acknowledged, since nothing on the host can take it.
+   */
   hostReset(now: number, reason: string): void {
+    this.now = now;
+    if (this.state >= FLOW_TIME_WAIT || this.resetAt !== 0) return;
+    if (this.state === FLOW_ESTABLISHED && this.queued > 0) {
+      this.resetAt = now + RESET_DRAIN_MS;
+      this.resetReason = reason;
+      this.pump();
+      return;
+    }
+    this.abort(now, reason);
+  }
+
+  /** Resets the container's side at once, dropping whatever is queued (a flush, a timeout). */
+  abort(now: number, reason: string): void {
     this.now = now;
     if (this.state >= FLOW_TIME_WAIT) return;
     // Before the container's SYN-ACK its sequence numbers are unknown: a bare RST (in its window
@@ -299,6 +337,10 @@ export class TcpFlow {
     }
 
     this.onAck(ack, window, len === 0 && (flags & TCP_FIN) === 0);
+    if (this.resetAt !== 0) {
+      this.resetSegment(flags, seq, len);
+      return;
+    }
 
     let needAck = false;
     if (len > 0) needAck = this.onData(seq, payload, off, len) || needAck;
@@ -314,6 +356,26 @@ export class TcpFlow {
     if (needAck) this.sendAck();
     this.pump();
     this.maybeDone();
+  }
+
+  /**
+   * A segment while a host reset waits for the container to acknowledge the data before it:
+   * its ACK was taken; its data and FIN are not (the host socket is gone), a duplicate ACK says
+   * so. The RST goes as soon as nothing is left unacknowledged.
+   */
+  private resetSegment(flags: number, seq: number, len: number): void {
+    if (this.queued === 0) {
+      this.sendPendingReset();
+      return;
+    }
+    if (len > 0 || (flags & TCP_FIN) !== 0) this.sendAck();
+    this.pump();
+  }
+
+  /** The pending host reset: RST|ACK right after everything we sent, then the flow is closed. */
+  private sendPendingReset(): void {
+    this.wire.segment(this, TCP_RST | TCP_ACK, this.sndNxt, this.rcvNxt, 0, 0, 0, false);
+    this.close(this.resetReason);
   }
 
   /** SYN-SENT (RFC 9293 3.10.7.3): the container answers our SYN, refuses it, or talks nonsense. */
@@ -543,10 +605,16 @@ export class TcpFlow {
     this.pump();
   }
 
-  /** Timers: RTO and zero-window probes. Call when `now` passes rtoAt or persistAt. */
+  /** Timers: RTO, zero-window probes, a pending reset. Call when `now` passes rtoAt, persistAt or resetAt. */
   tick(now: number): void {
     this.now = now;
     if (this.state >= FLOW_TIME_WAIT) return;
+    if (this.resetAt !== 0 && now >= this.resetAt) {
+      // The container did not take the data in time: the reset goes anyway.
+      this.resetDrainTimedOut = true;
+      this.sendPendingReset();
+      return;
+    }
     if (this.rtoAt !== 0 && now >= this.rtoAt) {
       if (this.state === FLOW_SYN_SENT && this.retries + 1 >= SYN_RETRIES) {
         // The container never answered: the client that is waiting on the host is reset.
@@ -590,6 +658,7 @@ export class TcpFlow {
     this.closeReason = reason;
     this.rtoAt = 0;
     this.persistAt = 0;
+    this.resetAt = 0;
     this.queue.length = 0;
     this.queued = 0;
     this.wire.stateChanged(this);

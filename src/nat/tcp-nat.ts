@@ -7,11 +7,18 @@
  *   container data ──▶ socket.write()          socket 'data' ──▶ GSO segments to the container
  *   FIN / RST either way ──▶ end() / resetAndDestroy()  or  FIN / RST to the container
  *
+ * A reset never overtakes data, in either direction, as through the kernel. A host socket is
+ * reset (resetWhenSent) only once Node's write queue is empty and the kernel's send queue has
+ * been acknowledged by the peer (SIOCOUTQ, polled every few ms through the addon), bounded by
+ * RESET_DRAIN_MS; a reset socket's kernel would otherwise discard what the peer has not yet
+ * received. Towards the container, TcpFlow sends the host's reset after the data queued before it.
+ *
  * Segments to the container are built as one frame each, up to 64 KiB, with a virtio-net header
  * (GSO TCPv4, gso_size = the container's MSS, partial checksum): the container's TAP takes them
  * whole, and for a port without offloads the switch segments them in software.
  */
 import { connect, type Socket } from 'node:net';
+import { constants as os } from 'node:os';
 import type { Logger } from 'pino';
 import type { GatewayPort } from '../gateway/gateway.js';
 import { checksum, finish, pseudoHeaderSumV4, sum16 } from '../packet/checksum.js';
@@ -40,8 +47,8 @@ import {
 } from './conntrack.js';
 import { CHUNK_SIZE, ChunkPool } from './chunk-pool.js';
 import { IsnGenerator } from './isn.js';
-import { native } from '../native/addon.js';
-import { FLOW_CLOSED, FLOW_CONNECTING, FLOW_ESTABLISHED, FLOW_TIME_WAIT, TcpFlow, type TcpFlowHost, type TcpFlowWire } from './tcp-flow.js';
+import { errnoName, native } from '../native/addon.js';
+import { FLOW_CLOSED, FLOW_CONNECTING, FLOW_ESTABLISHED, FLOW_TIME_WAIT, RESET_DRAIN_MS, TcpFlow, type TcpFlowHost, type TcpFlowWire } from './tcp-flow.js';
 
 const POOL = new ChunkPool();
 const ADDON = native();
@@ -52,9 +59,23 @@ function socketFd(socket: Socket): number {
   return typeof fd === 'number' && fd >= 0 ? fd : -1;
 }
 
+/**
+ * Resets `s` (SO_LINGER 0, then close: RST). While its end() is still shutting down libuv refuses
+ * that (EINVAL, and the socket would stay open), so it is closed instead: the kernel sends what
+ * it still holds and a FIN, or a RST if received data is left unread.
+ */
+function hardReset(s: Socket): void {
+  if (s.writableEnded && !s.writableFinished) s.destroy();
+  else s.resetAndDestroy();
+}
+
 /** How long a host connect may take before the container gets "host unreachable". */
 export const CONNECT_TIMEOUT_MS = 30_000;
 const TIMER_INTERVAL_MS = 50;
+/** How often a host socket waiting to be reset is asked whether its peer has everything. */
+const RESET_POLL_MS = 5;
+/** Host connects that fail (other than a refusal) are logged at warn at most this often. */
+export const CONNECT_FAILURE_LOG_MS = 10_000;
 /** A finished flow's socket still writing gives up after this long without progress. */
 const LINGER_IDLE_MS = 60_000;
 const OUT_SIZE = 65536 + 256;
@@ -102,6 +123,10 @@ export interface TcpNatStats {
   timeouts: number;
   resetsToContainer: number;
   resetsToHost: number;
+  /** Host sockets reset at RESET_DRAIN_MS with bytes their peer had not acknowledged. */
+  resetDrainTimeoutsToHost: number;
+  /** Resets sent to a container at RESET_DRAIN_MS with host data it had not acknowledged. */
+  resetDrainTimeoutsToContainer: number;
   limitRefusals: number;
   fdExhausted: number;
   unknownFlowResets: number;
@@ -124,7 +149,11 @@ export class TcpNatFlow implements TcpFlowHost {
   ipId = 0;
   /** The published mapping an inbound flow came through (null: an outbound flow). */
   mapping: unknown = null;
+  /** Where an outbound flow's host socket connects (for the log line of a failed connect). */
+  target: TcpTarget | null = null;
   constructor(
+    /** Resets this flow's host socket once its peer has what was written to it. */
+    readonly resetter: HostResetter,
     readonly gw: GatewayPort,
     /** -1 until known (a published port's first SYN goes out through the gateway's ARP). */
     public containerMac: number,
@@ -168,10 +197,17 @@ export class TcpNatFlow implements TcpFlowHost {
   end(): void {
     this.socket?.end();
   }
+  /** Resets the host socket once its peer has acknowledged every byte written to it. */
   reset(): void {
     const s = this.socket;
     this.socket = null;
-    if (s && !s.destroyed) s.resetAndDestroy();
+    if (s && !s.destroyed) this.resetter.resetWhenSent(s);
+  }
+  /** Resets the host socket now, discarding what it still holds (the daemon is stopping). */
+  resetNow(): void {
+    const s = this.socket;
+    this.socket = null;
+    if (s && !s.destroyed) hardReset(s);
   }
   pause(): void {
     this.socket?.pause();
@@ -184,7 +220,12 @@ export class TcpNatFlow implements TcpFlowHost {
   }
 }
 
-export class TcpNat implements TcpFlowWire {
+/** Where a TcpNatFlow's host socket goes to be reset (TcpNat). */
+export interface HostResetter {
+  resetWhenSent(socket: Socket): void;
+}
+
+export class TcpNat implements TcpFlowWire, HostResetter {
   readonly stats: TcpNatStats = {
     syns: 0,
     connected: 0,
@@ -193,6 +234,8 @@ export class TcpNat implements TcpFlowWire {
     timeouts: 0,
     resetsToContainer: 0,
     resetsToHost: 0,
+    resetDrainTimeoutsToHost: 0,
+    resetDrainTimeoutsToContainer: 0,
     limitRefusals: 0,
     fdExhausted: 0,
     unknownFlowResets: 0,
@@ -210,10 +253,15 @@ export class TcpNat implements TcpFlowWire {
   private readonly flows = new Set<TcpNatFlow>();
   /** Sockets of finished flows still writing the container's last bytes. */
   private readonly lingering = new Set<Socket>();
+  /** Host sockets to be reset once their peer has acknowledged what they hold, with their deadlines. */
+  private readonly resetting = new Map<Socket, number>();
+  private resetTimer: NodeJS.Timeout | null = null;
   /** RFC 6528 ISNs on the NAT's clock (see isn.ts: why not random). */
   private readonly isn = new IsnGenerator({ clockMs: () => this.clock() });
   private timer: NodeJS.Timeout | null = null;
   private lastFdLog = 0;
+  private lastConnectFailureLog = -Infinity;
+  private connectFailuresNotLogged = 0;
 
   constructor(
     private readonly ct: Conntrack,
@@ -303,7 +351,7 @@ export class TcpNat implements TcpFlowWire {
       return;
     }
     t.readOptions(this.opts);
-    const nf = new TcpNatFlow(gw, cMac, cIp, cPort, rIp, rPort, quote);
+    const nf = new TcpNatFlow(this, gw, cMac, cIp, cPort, rIp, rPort, quote);
     const added = this.ct.add({
       proto: PROTO_TCP,
       origSrc: cIp,
@@ -325,6 +373,7 @@ export class TcpNat implements TcpFlowWire {
       return;
     }
     nf.entry = added;
+    nf.target = target;
     nf.flow = new TcpFlow(nf, this, { seq: t.seq, window: t.window, mss: this.opts.mss, wscale: this.opts.windowScale }, this.isn.next(rIp, rPort, cIp, cPort), now);
     this.flows.add(nf);
     this.ensureTimer();
@@ -369,7 +418,7 @@ export class TcpNat implements TcpFlowWire {
     mapping: unknown,
   ): boolean {
     this.stats.inboundAccepted++;
-    const nf = new TcpNatFlow(gw, gw.neighbourMac(containerIp), containerIp, containerPort, shownIp, shownPort, EMPTY);
+    const nf = new TcpNatFlow(this, gw, gw.neighbourMac(containerIp), containerIp, containerPort, shownIp, shownPort, EMPTY);
     nf.mapping = mapping;
     const added = this.ct.add({
       proto: PROTO_TCP,
@@ -413,7 +462,22 @@ export class TcpNat implements TcpFlowWire {
       }
       nf.flow.hostData(data, this.clock());
     });
-    socket.on('end', () => nf.flow.hostEnd(this.clock()));
+    socket.on('end', () => {
+      // libuv ends the stream when POLLHUP follows a short read, without reading the error: a
+      // reset that arrives with the peer's last bytes looks like a FIN here. The kernel knows
+      // (SO_ERROR); the container must get the reset, not an end of stream.
+      const fd = socketFd(socket);
+      const pending = fd >= 0 ? ADDON.socketError(fd) : 0;
+      if (pending <= 0) {
+        nf.flow.hostEnd(this.clock());
+        return;
+      }
+      // EPIPE: the reset came after the peer's FIN, which the container gets first.
+      if (pending === os.errno.EPIPE) nf.flow.hostEnd(this.clock());
+      if (nf.socket === socket) nf.socket = null;
+      socket.destroy();
+      nf.flow.hostReset(this.clock(), `host socket: ${errnoName(-pending)}`);
+    });
     socket.on('drain', () => nf.flow.hostDrain(this.clock()));
     socket.on('error', (err: NodeJS.ErrnoException) => {
       if (nf.flow.state === FLOW_CONNECTING) this.connectFailed(nf, err);
@@ -477,10 +541,38 @@ export class TcpNat implements TcpFlowWire {
       this.sendRawRst(gw, nf.containerMac, nf.remoteIp, nf.containerIp, nf.remotePort, nf.containerPort, 0, (nf.flow.irs + 1) >>> 0, TCP_RST | TCP_ACK);
     } else {
       this.stats.unreachable++;
-      const icmpCode = code === 'ENETUNREACH' || code === 'EINVAL' || code === 'EADDRNOTAVAIL' ? ICMP_UNREACH_NET : ICMP_UNREACH_HOST;
-      gw.sendIcmpError(nf.containerMac, nf.containerIp, gw.ip, ICMP_DEST_UNREACH, icmpCode, 0, nf.synQuote, nf.synQuote.length);
+      const net = code === 'ENETUNREACH' || code === 'EINVAL' || code === 'EADDRNOTAVAIL';
+      gw.sendIcmpError(nf.containerMac, nf.containerIp, gw.ip, ICMP_DEST_UNREACH, net ? ICMP_UNREACH_NET : ICMP_UNREACH_HOST, 0, nf.synQuote, nf.synQuote.length);
+      this.logConnectFailure(nf, code || err.message, net ? 'network unreachable' : 'host unreachable');
     }
     nf.flow.close(`connect failed: ${code || err.message}`);
+  }
+
+  /**
+   * A host connect failed for a reason of the host's (a refusal is the remote's answer, passed
+   * on as the RST it is): one warn line at most every CONNECT_FAILURE_LOG_MS, with how many
+   * failures came since the last line — never a line per connection, whatever the load.
+   */
+  private logConnectFailure(nf: TcpNatFlow, code: string, answer: string): void {
+    const now = this.clock();
+    if (now - this.lastConnectFailureLog < CONNECT_FAILURE_LOG_MS) {
+      this.connectFailuresNotLogged++;
+      return;
+    }
+    this.lastConnectFailureLog = now;
+    const notLogged = this.connectFailuresNotLogged;
+    this.connectFailuresNotLogged = 0;
+    const t = nf.target;
+    this.log.warn(
+      {
+        code,
+        container: `${ipv4ToString(nf.containerIp)}:${nf.containerPort}`,
+        destination: t ? `${t.host}:${t.port}` : `${ipv4ToString(nf.remoteIp)}:${nf.remotePort}`,
+        ...(t?.localAddress ? { outboundAddr: t.localAddress } : {}),
+        notLogged,
+      },
+      `a TCP connect from the host failed (${code}): the container got ICMP ${answer}; one line per ${CONNECT_FAILURE_LOG_MS / 1000} s at most, notLogged counts the failures since the last one`,
+    );
   }
 
   // ------------------------------------------------------------------------------------------
@@ -555,6 +647,7 @@ export class TcpNat implements TcpFlowWire {
       else if (flow.closeReason === 'the container did not answer') this.stats.inboundUnanswered++;
     }
     if (flow.state === FLOW_CLOSED) {
+      if (flow.resetDrainTimedOut) this.stats.resetDrainTimeoutsToContainer++;
       this.flows.delete(nf);
       nf.reset();
       if (e) {
@@ -583,10 +676,11 @@ export class TcpNat implements TcpFlowWire {
     this.flows.delete(nf);
     if (nf.connectTimer) clearTimeout(nf.connectTimer);
     if (nf.flow && nf.flow.state !== FLOW_CLOSED && nf.flow.state !== FLOW_TIME_WAIT) {
-      // The peer on the host side sees a reset; the container too, unless it is gone.
-      if (nf.socket) this.stats.resetsToHost++;
+      // The peer on the host side sees a reset (after what the container sent it); the container
+      // too, at once (the entry is gone, and with it the timer a delayed reset would need),
+      // unless it is gone.
       nf.reset();
-      if (reason !== 'container gone') nf.flow.hostReset(this.clock(), reason);
+      if (reason !== 'container gone') nf.flow.abort(this.clock(), reason);
       else nf.flow.close(reason);
     } else {
       nf.reset();
@@ -644,6 +738,57 @@ export class TcpNat implements TcpFlowWire {
     gw.emitVnet(this.out, dv, 0, ETH_HLEN + 40);
   }
 
+  /**
+   * Resets `s` once the peer has acknowledged everything written to it: Node's write queue is
+   * empty and the kernel's send queue (SIOCOUTQ) too. A reset makes the kernel discard that
+   * queue, while through the kernel the peer would have read those bytes before the reset. At
+   * RESET_DRAIN_MS (a peer that does not read) it is reset anyway, and counted. The socket keeps
+   * reading meanwhile (its data goes nowhere), so a reset or close from the peer is noticed.
+   */
+  resetWhenSent(s: Socket): void {
+    this.stats.resetsToHost++;
+    if (this.allAcknowledged(s)) {
+      hardReset(s);
+      return;
+    }
+    s.resume();
+    this.resetting.set(s, this.clock() + RESET_DRAIN_MS);
+    s.once('close', () => this.resetting.delete(s));
+    if (!this.resetTimer) {
+      this.resetTimer = setInterval(() => this.pollResets(), RESET_POLL_MS);
+      this.resetTimer.unref();
+    }
+  }
+
+  /** Whether the peer has every byte written to `s` (or there is no way left to know). */
+  private allAcknowledged(s: Socket): boolean {
+    // An end() still in progress (the container's FIN behind queued data) counts as unsent: the
+    // FIN goes with the data, and libuv refuses SO_LINGER 0 while a shutdown is pending.
+    if (s.writableLength !== 0 || (s.writableEnded && !s.writableFinished)) return false;
+    const fd = socketFd(s);
+    // No fd (the handle is closing) or an error from the ioctl: nothing more can be delivered.
+    return fd < 0 || ADDON.socketOutq(fd) <= 0;
+  }
+
+  private pollResets(): void {
+    const now = this.clock();
+    for (const [s, deadline] of this.resetting) {
+      if (s.destroyed) {
+        this.resetting.delete(s);
+        continue;
+      }
+      const done = this.allAcknowledged(s);
+      if (!done && now < deadline) continue;
+      if (!done) this.stats.resetDrainTimeoutsToHost++;
+      this.resetting.delete(s);
+      hardReset(s);
+    }
+    if (this.resetting.size === 0 && this.resetTimer) {
+      clearInterval(this.resetTimer);
+      this.resetTimer = null;
+    }
+  }
+
   /** Closes a finished flow's socket once it has written what is queued (bounded by LINGER_IDLE_MS). */
   private retire(s: Socket): void {
     if (s.writableLength === 0) {
@@ -671,7 +816,7 @@ export class TcpNat implements TcpFlowWire {
     const now = this.clock();
     for (const nf of this.flows) {
       const f = nf.flow;
-      if ((f.rtoAt !== 0 && now >= f.rtoAt) || (f.persistAt !== 0 && now >= f.persistAt)) f.tick(now);
+      if ((f.rtoAt !== 0 && now >= f.rtoAt) || (f.persistAt !== 0 && now >= f.persistAt) || (f.resetAt !== 0 && now >= f.resetAt)) f.tick(now);
     }
   }
 
@@ -683,10 +828,14 @@ export class TcpNat implements TcpFlowWire {
   close(): void {
     if (this.timer) clearInterval(this.timer);
     this.timer = null;
-    for (const nf of [...this.flows]) nf.reset();
+    for (const nf of [...this.flows]) nf.resetNow();
     this.flows.clear();
     for (const s of [...this.lingering]) s.destroy();
     this.lingering.clear();
+    if (this.resetTimer) clearInterval(this.resetTimer);
+    this.resetTimer = null;
+    for (const s of [...this.resetting.keys()]) if (!s.destroyed) hardReset(s);
+    this.resetting.clear();
   }
 }
 

@@ -185,6 +185,16 @@ export interface NativeAddon {
   write(fd: number, buf: Uint8Array, off: number, len: number): number;
   /** One frame from two pieces; bytes written or -errno. */
   writev(fd: number, b1: Uint8Array, o1: number, l1: number, b2: Uint8Array, o2: number, l2: number): number;
+  /**
+   * SIOCOUTQ of a TCP socket: bytes written but not yet acknowledged by the peer (a FIN not yet
+   * acknowledged counts as one), or -errno (-EINVAL: a listening socket). Never throws for I/O.
+   */
+  socketOutq(fd: number): number;
+  /**
+   * SO_ERROR of a socket: its pending error as a positive errno (ECONNRESET after a reset), 0 if
+   * none, or -errno. Reading it clears it. Never throws for I/O.
+   */
+  socketError(fd: number): number;
   startReader(
     fd: number,
     slab: Uint8Array,

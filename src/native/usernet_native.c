@@ -5,7 +5,7 @@
  * -------------------
  * Node cannot open or poll a TAP device by itself (a TAP fd is a character device, which libuv's
  * stream machinery refuses, and threadpool reads drop most frames under load). This addon does
- * exactly four things and nothing else:
+ * exactly these things and nothing else:
  *
  *  1. tapOpen(): open /dev/net/tun as IFF_TAP|IFF_NO_PI (with IFF_VNET_HDR and TUNSETOFFLOAD when
  *     the kernel has them) inside the user + network namespace of another process (by PID) or of a
@@ -25,6 +25,9 @@
  *  4. A pidfd watcher (pidfd_open + uv_poll): the container's end is an event, not a guess.
  *  5. Datagram sockets for the NAT (UDP, ICMP ping, raw ICMP) with a batched reader that also
  *     drains the socket error queue: usernet_dgram.c, which shares the helpers below.
+ *  6. socketOutq() and socketError(): SIOCOUTQ and SO_ERROR on a TCP socket's fd (Node's
+ *     net.Socket has neither), so the NAT resets a host socket only once the peer has acknowledged
+ *     every byte written to it, and tells a peer's reset from its FIN.
  *
  * Errors from tapOpen() are thrown as JS errors carrying code (EPERM, ...), errno (negative, as in
  * Node core), syscall (the step that failed) and a readable message.
@@ -58,6 +61,7 @@
 #include <linux/netlink.h>
 #include <linux/sock_diag.h>
 #include <linux/inet_diag.h>
+#include <linux/sockios.h>
 
 #ifndef SYS_pidfd_open
 #define SYS_pidfd_open 434
@@ -755,6 +759,45 @@ static napi_value close_fd(napi_env env, napi_callback_info info) {
   return result;
 }
 
+/* socketOutq(fd) -> bytes of the TCP send queue not yet acknowledged by the peer (SIOCOUTQ:
+ * write_seq - snd_una, so a FIN not yet acknowledged counts as one), or -errno. The NAT polls it
+ * before resetting a host socket: a reset discards that queue, and through the kernel the peer
+ * would have read those bytes before the reset. Never throws on I/O errors. */
+static napi_value socket_outq(napi_env env, napi_callback_info info) {
+  size_t argc = 1;
+  napi_value argv[1], result;
+  NAPI_CALL(env, napi_get_cb_info(env, info, &argc, argv, NULL, NULL));
+  int32_t fd;
+  if (argc < 1 || !get_int32(env, argv[0], &fd)) {
+    napi_throw_type_error(env, "ERR_INVALID_ARG_TYPE", "socketOutq(fd)");
+    return NULL;
+  }
+  int queued = 0;
+  int r = ioctl(fd, SIOCOUTQ, &queued) < 0 ? -errno : queued;
+  NAPI_CALL(env, napi_create_int32(env, r, &result));
+  return result;
+}
+
+/* socketError(fd) -> the socket's pending error (SO_ERROR, which clears it: ECONNRESET after a
+ * reset, 0 if none), or -errno. libuv reports the end of a TCP stream when POLLHUP follows a short
+ * read, without reading the error, so a reset that arrives with the last bytes looks like a FIN;
+ * the NAT asks the kernel which it was. Never throws on I/O errors. */
+static napi_value socket_error(napi_env env, napi_callback_info info) {
+  size_t argc = 1;
+  napi_value argv[1], result;
+  NAPI_CALL(env, napi_get_cb_info(env, info, &argc, argv, NULL, NULL));
+  int32_t fd;
+  if (argc < 1 || !get_int32(env, argv[0], &fd)) {
+    napi_throw_type_error(env, "ERR_INVALID_ARG_TYPE", "socketError(fd)");
+    return NULL;
+  }
+  int pending = 0;
+  socklen_t len = sizeof pending;
+  int r = getsockopt(fd, SOL_SOCKET, SO_ERROR, &pending, &len) < 0 ? -errno : pending;
+  NAPI_CALL(env, napi_create_int32(env, r, &result));
+  return result;
+}
+
 /* ------------------------------------------------------------------------------------------------
  * Writes
  * ---------------------------------------------------------------------------------------------- */
@@ -1351,6 +1394,8 @@ static napi_value init(napi_env env, napi_value exports) {
     {"closeFd", NULL, close_fd, NULL, NULL, NULL, napi_default, NULL},
     {"write", NULL, write_frame, NULL, NULL, NULL, napi_default, NULL},
     {"writev", NULL, writev_frame, NULL, NULL, NULL, napi_default, NULL},
+    {"socketOutq", NULL, socket_outq, NULL, NULL, NULL, napi_default, NULL},
+    {"socketError", NULL, socket_error, NULL, NULL, NULL, napi_default, NULL},
     {"startReader", NULL, start_reader, NULL, NULL, NULL, napi_default, NULL},
     {"closeReader", NULL, close_reader, NULL, NULL, NULL, napi_default, NULL},
     {"pauseReader", NULL, pause_reader, NULL, NULL, NULL, napi_default, NULL},

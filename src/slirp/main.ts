@@ -14,7 +14,6 @@
  * one attachment, and slirp4netns's API socket in front of the published-port machinery.
  */
 import { closeSync, fstatSync, writeSync } from 'node:fs';
-import { createSocket } from 'node:dgram';
 import { Socket } from 'node:net';
 import { networkInterfaces } from 'node:os';
 import pino, { type Logger } from 'pino';
@@ -23,6 +22,7 @@ import { Daemon, VERSION, type AttachResult } from '../control/daemon.js';
 import { defaultSocketPath } from '../control/paths.js';
 import { native, type WatchHandle } from '../native/addon.js';
 import { ipv4ToString, tryParseIpv4 } from '../packet/ip-address.js';
+import { checkOutboundAddress } from '../nat/outbound-address.js';
 import type { PublishedPort } from '../nat/publish.js';
 import { SlirpApi, SlirpApiServer, type Hostfwd } from './api.js';
 import { MAX_SLIRP_MTU, SlirpArgsError, parseSlirpArgs, slirpAddresses, type SlirpOptions } from './args.js';
@@ -84,14 +84,7 @@ export async function resolveOutboundAddr(text: string): Promise<string> {
     addr = v4.address;
   }
   // Binding now turns "not an address of this host" into an error at start, not per connection.
-  await new Promise<void>((resolve, reject) => {
-    const s = createSocket('udp4');
-    s.once('error', (err: NodeJS.ErrnoException) => {
-      s.close();
-      reject(new SlirpArgsError(`--outbound-addr ${text}: ${addr} is not an address of this host (${err.code ?? err.message})`));
-    });
-    s.bind(0, addr, () => s.close(() => resolve()));
-  });
+  await checkOutboundAddress(addr, text);
   return addr;
 }
 

@@ -87,6 +87,18 @@ export function until(pred: () => boolean, what: string): Promise<void> {
   });
 }
 
+/**
+ * Resolves once `pred()` holds, checked every few ms: for what no callback reports (a timer
+ * inside the NAT, a kernel queue draining); fails after a deadline.
+ */
+export async function eventually(pred: () => boolean, what: string): Promise<void> {
+  const deadline = Date.now() + EVENT_TIMEOUT_MS;
+  while (!pred()) {
+    if (Date.now() > deadline) throw new Error(`timed out after ${EVENT_TIMEOUT_MS} ms waiting for ${what}; ${describeState()}`);
+    await new Promise<void>((resolve) => setTimeout(resolve, 5));
+  }
+}
+
 /** Lets libuv run its close callbacks (fds of closed native readers), a few loop turns at most. */
 export async function loopTurns(pred: () => boolean, turns = 50): Promise<void> {
   for (let i = 0; i < turns && !pred(); i++) await new Promise<void>((resolve) => setImmediate(resolve));
@@ -675,6 +687,25 @@ export async function tcpServer(onConnection?: (c: ServerConn) => void): Promise
       }),
   );
   return { server, port: (server.address() as net.AddressInfo).port, conns };
+}
+
+/**
+ * How a server's connection from the NAT ended: 'reset' — ECONNRESET, or an end of stream while
+ * the kernel no longer lists the connection (a RST closed it; a FIN would leave it in CLOSE_WAIT)
+ * — 'fin', or 'open'. libuv reports a reset that arrives with the last bytes as an end of stream
+ * (after a short read, POLLHUP is taken for EOF without reading the error), so an 'end' event
+ * alone does not tell a FIN from a RST.
+ */
+export function howEnded(c: ServerConn, serverPort: number): 'reset' | 'fin' | 'open' {
+  if (c.error?.code === 'ECONNRESET') return 'reset';
+  const hex = (p: number): string => p.toString(16).toUpperCase().padStart(4, '0');
+  const line = readFileSync('/proc/self/net/tcp', 'utf8')
+    .split('\n')
+    .map((l) => l.trim().split(/\s+/))
+    .find((cols) => cols[1]?.endsWith(`:${hex(serverPort)}`) && cols[2]?.endsWith(`:${hex(c.remotePort)}`));
+  if (!c.ended) return 'open';
+  if (!line) return 'reset';
+  return line[3] === '08' ? 'fin' : 'open';
 }
 
 /** A loopback TCP port nothing listens on (it did a moment ago). */

@@ -31,7 +31,8 @@ import {
   TCP_SYN_SENT,
   TCP_TIME_WAIT,
 } from '../../../src/nat/conntrack.js';
-import { OUR_WSCALE } from '../../../src/nat/tcp-flow.js';
+import { OUR_WSCALE, RESET_DRAIN_MS, SEND_LIMIT } from '../../../src/nat/tcp-flow.js';
+import { CONNECT_FAILURE_LOG_MS, type TcpNatFlow } from '../../../src/nat/tcp-nat.js';
 import { VNET_F_DATA_VALID } from '../../../src/packet/virtio-net.js';
 import { naiveChecksum, naiveSum, patternPayload, pseudoHeader } from '../helpers/frames.js';
 import type { Packet } from '../helpers/nat-rig.js';
@@ -50,6 +51,8 @@ import {
   TCP_PSH,
   TCP_ACK,
   until,
+  eventually,
+  howEnded,
   loopTurns,
   cleanups,
   ipv4Bytes,
@@ -379,6 +382,171 @@ describe('Nat: TCP to the host loopback', () => {
     expect(r.since(m)).toEqual([]);
     expect(r.nat.ct.size).toBe(0);
     expect(r.nat.tcp.active).toBe(0);
+  });
+
+  it('a reset from the container reaches the server after every byte the container sent: it reads them all, then ECONNRESET', async () => {
+    // The server does not read until after the reset: what the container sent waits in the NAT
+    // socket's queues, which a reset sent at once would discard.
+    const s = await tcpServer((c) => c.socket.pause());
+    const r = rig();
+    const conn = new Conn(r, 40312, s.port);
+    await conn.open();
+    await until(() => s.conns.length === 1, 'the accepted connection');
+    const data = patternPayload(3 * 1024 * 1024, 11);
+    for (let at = 0; at < data.length; at += 60_000) conn.send(data.subarray(at, at + 60_000), 'gso');
+    expect(conn.segs.at(-1)?.ack, 'all acknowledged to the container').toBe(conn.sndNxt);
+    r.inject(conn.frame(TCP_RST | TCP_ACK));
+    expect(r.nat.ct.size).toBe(0);
+    expect(r.nat.tcp.stats.resetsToHost).toBe(1);
+    expect(s.conns[0].received, 'the server has not read it all yet').toBeLessThan(data.length);
+    s.conns[0].socket.resume();
+    await until(() => s.conns[0].error !== null || s.conns[0].ended, 'the server to see the end');
+    expect(s.conns[0].received).toBe(data.length);
+    expect(s.conns[0].data().equals(data)).toBe(true);
+    expect(howEnded(s.conns[0], s.port)).toBe('reset');
+    expect(r.nat.tcp.stats.resetDrainTimeoutsToHost).toBe(0);
+  });
+
+  it('a container FIN, then RST, behind data the server has not read: all of it, then the reset', async () => {
+    // The FIN makes the NAT end() its socket; the reset must wait for that shutdown too (libuv
+    // refuses SO_LINGER 0 while one is pending), then still be a reset.
+    const s = await tcpServer((c) => c.socket.pause());
+    const r = rig();
+    const conn = new Conn(r, 40316, s.port);
+    await conn.open();
+    await until(() => s.conns.length === 1, 'the accepted connection');
+    const data = patternPayload(3 * 1024 * 1024, 13);
+    for (let at = 0; at < data.length; at += 60_000) conn.send(data.subarray(at, at + 60_000), 'gso');
+    conn.fin();
+    r.inject(conn.frame(TCP_RST | TCP_ACK));
+    expect(r.nat.ct.size).toBe(0);
+    s.conns[0].socket.resume();
+    // The FIN's 'end' comes first; the reset after it raises no event at the server, so poll.
+    await eventually(() => s.conns[0].error !== null || s.conns[0].closed || (s.conns[0].ended && howEnded(s.conns[0], s.port) !== 'fin'), 'the server to see the end');
+    expect(s.conns[0].received).toBe(data.length);
+    expect(howEnded(s.conns[0], s.port)).toBe('reset');
+  });
+
+  it('a container FIN and RST back to back, nothing queued: still a reset (not refused by libuv while its FIN is going out)', async () => {
+    const s = await tcpServer();
+    const r = rig();
+    const conn = new Conn(r, 40317, s.port);
+    await conn.open();
+    await until(() => s.conns.length === 1, 'the accepted connection');
+    conn.send(Buffer.from('bye'));
+    conn.fin();
+    r.inject(conn.frame(TCP_RST | TCP_ACK));
+    await eventually(() => s.conns[0].error !== null || (s.conns[0].ended && howEnded(s.conns[0], s.port) !== 'fin'), 'the server to see the reset');
+    expect(s.conns[0].data().toString()).toBe('bye');
+    expect(howEnded(s.conns[0], s.port)).toBe('reset');
+  });
+
+  it(`a server that does not read is reset anyway at RESET_DRAIN_MS (${RESET_DRAIN_MS} ms), and it is counted`, async () => {
+    const s = await tcpServer((c) => c.socket.pause());
+    const r = rig();
+    const conn = new Conn(r, 40314, s.port);
+    await conn.open();
+    await until(() => s.conns.length === 1, 'the accepted connection');
+    const data = patternPayload(3 * 1024 * 1024, 12);
+    for (let at = 0; at < data.length; at += 60_000) conn.send(data.subarray(at, at + 60_000), 'gso');
+    r.inject(conn.frame(TCP_RST | TCP_ACK));
+    r.clock.now += RESET_DRAIN_MS;
+    await eventually(() => r.nat.tcp.stats.resetDrainTimeoutsToHost === 1, 'the reset at its deadline');
+    s.conns[0].socket.resume();
+    await until(() => s.conns[0].error !== null || s.conns[0].ended, 'the server to see the end');
+    expect(howEnded(s.conns[0], s.port)).toBe('reset');
+    expect(s.conns[0].received).toBeLessThan(data.length);
+  });
+
+  it('a reset from the server reaches the container after the data the server sent before it, however small its window', async () => {
+    const fromServer = patternPayload(1024 * 1024, 5);
+    const s = await tcpServer();
+    const r = rig();
+    const conn = new Conn(r, 40313, s.port);
+    await conn.open();
+    await until(() => s.conns.length === 1, 'the accepted connection');
+    r.inject(conn.frame(TCP_ACK, Buffer.alloc(0), 'full', { window: 16 })); // 16 << 7 = 2 KiB
+    const server = s.conns[0].socket;
+    server.write(fromServer);
+    // The NAT's host socket has acknowledged every byte (they are in its flow's queue) ...
+    const fd = (server as unknown as { _handle: { fd: number } })._handle.fd;
+    await eventually(() => server.writableLength === 0 && native().socketOutq(fd) === 0, 'the NAT socket to acknowledge the data');
+    // ... when the server resets.
+    const flow = (r.entries(PROTO_TCP)[0].owner as TcpNatFlow).flow;
+    server.resetAndDestroy();
+    await eventually(() => flow.resetAt !== 0 || conn.segs.some((x) => x.flags & TCP_RST), 'the NAT to see the reset');
+    expect(conn.segs.filter((x) => x.flags & TCP_RST), 'no RST in front of the data').toEqual([]);
+    expect(conn.received().length).toBe(2048);
+    // The container opens its window: the rest, then the reset right after it.
+    r.inject(conn.frame(TCP_ACK));
+    conn.received();
+    r.inject(conn.frame(TCP_ACK));
+    expect(conn.received().equals(fromServer)).toBe(true);
+    const rst = conn.segs.filter((x) => x.flags & TCP_RST);
+    expect(rst.map((x) => ({ flags: x.flags, seq: x.seq, ack: x.ack }))).toEqual([{ flags: TCP_RST | TCP_ACK, seq: (conn.irs + 1 + fromServer.length) >>> 0, ack: conn.sndNxt }]);
+    expect(conn.segs.at(-1)?.flags).toBe(TCP_RST | TCP_ACK);
+    expect(r.nat.ct.size).toBe(0);
+    expect(r.nat.tcp.stats.resetDrainTimeoutsToContainer).toBe(0);
+  });
+
+  it('a server reset behind more data than the NAT has read is still a reset to the container, not a FIN', async () => {
+    // The container's window is shut, so the NAT reads SEND_LIMIT bytes and pauses its socket;
+    // the rest and then the RST wait in that socket's kernel queue. Reading them later, libuv
+    // takes POLLHUP after its last short read for an end of stream: the NAT must still know it
+    // was a reset (SO_ERROR) and send RST after the data, not FIN.
+    const fromServer = patternPayload(SEND_LIMIT + 300_001, 6);
+    const s = await tcpServer();
+    const r = rig();
+    const conn = new Conn(r, 40315, s.port);
+    await conn.open();
+    await until(() => s.conns.length === 1, 'the accepted connection');
+    r.inject(conn.frame(TCP_ACK, Buffer.alloc(0), 'full', { window: 0 }));
+    const server = s.conns[0].socket;
+    server.write(fromServer);
+    const fd = (server as unknown as { _handle: { fd: number } })._handle.fd;
+    await eventually(() => server.writableLength === 0 && native().socketOutq(fd) === 0, 'the NAT socket to acknowledge the data');
+    server.resetAndDestroy();
+    // The container opens its window and acknowledges everything it gets, until the end.
+    const ended = (): boolean => conn.segs.some((x) => (x.flags & (TCP_RST | TCP_FIN)) !== 0);
+    for (let seen = -1; !ended(); ) {
+      const got = conn.received().length;
+      if (got !== seen) {
+        seen = got;
+        r.inject(conn.frame(TCP_ACK));
+      }
+      await eventually(() => ended() || conn.received().length !== seen, 'more data or the end');
+    }
+    expect(conn.received().equals(fromServer)).toBe(true);
+    expect(conn.segs.filter((x) => x.flags & (TCP_RST | TCP_FIN)).map((x) => ({ flags: x.flags, seq: x.seq }))).toEqual([
+      { flags: TCP_RST | TCP_ACK, seq: (conn.irs + 1 + fromServer.length) >>> 0 },
+    ]);
+  });
+
+  it('an --outbound-addr the host does not have: every connect fails (network unreachable), logged once at warn per 10 s with a count', async () => {
+    // Not an address of this host (the daemon refuses it at start; the NAT alone does not
+    // check): binding the host socket fails, nothing is sent anywhere.
+    const s = await tcpServer();
+    const r = rig({ nat: { outboundAddress: '203.0.113.9' } });
+    const failures = (): string[] => r.logs.filter((l) => l.includes('a TCP connect from the host failed'));
+    // The ICMP error quoting the SYN of this source port (the log line is written right after it).
+    const answered = (sport: number): boolean => r.packets.some((p) => p.proto === 1 && p.l4.readUInt16BE(8 + 20) === sport);
+    for (let i = 0; i < 3; i++) {
+      new Conn(r, 40900 + i, s.port).syn();
+      await until(() => answered(40900 + i), `the answer to connection ${i}`);
+    }
+    const unreachable = r.packets.filter((p) => p.proto === 1).map((p) => icmpError(p));
+    expect(unreachable.map((e) => `${e.type}/${e.code}`)).toEqual(['3/0', '3/0', '3/0']);
+    expect(r.nat.tcp.stats.unreachable).toBe(3);
+    expect(failures()).toHaveLength(1);
+    const line = JSON.parse(failures()[0]) as Record<string, unknown>;
+    expect(line).toMatchObject({ level: 40, code: 'EADDRNOTAVAIL', container: '10.0.2.100:40900', destination: `127.0.0.1:${s.port}`, outboundAddr: '203.0.113.9', notLogged: 0 });
+    // 10 s later the next failure is logged, counting the two in between.
+    r.clock.now += CONNECT_FAILURE_LOG_MS;
+    new Conn(r, 40910, s.port).syn();
+    await until(() => answered(40910), 'the answer to the fourth connection');
+    expect(failures()).toHaveLength(2);
+    expect(JSON.parse(failures()[1])).toMatchObject({ level: 40, code: 'EADDRNOTAVAIL', notLogged: 2 });
+    expect(s.conns).toEqual([]);
   });
 
   it('DNS over TCP to 10.0.2.3:53 reaches the first upstream; without one the SYN is reset', async () => {

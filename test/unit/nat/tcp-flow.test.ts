@@ -13,6 +13,7 @@ import {
   MAX_SEGMENT_PAYLOAD,
   OUR_WSCALE,
   RECEIVE_LIMIT,
+  RESET_DRAIN_MS,
   SEND_LIMIT,
   SYN_RETRIES,
   TcpFlow,
@@ -21,6 +22,8 @@ import {
 } from '../../../src/nat/tcp-flow.js';
 
 class FakeHost implements TcpFlowHost {
+  /** What the flow did to the host, in order ('write N', 'end', 'reset'). */
+  calls: string[] = [];
   written: Buffer[] = [];
   ended = false;
   wasReset = false;
@@ -28,14 +31,17 @@ class FakeHost implements TcpFlowHost {
   writableLength = 0;
   write(data: Uint8Array, off: number, len: number): boolean {
     this.written.push(Buffer.from(data.subarray(off, off + len)));
+    this.calls.push(`write ${len}`);
     this.writableLength += len;
     return true;
   }
   end(): void {
     this.ended = true;
+    this.calls.push('end');
   }
   reset(): void {
     this.wasReset = true;
+    this.calls.push('reset');
   }
   pause(): void {
     this.paused = true;
@@ -395,6 +401,100 @@ describe('TcpFlow: resets', () => {
     expect(t.wire.take()[0]).toMatchObject({ flags: TCP_RST | TCP_ACK, seq: ISS + 1 });
     expect(t.flow.state).toBe(FLOW_CLOSED);
     expect(t.flow.closeReason).toBe('peer reset');
+  });
+
+  it('a container RST after data: the host gets every byte, then the reset (TcpNat holds the reset until the peer has them)', () => {
+    const t = handshake();
+    t.send(IRS + 1, 'last words');
+    t.flow.segment(TCP_RST | TCP_ACK, IRS + 11, ISS + 1, 0, EMPTY, 0, 0, t.now);
+    expect(t.host.calls).toEqual(['write 10', 'reset']);
+    expect(t.flow.state).toBe(FLOW_CLOSED);
+  });
+
+  it('a host reset with data still queued: the data is delivered and acknowledged first, then RST|ACK right after it', () => {
+    const t = handshake();
+    t.ack(ISS + 1, 10); // window 10 << 7 = 1280 bytes
+    const data = Buffer.alloc(5000);
+    for (let i = 0; i < data.length; i++) data[i] = (i * 7) & 255;
+    t.flow.hostData(data, t.at(10));
+    let got = Buffer.concat(t.wire.take().map((s) => s.data));
+    expect(got.length).toBe(1280);
+    t.flow.hostReset(t.at(20), 'host socket: ECONNRESET');
+    expect(t.wire.segs.filter((s) => s.flags & TCP_RST), 'no RST while data is unacknowledged').toEqual([]);
+    expect(t.flow.state).toBe(FLOW_ESTABLISHED);
+    // The container's own data meanwhile has nowhere to go: not written, not acknowledged.
+    const late = Buffer.from('too late');
+    t.flow.segment(TCP_ACK | TCP_PSH, IRS + 1, ISS + 1, 10, late, 0, late.length, t.now);
+    expect(t.host.bytes.length).toBe(0);
+    expect(t.wire.take()).toMatchObject([{ flags: TCP_ACK, ack: IRS + 1, data: Buffer.alloc(0) }]);
+    // A second report of the same end (the socket's 'close' after its 'error') changes nothing.
+    t.flow.hostReset(t.at(30), 'host socket closed');
+    while (got.length < data.length) {
+      t.ack(ISS + 1 + got.length, 10);
+      const segs = t.wire.take();
+      const rst = segs.filter((s) => s.flags & TCP_RST);
+      expect(rst, 'no RST before the last byte is acknowledged').toEqual([]);
+      got = Buffer.concat([got, ...segs.map((s) => s.data)]);
+    }
+    expect(got.equals(data)).toBe(true);
+    t.ack(ISS + 1 + data.length, 10);
+    const [rst] = t.wire.take();
+    expect(rst).toMatchObject({ flags: TCP_RST | TCP_ACK, seq: ISS + 1 + data.length, ack: IRS + 1 });
+    expect(t.flow.state).toBe(FLOW_CLOSED);
+    expect(t.flow.closeReason).toBe('host socket: ECONNRESET');
+    expect(t.flow.resetDrainTimedOut).toBe(false);
+  });
+
+  it('a host FIN then reset: data and FIN first, then RST — not TIME_WAIT, even when the container closes too', () => {
+    const t = handshake();
+    t.ack(ISS + 1, 10);
+    t.flow.hostData(Buffer.alloc(2000, 1), t.now);
+    t.flow.hostEnd(t.now);
+    t.flow.hostReset(t.now, 'host socket: ECONNRESET');
+    t.flow.segment(TCP_FIN | TCP_ACK, IRS + 1, ISS + 1 + 1280, 10, EMPTY, 0, 0, t.now);
+    const segs = t.wire.take();
+    expect(segs.reduce((n, s) => n + s.data.length, 0)).toBe(2000);
+    const fin = segs.find((s) => s.flags & TCP_FIN);
+    expect(fin?.seq).toBe(ISS + 1 + 2000);
+    expect(segs.some((s) => s.flags & TCP_RST)).toBe(false);
+    t.flow.segment(TCP_ACK, IRS + 1, ISS + 1 + 2001, 10, EMPTY, 0, 0, t.now);
+    expect(t.wire.take()).toMatchObject([{ flags: TCP_RST | TCP_ACK, seq: ISS + 2002 }]);
+    expect(t.flow.state).toBe(FLOW_CLOSED);
+  });
+
+  it(`a pending host reset goes at RESET_DRAIN_MS (${RESET_DRAIN_MS} ms) when the container does not take the data`, () => {
+    const t = handshake();
+    t.ack(ISS + 1, 0); // a closed window
+    t.flow.hostData(Buffer.alloc(3000, 2), t.at(100));
+    t.flow.hostReset(t.at(100), 'host socket: ECONNRESET');
+    expect(t.flow.resetAt).toBe(100 + RESET_DRAIN_MS);
+    t.flow.tick(t.at(100 + RESET_DRAIN_MS - 1));
+    expect(t.wire.take().some((s) => s.flags & TCP_RST)).toBe(false);
+    t.flow.tick(t.at(100 + RESET_DRAIN_MS));
+    expect(t.wire.take()).toMatchObject([{ flags: TCP_RST | TCP_ACK, seq: ISS + 1 }]);
+    expect(t.flow.state).toBe(FLOW_CLOSED);
+    expect(t.flow.resetDrainTimedOut).toBe(true);
+  });
+
+  it('a container RST during a pending host reset ends the flow at once', () => {
+    const t = handshake();
+    t.ack(ISS + 1, 0);
+    t.flow.hostData(Buffer.alloc(3000, 2), t.now);
+    t.flow.hostReset(t.now, 'host socket: ECONNRESET');
+    t.flow.segment(TCP_RST, IRS + 1, 0, 0, EMPTY, 0, 0, t.now);
+    expect(t.wire.take()).toEqual([]);
+    expect(t.flow.state).toBe(FLOW_CLOSED);
+    expect(t.flow.closeReason).toBe('reset by the container');
+  });
+
+  it('abort() (a flush, a timeout) resets at once, queued data or not', () => {
+    const t = handshake();
+    t.ack(ISS + 1, 0);
+    t.flow.hostData(Buffer.alloc(3000, 2), t.now);
+    t.flow.abort(t.now, 'flushed');
+    expect(t.wire.take()).toMatchObject([{ flags: TCP_RST | TCP_ACK, seq: ISS + 1 }]);
+    expect(t.flow.state).toBe(FLOW_CLOSED);
+    expect(t.flow.queued).toBe(0);
   });
 
   it('a segment without ACK after the handshake is ignored', () => {
