@@ -129,7 +129,7 @@ describe('two rootless containers on the switch', () => {
     const badIp = await daemon.cli(['attach', '--pid', String(b.pid), '--configure', '--ip', '10.0.9.300/24']);
     expect(badIp.code).toBe(2);
     const nodetach = await daemon.cli(['detach', 'nosuch']);
-    expect(nodetach.stderr.trim()).toBe('usernet: no port named nosuch');
+    expect(nodetach.stderr.trim()).toBe('usernet: no port named nosuch (see usernet ports)');
     // Someone else's container: root's namespace is not the test user's to enter.
     const rootful = await Container.start({ rootless: false });
     const foreign = await daemon.cli(['attach', '--pid', String(rootful.pid)]);
