@@ -9,7 +9,7 @@ export interface SoakOptions {
   kills?: number;
   seed?: number;
   maxRssMiB?: number;
-  /** Wait for the closed connections' TIME_WAIT entries to expire (120 s) and check the table is back to its baseline. */
+  /** Wait for the closed connections' TIME_WAIT entries to expire (240 s) and check the table is back to its baseline. */
   waitExpiry?: boolean;
 }
 
