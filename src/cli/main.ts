@@ -11,7 +11,8 @@ import { checkDaemonSocket, checkSocketPath, defaultSocketPath, defaultStateDir,
 import type { AttachResult, FdbEntryInfo, PortInfo, PublishedPortInfo } from '../control/daemon.js';
 import { formatHostAddress, parsePublishSpec } from '../nat/publish-spec.js';
 import { parseUpstream } from '../control/resolv.js';
-import { checkDomain, validateNetworkSpec, type NetworkSpec } from '../gateway/network.js';
+import type { NetworkSpec } from '../gateway/network.js';
+import { checkDomain, validateNetworkSpec } from '../control/network-spec.js';
 import { describeErrno, toUsernetError, UsernetError } from '../errors.js';
 import { IFNAME_PATTERN, NAME_PATTERN } from '../control/validate.js';
 import { parseIpv4, parseIpv4Cidr } from '../packet/ip-address.js';

@@ -44,7 +44,7 @@ import { randomFillSync } from 'node:crypto';
 import dgram from 'node:dgram';
 import { performance } from 'node:perf_hooks';
 import type { Logger } from 'pino';
-import { formatUpstream, sameUpstreams, type Upstream } from '../control/resolv.js';
+import { formatUpstream, sameUpstreams, type Upstream } from './upstream.js';
 import { InvalidArgumentError } from '../errors.js';
 import { buildServfail, DNS_FLAG_QR, DNS_HLEN, sameQuestion, validateQuery } from '../packet/dns.js';
 import { ParseStatus } from '../packet/status.js';

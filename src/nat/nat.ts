@@ -21,7 +21,7 @@
  */
 import type { Logger } from 'pino';
 import type { GatewayPort, IpRouter } from '../gateway/gateway.js';
-import type { Upstream } from '../control/resolv.js';
+import type { Upstream } from '../gateway/upstream.js';
 import { pseudoHeaderSumV4, sum16 } from '../packet/checksum.js';
 import { ICMP_DEST_UNREACH, ICMP_UNREACH_ADMIN_PROHIBITED, ICMP_UNREACH_NET, ICMP_UNREACH_PROTOCOL } from '../packet/icmp.js';
 import { IPPROTO_ICMP, IPPROTO_TCP, IPPROTO_UDP, Ipv4View } from '../packet/ipv4.js';

@@ -1,5 +1,6 @@
 import { describe, it, expect } from 'vitest';
-import { DEFAULT_NETWORK, DEFAULT_SUBNET, parseMemberAddress, validateNetworkSpec, type NetworkConfig, type NetworkSpec } from '../../../src/gateway/network.js';
+import { DEFAULT_NETWORK, DEFAULT_SUBNET, type NetworkConfig, type NetworkSpec } from '../../../src/gateway/network.js';
+import { parseMemberAddress, validateNetworkSpec } from '../../../src/control/network-spec.js';
 import { InvalidArgumentError } from '../../../src/errors.js';
 import { parseIpv4 } from '../../../src/packet/ip-address.js';
 
