@@ -164,6 +164,11 @@ export interface ReplayOptions {
   timing?: 'recorded' | 'asap';
   /** Of a pcapng with several interfaces: replay only the frames of this interface (its name or index). */
   interface?: string | number;
+  /**
+   * Which frames of a pcapng that records directions: 'inbound' (default) — those the port
+   * received from its link, i.e. what the recorded container sent; 'all'.
+   */
+  direction?: 'inbound' | 'all';
 }
 
 /**
@@ -180,6 +185,7 @@ export function replayCapture(port: MemoryPort, capture: Buffer, clock: Clock, o
     }
     records = records.filter((r) => r.interfaceId === want);
   }
+  if ((options.direction ?? 'inbound') === 'inbound') records = records.filter((r) => r.direction !== 'outbound');
   if ((options.timing ?? 'recorded') === 'asap' || records.length === 0) {
     for (const r of records) port.inject(r.data);
     return Promise.resolve(records.length);

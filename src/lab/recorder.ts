@@ -18,6 +18,8 @@ import {
   finishPcapngPacket,
   pcapngInterfaceLength,
   pcapngPacketLength,
+  PCAPNG_INBOUND,
+  PCAPNG_OUTBOUND,
   PCAPNG_SHB_LEN,
   writePcapngInterface,
   writePcapngPacketHeader,
@@ -100,7 +102,7 @@ export class Recorder implements FrameTap {
     }
     rec.set(f.buf.subarray(f.off, f.off + f.len), at);
     if (f.vnetOff >= 0 && (f.vnet.flags & VNET_F_NEEDS_CSUM) !== 0) completeChecksum(dv, at, f.len, f.vnet.csumStart, f.vnet.csumOffset);
-    if (this.format === 'pcapng') finishPcapngPacket(rec, dv, at, f.len);
+    if (this.format === 'pcapng') finishPcapngPacket(rec, dv, at, f.len, direction === DIRECTION_RX ? PCAPNG_INBOUND : PCAPNG_OUTBOUND);
     this.chunks.push(rec);
     this.frames++;
     return true;

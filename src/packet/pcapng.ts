@@ -70,9 +70,16 @@ export function writePcapngInterface(buf: Uint8Array, dv: DataView, off: number,
   return p + 4;
 }
 
-/** Bytes an Enhanced Packet Block of `capturedLength` bytes takes. */
+const EPB_FLAGS = 2;
+/** epb_flags' direction bits: received on the interface, sent from it. */
+export const PCAPNG_INBOUND = 1;
+export const PCAPNG_OUTBOUND = 2;
+/** epb_flags (8 bytes) and the end of options (4). */
+const EPB_OPTIONS_LEN = 12;
+
+/** Bytes an Enhanced Packet Block of `capturedLength` bytes takes (with its direction flag). */
 export function pcapngPacketLength(capturedLength: number): number {
-  return PCAPNG_EPB_OVERHEAD + pad4(capturedLength);
+  return PCAPNG_EPB_OVERHEAD + pad4(capturedLength) + EPB_OPTIONS_LEN;
 }
 
 /**
@@ -93,12 +100,20 @@ export function writePcapngPacketHeader(dv: DataView, off: number, interfaceId: 
   return off + 28;
 }
 
-/** Pads the frame written at `dataOff` and closes the block. Returns the block's end offset. */
-export function finishPcapngPacket(buf: Uint8Array, dv: DataView, dataOff: number, capturedLength: number): number {
-  const end = dataOff + pad4(capturedLength);
-  buf.fill(0, dataOff + capturedLength, end);
-  dv.setUint32(end, PCAPNG_EPB_OVERHEAD + pad4(capturedLength), true);
-  return end + 4;
+/**
+ * Pads the frame written at `dataOff`, writes its direction (PCAPNG_INBOUND: received on the
+ * interface, PCAPNG_OUTBOUND: sent from it) and closes the block. Returns the block's end offset.
+ */
+export function finishPcapngPacket(buf: Uint8Array, dv: DataView, dataOff: number, capturedLength: number, direction: number): number {
+  let p = dataOff + pad4(capturedLength);
+  buf.fill(0, dataOff + capturedLength, p);
+  dv.setUint16(p, EPB_FLAGS, true);
+  dv.setUint16(p + 2, 4, true);
+  dv.setUint32(p + 4, direction & 3, true);
+  dv.setUint32(p + 8, 0, true);
+  p += EPB_OPTIONS_LEN;
+  dv.setUint32(p, pcapngPacketLength(capturedLength), true);
+  return p + 4;
 }
 
 export interface CaptureInterface {
@@ -115,6 +130,8 @@ export interface CaptureRecord {
   timestampUs: number;
   originalLength: number;
   data: Buffer;
+  /** From pcapng's epb_flags, when the file says. */
+  direction?: 'inbound' | 'outbound';
 }
 
 export interface CaptureFile {
@@ -179,12 +196,26 @@ export function readPcapng(file: Buffer): CaptureFile {
       const ts = u32(off + 12) * 0x1_0000_0000 + u32(off + 16);
       const caplen = u32(off + 20);
       if (28 + caplen > len - 4) throw bad(`packet block at ${off}: captured length ${caplen} runs past the block`);
-      records.push({
+      const rec: CaptureRecord = {
         interfaceId: ifId,
         timestampUs: iface.unitsPerSecond === 1e6 ? ts : Math.round((ts * 1e6) / iface.unitsPerSecond),
         originalLength: u32(off + 24),
         data: file.subarray(off + 28, off + 28 + caplen),
-      });
+      };
+      let p = off + 28 + pad4(caplen);
+      const end = off + len - 4;
+      while (p + 4 <= end) {
+        const code = u16(p);
+        const olen = u16(p + 2);
+        if (code === OPT_END || p + 4 + olen > end) break;
+        if (code === EPB_FLAGS && olen === 4) {
+          const d = u32(p + 4) & 3;
+          if (d === PCAPNG_INBOUND) rec.direction = 'inbound';
+          else if (d === PCAPNG_OUTBOUND) rec.direction = 'outbound';
+        }
+        p += 4 + pad4(olen);
+      }
+      records.push(rec);
     } else if (type === 3) {
       // Simple Packet Block: interface 0 of the section, no timestamp.
       const orig = u32(off + 8);
