@@ -52,6 +52,8 @@ import { VNET_HDR_LEN, VnetHeader } from '../packet/virtio-net.js';
 import { DNS_PORT } from '../packet/dns.js';
 import type { DhcpServer } from './dhcp-server.js';
 import type { DnsForwarder } from './dns-forwarder.js';
+import { systemClock, type Clock, type Timer } from '../platform/clock.js';
+import type { Random } from '../platform/random.js';
 
 
 const LIMITED_BROADCAST = 0xffffffff;
@@ -95,8 +97,10 @@ export interface GatewayOptions {
   dhcp: DhcpServer | null;
   dns: DnsForwarder | null;
   log: Logger;
-  /** Monotonic ms (tests inject one). */
-  clock?: () => number;
+  /** Neighbour ages, the error rate limit and ARP retry timers. Default the system clock. */
+  clock?: Clock;
+  /** The port's loss draws (`lossRate`). Default the system's source. */
+  random?: Random;
 }
 
 export interface GatewayStats {
@@ -131,7 +135,7 @@ class NeighbourEntry {
 class PendingResolution {
   frames: Buffer[] = [];
   tries = 0;
-  timer: NodeJS.Timeout | null = null;
+  timer: Timer | null = null;
 }
 
 export class GatewayPort extends Port implements FragmentSink {
@@ -163,7 +167,7 @@ export class GatewayPort extends Port implements FragmentSink {
   dns: DnsForwarder | null;
   private sw: Switch | null = null;
   private readonly options: GatewayOptions;
-  private readonly clock: () => number;
+  private readonly clock: Clock;
   private readonly mask: number;
   private readonly neighbours = new LRUCache<number, NeighbourEntry>({ max: NEIGHBOUR_MAX });
   private readonly pending = new Map<number, PendingResolution>();
@@ -192,14 +196,14 @@ export class GatewayPort extends Port implements FragmentSink {
   private inDv: DataView<ArrayBufferLike> = new DataView(new ArrayBuffer(0));
 
   constructor(options: GatewayOptions) {
-    super({ name: options.name, kind: PortKind.GATEWAY, mtu: 65521, offloads: true });
+    super({ name: options.name, kind: PortKind.GATEWAY, mtu: 65521, offloads: true, ...(options.random ? { random: options.random } : {}) });
     this.options = options;
     this.mac = gatewayMac(options.ip);
     this.ip = options.ip >>> 0;
     this.dnsIp = options.dnsIp >>> 0;
     this.dhcp = options.dhcp;
     this.dns = options.dns;
-    this.clock = options.clock ?? (() => performance.now());
+    this.clock = options.clock ?? systemClock;
     this.mask = options.prefix === 0 ? 0 : (0xffffffff << (32 - options.prefix)) >>> 0;
   }
 
@@ -213,7 +217,7 @@ export class GatewayPort extends Port implements FragmentSink {
 
   close(): void {
     this.closed = true;
-    for (const p of this.pending.values()) if (p.timer) clearTimeout(p.timer);
+    for (const p of this.pending.values()) this.clock.clear(p.timer);
     this.pending.clear();
     if (this.sw) {
       this.sw.fdb.removeStatic(this.mac);
@@ -224,7 +228,7 @@ export class GatewayPort extends Port implements FragmentSink {
 
   /** The neighbour table: container address → MAC (for listings); stale entries are left out. */
   neighbourTable(): Array<{ ip: number; mac: number; age: number }> {
-    const now = this.clock();
+    const now = this.clock.now();
     return [...this.neighbours.entries()].filter(([, e]) => now - e.updatedAt < NEIGHBOUR_TTL_MS).map(([ip, e]) => ({ ip, mac: e.mac, age: now - e.updatedAt }));
   }
 
@@ -232,7 +236,7 @@ export class GatewayPort extends Port implements FragmentSink {
   neighbourMac(ip: number): number {
     const e = this.neighbours.get(ip);
     if (!e) return -1;
-    if (this.clock() - e.updatedAt >= NEIGHBOUR_TTL_MS) {
+    if (this.clock.now() - e.updatedAt >= NEIGHBOUR_TTL_MS) {
       this.neighbours.delete(ip);
       return -1;
     }
@@ -311,7 +315,7 @@ export class GatewayPort extends Port implements FragmentSink {
 
   private learn(ip: number, mac: number): void {
     if (ip === 0 || !this.inSubnet(ip) || this.isOwn(ip) || (Math.floor(mac / 2 ** 40) & 1) === 1) return;
-    const now = this.clock();
+    const now = this.clock.now();
     const e = this.neighbours.get(ip);
     if (e) {
       e.mac = mac;
@@ -521,7 +525,7 @@ export class GatewayPort extends Port implements FragmentSink {
   }
 
   private takeToken(): boolean {
-    const now = this.clock();
+    const now = this.clock.now();
     this.tokens = Math.min(ERROR_RATE, this.tokens + ((now - this.tokensAt) * ERROR_RATE) / 1000);
     this.tokensAt = now;
     if (this.tokens < 1) {
@@ -654,12 +658,11 @@ export class GatewayPort extends Port implements FragmentSink {
     const h = writeEthernetHeader(this.outDv, 0, BROADCAST_MAC, this.mac, ETH_P_ARP);
     const n = writeArp(this.outDv, h, ARP_OP_REQUEST, this.mac, this.ip, 0, ip);
     this.emit(this.out, 0, h + n);
-    p.timer = setTimeout(() => this.arpRequest(ip, p), ARP_INTERVAL_MS);
-    p.timer.unref();
+    p.timer = this.clock.setTimeout(() => this.arpRequest(ip, p), ARP_INTERVAL_MS);
   }
 
   private flushPending(ip: number, p: PendingResolution, mac: number): void {
-    if (p.timer) clearTimeout(p.timer);
+    this.clock.clear(p.timer);
     this.pending.delete(ip);
     this.stats.neighbours_resolved++;
     for (const f of p.frames) {

@@ -17,7 +17,9 @@
  *                       egress.transmit(frame)   (offload adaptation happens there)
  *
  * Every EtherType (IPv4, IPv6, ARP, anything) is switched the same way. Time comes from an
- * injectable clock read once per batch (`beginBatch()`), so tests can walk through ageing.
+ * injected Clock (platform/clock.ts) read once per batch (`beginBatch()`), so tests walk through
+ * ageing on a VirtualClock. Ports reach the switch only through the FrameSink interface
+ * (link/sink.ts), which it implements.
  */
 import { ETH_HLEN } from '../packet/ethernet.js';
 import { readMac } from '../packet/mac.js';
@@ -37,6 +39,8 @@ import {
 } from '../link/counters.js';
 import { Frame } from '../link/frame.js';
 import { DIRECTION_RX, PortKind, type Port } from '../link/port.js';
+import type { FrameSink } from '../link/sink.js';
+import { systemClock, type Clock, type Timer } from '../platform/clock.js';
 import { Fdb, LEARN_SPOOFED, type FdbOptions } from './fdb.js';
 
 /** Slack for one 802.1Q tag on top of MTU + Ethernet header, as the Linux bridge allows. */
@@ -45,27 +49,27 @@ const VLAN_SLACK = 4;
 export interface SwitchOptions extends FdbOptions {
   /** Inter-container communication (Docker's --icc). Default true. */
   icc?: boolean;
-  /** Monotonic milliseconds. Default performance.now. */
-  clock?: () => number;
+  /** Time for learning, ageing and its sweep timer. Default the system clock. */
+  clock?: Clock;
 }
 
-export class Switch {
+export class Switch implements FrameSink {
   readonly fdb: Fdb;
   icc: boolean;
   /** Plugged ports, dense, in plug order (the flood list). */
   ports: Port[] = [];
-  private readonly clock: () => number;
+  private readonly clock: Clock;
   private now = 0;
   private nextPortId = 1;
-  private sweepTimer: NodeJS.Timeout | null = null;
+  private sweepTimer: Timer | null = null;
   private depth = 0;
   private readonly deferred: DeferredFrame[] = [];
 
   constructor(options: SwitchOptions = {}) {
     this.fdb = new Fdb(options);
     this.icc = options.icc ?? true;
-    this.clock = options.clock ?? (() => performance.now());
-    this.now = this.clock();
+    this.clock = options.clock ?? systemClock;
+    this.now = this.clock.now();
   }
 
   /** Plugs a port in; its name must be unique on this switch. */
@@ -90,23 +94,24 @@ export class Switch {
 
   /** Reads the clock once for the frames that follow (one batch read from a port). */
   beginBatch(): void {
-    this.now = this.clock();
+    this.now = this.clock.now();
   }
+
+  endBatch(): void {}
 
   /** The clock time of the current batch. */
   get time(): number {
     return this.now;
   }
 
-  /** Starts the periodic sweep of aged-out MAC entries (unref'd: it never keeps Node alive). */
+  /** Starts the periodic sweep of aged-out MAC entries (a clock timer: it never keeps Node alive). */
   startAgeing(intervalMs = Math.min(1000, Math.max(100, this.fdb.ageingTimeMs / 4))): void {
     if (this.sweepTimer) return;
-    this.sweepTimer = setInterval(() => this.fdb.sweep(this.clock()), intervalMs);
-    this.sweepTimer.unref();
+    this.sweepTimer = this.clock.setInterval(() => this.fdb.sweep(this.clock.now()), intervalMs);
   }
 
   stopAgeing(): void {
-    if (this.sweepTimer) clearInterval(this.sweepTimer);
+    this.clock.clear(this.sweepTimer);
     this.sweepTimer = null;
   }
 

@@ -1,5 +1,6 @@
-import { describe, it, expect, vi, afterEach } from 'vitest';
+import { describe, it, expect } from 'vitest';
 import pino from 'pino';
+import { VirtualClock } from '../../../src/platform/clock.js';
 import { Switch } from '../../../src/switch/switch.js';
 import { MemoryPort, type ReceivedFrame } from '../../../src/link/memory-port.js';
 import { DROP_SPOOFED } from '../../../src/link/counters.js';
@@ -201,17 +202,16 @@ interface Rig {
   pool: AddressPool;
   dhcp: DhcpServer;
   dns: FakeDns;
-  clock: { now: number };
-  wall: { now: number };
+  /** The network's one clock (monotonic time 5e6 ms at the start, wall time 1.7e12). */
+  clock: VirtualClock;
   /** Frames each container received since the last call, and clears them. */
   take(port: MemoryPort): ReceivedFrame[];
   drainAll(): void;
 }
 
 function rig(options: { dns?: 'fake' | null; mtu?: number } = {}): Rig {
-  const clock = { now: 5_000_000 };
-  const wall = { now: 1_700_000_000_000 };
-  const sw = new Switch({ clock: () => clock.now });
+  const clock = new VirtualClock({ start: 5_000_000, wallTimeAtZero: 1_700_000_000_000 - 5_000_000 });
+  const sw = new Switch({ clock });
   const c1 = new MemoryPort({ name: 'c1', kind: 'container' }).plug(sw);
   const c2 = new MemoryPort({ name: 'c2', kind: 'container', offloads: true }).plug(sw);
   const c3 = new MemoryPort({ name: 'c3', kind: 'container' }).plug(sw);
@@ -219,7 +219,7 @@ function rig(options: { dns?: 'fake' | null; mtu?: number } = {}): Rig {
   const dhcp = new DhcpServer(
     { serverIp: GW, prefix: 24, router: GW, dnsServers: [DNS], searchList: ['example.com'], mtu: options.mtu ?? 1500, leaseTimeSec: 3600 },
     pool,
-    () => wall.now,
+    clock,
   );
   const dns = new FakeDns();
   const gw = new GatewayPort({
@@ -232,7 +232,7 @@ function rig(options: { dns?: 'fake' | null; mtu?: number } = {}): Rig {
     dhcp,
     dns: options.dns === null ? null : (dns as unknown as DnsForwarder),
     log: pino({ level: 'silent' }),
-    clock: () => clock.now,
+    clock,
   }).plug(sw);
   const ports = [c1, c2, c3];
   return {
@@ -245,7 +245,6 @@ function rig(options: { dns?: 'fake' | null; mtu?: number } = {}): Rig {
     dhcp,
     dns,
     clock,
-    wall,
     take(port) {
       const got = port.received.slice();
       port.received.length = 0;
@@ -294,10 +293,6 @@ function expectIcmpError(frame: Buffer, offending: Buffer, type: number, code: n
   return p;
 }
 
-afterEach(() => {
-  vi.useRealTimers();
-});
-
 // ---------------------------------------------------------------------------------------------
 
 describe('GatewayPort: plugging in', () => {
@@ -305,15 +300,15 @@ describe('GatewayPort: plugging in', () => {
     const r = rig();
     expect(gatewayMac(GW)).toBe(GW_MAC);
     expect(r.gw.mac).toBe(GW_MAC);
-    expect(r.sw.fdb.lookup(GW_MAC, r.clock.now)).toBe(r.gw);
-    expect(r.sw.fdb.snapshot(r.clock.now)).toContainEqual({ mac: '52:55:0a:00:02:02', port: 'gateway', static: true, age: 0 });
+    expect(r.sw.fdb.lookup(GW_MAC, r.clock.now())).toBe(r.gw);
+    expect(r.sw.fdb.snapshot(r.clock.now())).toContainEqual({ mac: '52:55:0a:00:02:02', port: 'gateway', static: true, age: 0 });
   });
 
   it('close() unplugs it and frees its MAC', () => {
     const r = rig();
     r.gw.close();
     expect(r.sw.ports.map((p) => p.name)).toEqual(['c1', 'c2', 'c3']);
-    expect(r.sw.fdb.lookup(GW_MAC, r.clock.now)).toBeNull();
+    expect(r.sw.fdb.lookup(GW_MAC, r.clock.now())).toBeNull();
     r.c1.inject(arpFrame({ op: ARP_REQUEST, senderMac: MAC_A, senderIp: IP_A, targetIp: GW }));
     expect(r.take(r.c1)).toEqual([]);
   });
@@ -388,7 +383,7 @@ describe('GatewayPort: ARP', () => {
     expect(r.gw.neighbourMac(IP_B)).toBe(MAC_B2);
     expect(r.take(r.c2)).toEqual([]);
     expect(r.gw.neighbourTable()).toEqual([{ ip: IP_B, mac: MAC_B2, age: 0 }]);
-    r.clock.now += 1500;
+    r.clock.advance(1500);
     expect(r.gw.neighbourTable()).toEqual([{ ip: IP_B, mac: MAC_B2, age: 1500 }]);
   });
 
@@ -623,11 +618,11 @@ describe('GatewayPort: ICMP errors and resets', () => {
     r.c1.inject(ipv4Frame(1, icmpMessage(8, 0, 1, Buffer.alloc(8))));
     expect(r.take(r.c1)).toHaveLength(1);
     // 10 ms: one more.
-    r.clock.now += 10;
+    r.clock.advance(10);
     for (let i = 0; i < 3; i++) r.c1.inject(udpFrame(40000, 9999, patternPayload(8)));
     expect(r.take(r.c1)).toHaveLength(1);
     // A second: a full burst again, never more.
-    r.clock.now += 5000;
+    r.clock.advance(5000);
     for (let i = 0; i < 120; i++) r.c1.inject(udpFrame(40000, 9999, patternPayload(8)));
     expect(r.take(r.c1)).toHaveLength(100);
     expect(r.gw.stats).toMatchObject({ icmp_errors_sent: 201, errors_rate_limited: 51 + 2 + 20 });
@@ -703,7 +698,7 @@ describe('GatewayPort: what it drops', () => {
     r.c1.inject(arpFrame({ op: ARP_REQUEST, senderMac: GW_MAC, senderIp: GW, targetIp: IP_B, ethSrc: GW_MAC }));
     r.c1.inject(udpFrame(53, 40000, Buffer.alloc(8), { srcMac: GW_MAC, src: DNS, dst: IP_B, dstMac: MAC_B }));
     expect(r.c1.counters[DROP_SPOOFED]).toBe(2);
-    expect(r.sw.fdb.lookup(GW_MAC, r.clock.now)).toBe(r.gw);
+    expect(r.sw.fdb.lookup(GW_MAC, r.clock.now())).toBe(r.gw);
     expect(r.take(r.c2)).toEqual([]);
     expect(r.take(r.c3)).toEqual([]);
     expect(r.gw.stats.arp_requests).toBe(0);
@@ -935,7 +930,6 @@ describe('GatewayPort: sending to containers (sendIpv4)', () => {
   }
 
   it('resolves an unknown neighbour with ARP, queues the frames and delivers them on the reply', () => {
-    vi.useFakeTimers();
     const r = rig();
     r.gw.sendIpv4(IP_B, outgoing(1), outgoing(1).length);
     r.gw.sendIpv4(IP_B, outgoing(2), outgoing(2).length);
@@ -943,7 +937,7 @@ describe('GatewayPort: sending to containers (sendIpv4)', () => {
     expect(arpRequestsIn(r.take(r.c1))).toEqual([IP_B]);
     expect(arpRequestsIn(r.take(r.c2))).toEqual([IP_B]);
     expect(arpRequestsIn(r.take(r.c3))).toEqual([IP_B]);
-    vi.advanceTimersByTime(1000);
+    r.clock.advance(1000);
     expect(arpRequestsIn(r.take(r.c2))).toEqual([IP_B]);
     r.drainAll();
     // c2 answers.
@@ -958,7 +952,7 @@ describe('GatewayPort: sending to containers (sendIpv4)', () => {
     expect(r.take(r.c3)).toEqual([]);
     expect(r.gw.stats).toMatchObject({ neighbours_resolved: 1, neighbour_failures: 0 });
     // No more ARP requests after it resolved.
-    vi.advanceTimersByTime(5000);
+    r.clock.advance(5000);
     expect(r.take(r.c2)).toEqual([]);
     // Known now: sent at once.
     r.gw.sendIpv4(IP_B, outgoing(3), outgoing(3).length);
@@ -969,21 +963,20 @@ describe('GatewayPort: sending to containers (sendIpv4)', () => {
   });
 
   it('tries ARP three times a second apart, then drops and counts the queued frames', () => {
-    vi.useFakeTimers();
     const r = rig();
     for (let i = 0; i < 20; i++) r.gw.sendIpv4(IP_C, outgoing(i, IP_C), outgoing(i, IP_C).length);
     expect(r.gw.stats.neighbour_failures).toBe(4); // 16 wait
     expect(arpRequestsIn(r.take(r.c3))).toEqual([IP_C]);
-    vi.advanceTimersByTime(999);
+    r.clock.advance(999);
     expect(r.take(r.c3)).toEqual([]);
-    vi.advanceTimersByTime(1);
+    r.clock.advance(1);
     expect(arpRequestsIn(r.take(r.c3))).toEqual([IP_C]);
-    vi.advanceTimersByTime(1000);
+    r.clock.advance(1000);
     expect(arpRequestsIn(r.take(r.c3))).toEqual([IP_C]);
-    vi.advanceTimersByTime(1000);
+    r.clock.advance(1000);
     expect(r.take(r.c3)).toEqual([]);
     expect(r.gw.stats.neighbour_failures).toBe(20);
-    vi.advanceTimersByTime(10_000);
+    r.clock.advance(10_000);
     expect(r.take(r.c3)).toEqual([]);
     // A late reply delivers nothing (they were dropped), but teaches the MAC.
     r.c3.inject(arpFrame({ op: ARP_REPLY, senderMac: MAC_C, senderIp: IP_C, targetMac: GW_MAC, targetIp: GW, ethDst: GW_MAC }));
@@ -992,7 +985,6 @@ describe('GatewayPort: sending to containers (sendIpv4)', () => {
   });
 
   it('a neighbour learned from any IPv4 frame resolves what waits for it', () => {
-    vi.useFakeTimers();
     const r = rig();
     r.gw.sendIpv4(IP_A, outgoing(7, IP_A), outgoing(7, IP_A).length);
     r.drainAll();
@@ -1004,14 +996,13 @@ describe('GatewayPort: sending to containers (sendIpv4)', () => {
   });
 
   it('close() stops the ARP retries', () => {
-    vi.useFakeTimers();
     const r = rig();
     r.gw.sendIpv4(IP_B, outgoing(1), outgoing(1).length);
     r.drainAll();
     r.gw.close();
-    vi.advanceTimersByTime(5000);
+    r.clock.advance(5000);
     expect(r.take(r.c2)).toEqual([]);
-    expect(vi.getTimerCount()).toBe(0);
+    expect(r.clock.pending).toBe(0);
   });
 });
 
@@ -1043,9 +1034,9 @@ describe('GatewayPort: announce()', () => {
   });
 
   it('announces one address when gateway and DNS are the same', () => {
-    const sw = new Switch({ clock: () => 0 });
+    const sw = new Switch({ clock: new VirtualClock() });
     const c = new MemoryPort({ name: 'c' }).plug(sw);
-    const gw = new GatewayPort({ name: 'gw', ip: GW, dnsIp: GW, subnet: ip('10.0.2.0'), prefix: 24, mtu: 1500, dhcp: null, dns: null, log: pino({ level: 'silent' }), clock: () => 0 }).plug(sw);
+    const gw = new GatewayPort({ name: 'gw', ip: GW, dnsIp: GW, subnet: ip('10.0.2.0'), prefix: 24, mtu: 1500, dhcp: null, dns: null, log: pino({ level: 'silent' }), clock: new VirtualClock() }).plug(sw);
     gw.announce(c);
     expect(c.received).toHaveLength(1);
     expect(frameDstMac(c.received[0].frame)).toBe(BROADCAST_MAC);
