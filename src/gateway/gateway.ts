@@ -20,9 +20,12 @@
  *   IPv6   dropped and counted; no router advertisements
  *
  * Frames come in through the Port interface (the switch "transmits" to the gateway), are
- * handled synchronously, and answers go back through switch.input(); the switch defers such
- * re-entrant frames until the one being delivered is done. Errors it emits are rate limited
- * (100 per second, like a host's icmp_ratelimit) so a flood cannot make it a reflector.
+ * handled synchronously, and answers go back through switch.input(). An answer made while the
+ * switch is forwarding (an ARP reply, the NAT's ACK) is copied once into the switch's egress
+ * queue and leaves at its drain point, after the batch; one made from a timer or a host socket
+ * is forwarded at once, from the gateway's (or the NAT's) own buffer, without a copy. Errors it
+ * emits are rate limited (100 per second, like a host's icmp_ratelimit) so a flood cannot make
+ * it a reflector.
  */
 import type { Logger } from 'pino';
 import { LRUCache } from 'lru-cache';
@@ -194,6 +197,8 @@ export class GatewayPort extends Port implements FragmentSink {
   /** Where IPv4 the gateway does not answer itself goes: the NAT. */
   router: IpRouter | null = null;
   private inDv: DataView<ArrayBufferLike> = new DataView(new ArrayBuffer(0));
+  private emitBuf: Uint8Array | null = null;
+  private emitDv: DataView = new DataView(new ArrayBuffer(0));
 
   constructor(options: GatewayOptions) {
     super({ name: options.name, kind: PortKind.GATEWAY, mtu: 65521, offloads: true, ...(options.random ? { random: options.random } : {}) });
@@ -593,12 +598,21 @@ export class GatewayPort extends Port implements FragmentSink {
     if (!sw) return;
     const f = this.frame;
     f.buf = buf as Buffer;
-    f.dv = buf === this.out ? this.outDv : buf === this.big ? this.bigDv : new DataView(buf.buffer, buf.byteOffset, buf.byteLength);
+    f.dv = buf === this.out ? this.outDv : buf === this.big ? this.bigDv : this.viewOf(buf);
     f.off = off;
     f.len = len;
     f.vnetOff = -1;
     f.vnet.clear();
     sw.input(this, f);
+  }
+
+  /** A DataView of a caller's buffer, kept while the same buffer comes back (one per buffer, not per frame). */
+  private viewOf(buf: Uint8Array): DataView {
+    if (buf !== this.emitBuf) {
+      this.emitBuf = buf;
+      this.emitDv = new DataView(buf.buffer, buf.byteOffset, buf.byteLength);
+    }
+    return this.emitDv;
   }
 
   /**
@@ -625,16 +639,16 @@ export class GatewayPort extends Port implements FragmentSink {
   }
 
   /**
-   * Sends an IPv4 frame (Ethernet header first; its destination MAC is filled in here) to `ip`
-   * on the subnet: at once if its MAC is known, else after ARP resolves it. Up to 16 frames wait
-   * per address; ARP is tried 3 times a second apart, then they are dropped and counted.
+   * Sends an IPv4 frame (Ethernet header first; its destination MAC is written into it here —
+   * the frame is the caller's scratch, lent for the call) to `ip` on the subnet: at once if its
+   * MAC is known, else, copied, after ARP resolves it. Up to 16 frames wait per address; ARP is
+   * tried 3 times a second apart, then they are dropped and counted.
    */
   sendIpv4(ip: number, frame: Uint8Array, len: number): void {
     const mac = this.neighbourMac(ip);
     if (mac >= 0) {
-      const copy = Buffer.from(frame.subarray(0, len));
-      writeEthernetHeaderDst(copy, mac);
-      this.emit(copy, 0, len);
+      writeEthernetHeaderDst(frame, mac);
+      this.emit(frame, 0, len);
       return;
     }
     let p = this.pending.get(ip);
@@ -672,8 +686,15 @@ export class GatewayPort extends Port implements FragmentSink {
   }
 }
 
-function writeEthernetHeaderDst(frame: Buffer, mac: number): void {
-  frame.writeUIntBE(mac, 0, 6);
+function writeEthernetHeaderDst(frame: Uint8Array, mac: number): void {
+  const hi = Math.floor(mac / 0x1_0000_0000);
+  const lo = mac >>> 0;
+  frame[0] = hi >>> 8;
+  frame[1] = hi & 255;
+  frame[2] = lo >>> 24;
+  frame[3] = (lo >>> 16) & 255;
+  frame[4] = (lo >>> 8) & 255;
+  frame[5] = lo & 255;
 }
 
 /** Reads the destination MAC of a frame (for tests and tools). */
