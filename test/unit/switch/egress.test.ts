@@ -84,7 +84,7 @@ class BatchPort extends Port {
  * the last one.
  */
 class Responder extends Port {
-  private readonly scratch = Buffer.alloc(65536);
+  private readonly replyBuf = Buffer.alloc(65536);
   private readonly frame = new Frame();
   constructor(
     private readonly sw: Switch,
@@ -98,10 +98,10 @@ class Responder extends Port {
     const seq = seqOf(buf, off + 14);
     for (let k = 0; k < this.replies; k++) {
       const reply = testFrame(MAC_A, MAC_R, seq * this.replies + k, this.replyLength);
-      this.scratch.set(reply, 0);
+      this.replyBuf.set(reply, 0);
       const f = this.frame;
-      f.buf = this.scratch;
-      f.dv = dvOf(this.scratch);
+      f.buf = this.replyBuf;
+      f.dv = dvOf(this.replyBuf);
       f.off = 0;
       f.len = reply.length;
       f.vnetOff = -1;
