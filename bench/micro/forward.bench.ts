@@ -6,6 +6,7 @@
  */
 import { Frame } from '../../src/link/frame.js';
 import { Port } from '../../src/link/port.js';
+import { VirtualClock } from '../../src/platform/clock.js';
 import { Switch } from '../../src/switch/switch.js';
 import { VNET_F_NEEDS_CSUM } from '../../src/packet/virtio-net.js';
 import { consume, runSuite, writeTcpFrame } from './common.js';
@@ -25,7 +26,7 @@ class NullPort extends Port {
 
 const A = 0x020000000001;
 const B = 0x020000000002;
-const sw = new Switch({ clock: () => 0 });
+const sw = new Switch({ clock: new VirtualClock() });
 const pa = new NullPort({ name: 'a', offloads: true });
 const pb = new NullPort({ name: 'b', offloads: true });
 const pc = new NullPort({ name: 'c', offloads: true });

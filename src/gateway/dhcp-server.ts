@@ -32,6 +32,7 @@ import { BROADCAST_MAC } from '../packet/mac.js';
 import { prefixToMask } from '../packet/ip-address.js';
 import { ParseStatus } from '../packet/status.js';
 import { HOLD_ATTACHMENT, HOLD_LEASE, type AddressPool, type Holding } from './address-pool.js';
+import { systemClock, type Clock } from '../platform/clock.js';
 
 export const DEFAULT_LEASE_TIME_SEC = 3600;
 /** How long an offered address is kept for the client that was offered it. */
@@ -82,8 +83,8 @@ export class DhcpServer {
   constructor(
     public config: DhcpServerConfig,
     private readonly pool: AddressPool,
-    /** Wall clock, epoch ms: leases outlive the process. */
-    private readonly now: () => number = Date.now,
+    /** Its wall time (epoch ms) dates leases, which outlive the process. Default the system clock. */
+    private readonly clock: Clock = systemClock,
   ) {}
 
   /**
@@ -135,7 +136,7 @@ export class DhcpServer {
   }
 
   private discover(m: DhcpMessage, out: Uint8Array): number {
-    const now = this.now();
+    const now = this.clock.wallTime();
     const ip = this.choose(m, now);
     if (ip < 0) {
       this.stats.ignored++; // the range is full: stay silent, as RFC 2131 allows
@@ -153,7 +154,7 @@ export class DhcpServer {
   }
 
   private request(m: DhcpMessage, out: Uint8Array): number {
-    const now = this.now();
+    const now = this.clock.wallTime();
     const mine = this.pool.holdingOf(m.chaddr);
     if (m.serverId >= 0) {
       // SELECTING: the client answers an offer — ours or another server's.
@@ -214,7 +215,7 @@ export class DhcpServer {
     // Only the address this client was given: another client's lease (or a free address) is not its to decline.
     if (!mine || mine.ip !== m.requestedIp) return;
     if (mine.kind === HOLD_ATTACHMENT) return; // an attachment's address is the user's call
-    this.pool.decline(m.requestedIp, this.now() + DECLINE_HOLD_MS);
+    this.pool.decline(m.requestedIp, this.clock.wallTime() + DECLINE_HOLD_MS);
     this.onLeasesChanged?.();
   }
 

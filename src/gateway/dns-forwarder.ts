@@ -40,10 +40,10 @@
  * Nothing is logged per query; `stats` counts. An upstream that fails is logged at most once a
  * minute per upstream.
  */
-import { randomFillSync } from 'node:crypto';
-import dgram from 'node:dgram';
-import { performance } from 'node:perf_hooks';
 import type { Logger } from 'pino';
+import { systemClock, type Clock, type Timer } from '../platform/clock.js';
+import { systemHostStack, type HostDatagramSocket, type HostStack } from '../platform/host-stack.js';
+import { systemRandom, type Random } from '../platform/random.js';
 import { formatUpstream, sameUpstreams, type Upstream } from './upstream.js';
 import { InvalidArgumentError } from '../errors.js';
 import { buildServfail, DNS_FLAG_QR, DNS_HLEN, sameQuestion, validateQuery } from '../packet/dns.js';
@@ -59,6 +59,12 @@ export interface DnsForwarderOptions {
   /** Queries in flight at most; beyond: immediate SERVFAIL. Default 4096, at most 32768. */
   maxInFlight?: number;
   log: Logger;
+  /** Deadlines, the one timer, log rate limits. Default the system clock. */
+  clock?: Clock;
+  /** Transaction IDs. Default the system's cryptographic source. */
+  random?: Random;
+  /** Where the upstream sockets come from (`createDatagramSocket`). Default the host's own sockets. */
+  host?: HostStack;
 }
 
 export interface DnsForwarderStats {
@@ -103,7 +109,7 @@ interface Registration {
 
 /** The socket to one upstream and the queries in flight on it. */
 class UpstreamLink {
-  socket: dgram.Socket | null = null;
+  socket: HostDatagramSocket | null = null;
   connected = false;
   /** Sends made while the socket was connecting. */
   readonly queued: Buffer[] = [];
@@ -111,7 +117,7 @@ class UpstreamLink {
   readonly inflight = new Map<number, PendingQuery>();
   /** No longer listed: closes when inflight is empty. */
   retired = false;
-  /** When it last failed hard (ECONNREFUSED, bind or connect error); performance.now() time. */
+  /** When it last failed hard (ECONNREFUSED, bind or connect error); clock time. */
   hardFailedAt = -Infinity;
   loggedAt = -Infinity;
   failuresSinceLog = 0;
@@ -188,11 +194,12 @@ export class DnsForwarder {
   private readonly byDeadline = new Set<PendingQuery>();
   /** In flight with a try deadline before the overall one, by last send = by try deadline. */
   private readonly byTryDeadline = new Set<PendingQuery>();
-  private timer: NodeJS.Timeout | null = null;
+  private timer: Timer | null = null;
   private timerAt = Infinity;
   private readonly socketsClosing = new Set<Promise<void>>();
-  private readonly random = new Uint16Array(1024);
-  private randomPos = this.random.length;
+  private readonly clock: Clock;
+  private readonly random: Random;
+  private readonly host: HostStack;
   /** Inside query(): a reply must then wait for a microtask, never be called synchronously. */
   private inQuery = false;
   private closed = false;
@@ -212,6 +219,9 @@ export class DnsForwarder {
     this.tryTimeoutMs = Math.min(tryTimeoutMs, timeoutMs);
     this.maxInFlight = maxInFlight;
     this.log = options.log;
+    this.clock = options.clock ?? systemClock;
+    this.random = options.random ?? systemRandom;
+    this.host = options.host ?? systemHostStack;
   }
 
   /** Upstream sockets open now (diagnostics, tests). */
@@ -247,7 +257,7 @@ export class DnsForwarder {
     const set = this.currentSet();
     if (set.members.length === 0) {
       this.stats.noUpstream++;
-      const now = performance.now();
+      const now = this.clock.now();
       if (now - this.noUpstreamLoggedAt >= FAILURE_LOG_INTERVAL_MS) {
         this.noUpstreamLoggedAt = now;
         this.log.warn({ queries: this.stats.noUpstream }, 'DNS query answered SERVFAIL: no upstream resolver (give --dns-upstream, or fix the host resolv.conf; logged at most once a minute)');
@@ -255,7 +265,7 @@ export class DnsForwarder {
       this.servfailLater(payload, reply);
       return true;
     }
-    const now = performance.now();
+    const now = this.clock.now();
     const q = new PendingQuery(payload, dv.getUint16(0), reply, now, now + this.timeoutMs, set);
     this.byDeadline.add(q);
     this.stats.inFlight++;
@@ -374,11 +384,7 @@ export class DnsForwarder {
 
   private freshId(link: UpstreamLink): number {
     for (;;) {
-      if (this.randomPos === this.random.length) {
-        randomFillSync(this.random);
-        this.randomPos = 0;
-      }
-      const id = this.random[this.randomPos++];
+      const id = this.random.uint32() >>> 16;
       if (!link.inflight.has(id)) return id;
     }
   }
@@ -444,7 +450,7 @@ export class DnsForwarder {
   private readonly onTimer = (): void => {
     this.timer = null;
     this.timerAt = Infinity;
-    const now = performance.now();
+    const now = this.clock.now();
     // Deleting the visited entry while iterating a Set is safe; a query moved to the end of
     // byTryDeadline has a deadline after `now`, so the loop stops before it.
     for (const q of this.byDeadline) {
@@ -477,14 +483,13 @@ export class DnsForwarder {
       return;
     }
     if (this.timer !== null && this.timerAt <= next) return;
-    if (this.timer !== null) clearTimeout(this.timer);
+    this.clock.clear(this.timer);
     this.timerAt = next;
-    this.timer = setTimeout(this.onTimer, Math.max(1, Math.ceil(next - now)));
-    this.timer.unref();
+    this.timer = this.clock.setTimeout(this.onTimer, Math.max(1, Math.ceil(next - now)));
   }
 
   private stopTimer(): void {
-    if (this.timer !== null) clearTimeout(this.timer);
+    this.clock.clear(this.timer);
     this.timer = null;
     this.timerAt = Infinity;
   }
@@ -505,9 +510,9 @@ export class DnsForwarder {
     }
   }
 
-  private openSocket(link: UpstreamLink): dgram.Socket {
+  private openSocket(link: UpstreamLink): HostDatagramSocket {
     const { address, port, family } = link.upstream;
-    const socket = dgram.createSocket({ type: family === 6 ? 'udp6' : 'udp4' });
+    const socket = this.host.createDatagramSocket({ type: family === 6 ? 'udp6' : 'udp4' });
     link.socket = socket;
     link.connected = false;
     socket.unref();
@@ -528,7 +533,7 @@ export class DnsForwarder {
     return socket;
   }
 
-  private onSocketError(link: UpstreamLink, socket: dgram.Socket, err: NodeJS.ErrnoException): void {
+  private onSocketError(link: UpstreamLink, socket: HostDatagramSocket, err: NodeJS.ErrnoException): void {
     if (link.socket !== socket) return;
     if (!link.connected) {
       // Bind or connect failed (no IPv6, no route...): this socket is useless; the next try on
@@ -539,7 +544,7 @@ export class DnsForwarder {
     }
     // Otherwise ECONNREFUSED (ICMP port unreachable, from a receive or a send) or another send
     // error (no route...); the socket stays usable.
-    this.upstreamFailed(link, err.code ?? err.message, true, performance.now());
+    this.upstreamFailed(link, err.code ?? err.message, true, this.clock.now());
   }
 
   /**
@@ -576,7 +581,7 @@ export class DnsForwarder {
     if (socket) this.closeSocket(socket);
   }
 
-  private closeSocket(socket: dgram.Socket): void {
+  private closeSocket(socket: HostDatagramSocket): void {
     const closing = new Promise<void>((resolve) => {
       try {
         socket.close(resolve);
@@ -589,7 +594,7 @@ export class DnsForwarder {
   }
 
   private internalError(err: unknown, what: string): void {
-    const now = performance.now();
+    const now = this.clock.now();
     if (now - this.internalErrorLoggedAt < INTERNAL_ERROR_LOG_INTERVAL_MS) return;
     this.internalErrorLoggedAt = now;
     this.log.error({ err }, `${what} (further errors logged at most every 10 s)`);

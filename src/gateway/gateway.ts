@@ -20,9 +20,12 @@
  *   IPv6   dropped and counted; no router advertisements
  *
  * Frames come in through the Port interface (the switch "transmits" to the gateway), are
- * handled synchronously, and answers go back through switch.input(); the switch defers such
- * re-entrant frames until the one being delivered is done. Errors it emits are rate limited
- * (100 per second, like a host's icmp_ratelimit) so a flood cannot make it a reflector.
+ * handled synchronously, and answers go back through switch.input(). An answer made while the
+ * switch is forwarding (an ARP reply, the NAT's ACK) is copied once into the switch's egress
+ * queue and leaves at its drain point, after the batch; one made from a timer or a host socket
+ * is forwarded at once, from the gateway's (or the NAT's) own buffer, without a copy. Errors it
+ * emits are rate limited (100 per second, like a host's icmp_ratelimit) so a flood cannot make
+ * it a reflector.
  */
 import type { Logger } from 'pino';
 import { LRUCache } from 'lru-cache';
@@ -52,6 +55,8 @@ import { VNET_HDR_LEN, VnetHeader } from '../packet/virtio-net.js';
 import { DNS_PORT } from '../packet/dns.js';
 import type { DhcpServer } from './dhcp-server.js';
 import type { DnsForwarder } from './dns-forwarder.js';
+import { systemClock, type Clock, type Timer } from '../platform/clock.js';
+import type { Random } from '../platform/random.js';
 
 
 const LIMITED_BROADCAST = 0xffffffff;
@@ -95,8 +100,10 @@ export interface GatewayOptions {
   dhcp: DhcpServer | null;
   dns: DnsForwarder | null;
   log: Logger;
-  /** Monotonic ms (tests inject one). */
-  clock?: () => number;
+  /** Neighbour ages, the error rate limit and ARP retry timers. Default the system clock. */
+  clock?: Clock;
+  /** The port's loss draws (`lossRate`). Default the system's source. */
+  random?: Random;
 }
 
 export interface GatewayStats {
@@ -131,7 +138,7 @@ class NeighbourEntry {
 class PendingResolution {
   frames: Buffer[] = [];
   tries = 0;
-  timer: NodeJS.Timeout | null = null;
+  timer: Timer | null = null;
 }
 
 export class GatewayPort extends Port implements FragmentSink {
@@ -163,7 +170,7 @@ export class GatewayPort extends Port implements FragmentSink {
   dns: DnsForwarder | null;
   private sw: Switch | null = null;
   private readonly options: GatewayOptions;
-  private readonly clock: () => number;
+  private readonly clock: Clock;
   private readonly mask: number;
   private readonly neighbours = new LRUCache<number, NeighbourEntry>({ max: NEIGHBOUR_MAX });
   private readonly pending = new Map<number, PendingResolution>();
@@ -190,16 +197,18 @@ export class GatewayPort extends Port implements FragmentSink {
   /** Where IPv4 the gateway does not answer itself goes: the NAT. */
   router: IpRouter | null = null;
   private inDv: DataView<ArrayBufferLike> = new DataView(new ArrayBuffer(0));
+  private emitBuf: Uint8Array | null = null;
+  private emitDv: DataView = new DataView(new ArrayBuffer(0));
 
   constructor(options: GatewayOptions) {
-    super({ name: options.name, kind: PortKind.GATEWAY, mtu: 65521, offloads: true });
+    super({ name: options.name, kind: PortKind.GATEWAY, mtu: 65521, offloads: true, ...(options.random ? { random: options.random } : {}) });
     this.options = options;
     this.mac = gatewayMac(options.ip);
     this.ip = options.ip >>> 0;
     this.dnsIp = options.dnsIp >>> 0;
     this.dhcp = options.dhcp;
     this.dns = options.dns;
-    this.clock = options.clock ?? (() => performance.now());
+    this.clock = options.clock ?? systemClock;
     this.mask = options.prefix === 0 ? 0 : (0xffffffff << (32 - options.prefix)) >>> 0;
   }
 
@@ -213,7 +222,7 @@ export class GatewayPort extends Port implements FragmentSink {
 
   close(): void {
     this.closed = true;
-    for (const p of this.pending.values()) if (p.timer) clearTimeout(p.timer);
+    for (const p of this.pending.values()) this.clock.clear(p.timer);
     this.pending.clear();
     if (this.sw) {
       this.sw.fdb.removeStatic(this.mac);
@@ -224,7 +233,7 @@ export class GatewayPort extends Port implements FragmentSink {
 
   /** The neighbour table: container address → MAC (for listings); stale entries are left out. */
   neighbourTable(): Array<{ ip: number; mac: number; age: number }> {
-    const now = this.clock();
+    const now = this.clock.now();
     return [...this.neighbours.entries()].filter(([, e]) => now - e.updatedAt < NEIGHBOUR_TTL_MS).map(([ip, e]) => ({ ip, mac: e.mac, age: now - e.updatedAt }));
   }
 
@@ -232,7 +241,7 @@ export class GatewayPort extends Port implements FragmentSink {
   neighbourMac(ip: number): number {
     const e = this.neighbours.get(ip);
     if (!e) return -1;
-    if (this.clock() - e.updatedAt >= NEIGHBOUR_TTL_MS) {
+    if (this.clock.now() - e.updatedAt >= NEIGHBOUR_TTL_MS) {
       this.neighbours.delete(ip);
       return -1;
     }
@@ -311,7 +320,7 @@ export class GatewayPort extends Port implements FragmentSink {
 
   private learn(ip: number, mac: number): void {
     if (ip === 0 || !this.inSubnet(ip) || this.isOwn(ip) || (Math.floor(mac / 2 ** 40) & 1) === 1) return;
-    const now = this.clock();
+    const now = this.clock.now();
     const e = this.neighbours.get(ip);
     if (e) {
       e.mac = mac;
@@ -521,7 +530,7 @@ export class GatewayPort extends Port implements FragmentSink {
   }
 
   private takeToken(): boolean {
-    const now = this.clock();
+    const now = this.clock.now();
     this.tokens = Math.min(ERROR_RATE, this.tokens + ((now - this.tokensAt) * ERROR_RATE) / 1000);
     this.tokensAt = now;
     if (this.tokens < 1) {
@@ -589,12 +598,21 @@ export class GatewayPort extends Port implements FragmentSink {
     if (!sw) return;
     const f = this.frame;
     f.buf = buf as Buffer;
-    f.dv = buf === this.out ? this.outDv : buf === this.big ? this.bigDv : new DataView(buf.buffer, buf.byteOffset, buf.byteLength);
+    f.dv = buf === this.out ? this.outDv : buf === this.big ? this.bigDv : this.viewOf(buf);
     f.off = off;
     f.len = len;
     f.vnetOff = -1;
     f.vnet.clear();
     sw.input(this, f);
+  }
+
+  /** A DataView of a caller's buffer, kept while the same buffer comes back (one per buffer, not per frame). */
+  private viewOf(buf: Uint8Array): DataView {
+    if (buf !== this.emitBuf) {
+      this.emitBuf = buf;
+      this.emitDv = new DataView(buf.buffer, buf.byteOffset, buf.byteLength);
+    }
+    return this.emitDv;
   }
 
   /**
@@ -621,16 +639,16 @@ export class GatewayPort extends Port implements FragmentSink {
   }
 
   /**
-   * Sends an IPv4 frame (Ethernet header first; its destination MAC is filled in here) to `ip`
-   * on the subnet: at once if its MAC is known, else after ARP resolves it. Up to 16 frames wait
-   * per address; ARP is tried 3 times a second apart, then they are dropped and counted.
+   * Sends an IPv4 frame (Ethernet header first; its destination MAC is written into it here —
+   * the frame is the caller's scratch, lent for the call) to `ip` on the subnet: at once if its
+   * MAC is known, else, copied, after ARP resolves it. Up to 16 frames wait per address; ARP is
+   * tried 3 times a second apart, then they are dropped and counted.
    */
   sendIpv4(ip: number, frame: Uint8Array, len: number): void {
     const mac = this.neighbourMac(ip);
     if (mac >= 0) {
-      const copy = Buffer.from(frame.subarray(0, len));
-      writeEthernetHeaderDst(copy, mac);
-      this.emit(copy, 0, len);
+      writeEthernetHeaderDst(frame, mac);
+      this.emit(frame, 0, len);
       return;
     }
     let p = this.pending.get(ip);
@@ -654,12 +672,11 @@ export class GatewayPort extends Port implements FragmentSink {
     const h = writeEthernetHeader(this.outDv, 0, BROADCAST_MAC, this.mac, ETH_P_ARP);
     const n = writeArp(this.outDv, h, ARP_OP_REQUEST, this.mac, this.ip, 0, ip);
     this.emit(this.out, 0, h + n);
-    p.timer = setTimeout(() => this.arpRequest(ip, p), ARP_INTERVAL_MS);
-    p.timer.unref();
+    p.timer = this.clock.setTimeout(() => this.arpRequest(ip, p), ARP_INTERVAL_MS);
   }
 
   private flushPending(ip: number, p: PendingResolution, mac: number): void {
-    if (p.timer) clearTimeout(p.timer);
+    this.clock.clear(p.timer);
     this.pending.delete(ip);
     this.stats.neighbours_resolved++;
     for (const f of p.frames) {
@@ -669,8 +686,15 @@ export class GatewayPort extends Port implements FragmentSink {
   }
 }
 
-function writeEthernetHeaderDst(frame: Buffer, mac: number): void {
-  frame.writeUIntBE(mac, 0, 6);
+function writeEthernetHeaderDst(frame: Uint8Array, mac: number): void {
+  const hi = Math.floor(mac / 0x1_0000_0000);
+  const lo = mac >>> 0;
+  frame[0] = hi >>> 8;
+  frame[1] = hi & 255;
+  frame[2] = lo >>> 24;
+  frame[3] = (lo >>> 16) & 255;
+  frame[4] = (lo >>> 8) & 255;
+  frame[5] = lo & 255;
 }
 
 /** Reads the destination MAC of a frame (for tests and tools). */

@@ -9,6 +9,9 @@
  * prefix must be 1-25 unless --gateway, --dns and --range are all given.
  */
 import type { Logger } from 'pino';
+import { systemClock, type Clock } from '../platform/clock.js';
+import { systemHostStack, type HostStack } from '../platform/host-stack.js';
+import { systemRandom, type Random } from '../platform/random.js';
 import { ipv4ToString } from '../packet/ip-address.js';
 import { macToString } from '../packet/mac.js';
 import { Switch } from '../switch/switch.js';
@@ -72,6 +75,15 @@ export interface NetworkDeps {
   search: () => string[];
   dnsTimeoutMs?: number;
   dnsMaxInFlight?: number;
+  /**
+   * The one clock of the network's switch, gateway, DHCP server and DNS forwarder. Default the
+   * system clock (the daemon); a test gives a VirtualClock.
+   */
+  clock?: Clock;
+  /** The one source of chance (DNS IDs, loss draws). Default the system's; a test gives a SeededRandom. */
+  random?: Random;
+  /** The host side of the DNS forwarder's upstream sockets. Default the host's own sockets. */
+  host?: HostStack;
 }
 
 export class Network {
@@ -88,7 +100,10 @@ export class Network {
     deps: NetworkDeps,
   ) {
     const c = config;
-    this.sw = new Switch({ ageingTimeMs: deps.ageingTimeMs, maxEntries: deps.fdbMaxEntries, icc: c.icc });
+    const clock = deps.clock ?? systemClock;
+    const random = deps.random ?? systemRandom;
+    const host = deps.host ?? systemHostStack;
+    this.sw = new Switch({ ageingTimeMs: deps.ageingTimeMs, maxEntries: deps.fdbMaxEntries, icc: c.icc, clock });
     this.pool = new AddressPool(c.network, c.prefix, c.rangeFirst, c.rangeLast, [c.gateway, c.dns]);
     const search = (): string[] => c.dnsSearch ?? deps.search();
     const dhcpConfig: DhcpServerConfig = {
@@ -102,12 +117,15 @@ export class Network {
       mtu: c.mtu,
       leaseTimeSec: c.leaseTime,
     };
-    this.dhcp = new DhcpServer(dhcpConfig, this.pool);
+    this.dhcp = new DhcpServer(dhcpConfig, this.pool, clock);
     this.dns = c.disableDns
       ? null
       : new DnsForwarder({
           upstreams: () => c.dnsUpstream ?? deps.upstreams(),
           log: deps.log.child({ network: c.name }),
+          clock,
+          random,
+          host,
           ...(deps.dnsTimeoutMs !== undefined ? { timeoutMs: deps.dnsTimeoutMs } : {}),
           ...(deps.dnsMaxInFlight !== undefined ? { maxInFlight: deps.dnsMaxInFlight } : {}),
         });
@@ -121,6 +139,8 @@ export class Network {
       dhcp: this.dhcp,
       dns: this.dns,
       log: deps.log,
+      clock,
+      random,
     }).plug(this.sw);
     this.sw.startAgeing();
   }

@@ -8,7 +8,7 @@ import { VNET_HDR_LEN, VnetHeader, writeVnetHeader } from '../packet/virtio-net.
 import { DROP_BAD_OFFLOAD } from './counters.js';
 import { Frame } from './frame.js';
 import { Port, type PortOptions } from './port.js';
-import type { Switch } from '../switch/switch.js';
+import type { FrameSink } from './sink.js';
 
 export interface ReceivedFrame {
   /** The Ethernet frame (a copy). */
@@ -36,7 +36,7 @@ export class MemoryPort extends Port {
   onFrame: ((frame: ReceivedFrame) => void) | null = null;
   readonly received: ReceivedFrame[] = [];
   private readonly record: boolean;
-  private sw: Switch | null = null;
+  private sink: FrameSink | null = null;
   private readonly frame = new Frame();
   private readonly slab = Buffer.allocUnsafeSlow(65536 + 64);
   private readonly slabDv = new DataView(this.slab.buffer, this.slab.byteOffset, this.slab.byteLength);
@@ -46,10 +46,10 @@ export class MemoryPort extends Port {
     this.record = options.record ?? true;
   }
 
-  /** Plugs this port into `sw`. */
-  plug(sw: Switch): this {
-    sw.addPort(this);
-    this.sw = sw;
+  /** Plugs this port into `sink` (a switch, or anything implementing FrameSink). */
+  plug(sink: FrameSink): this {
+    sink.addPort(this);
+    this.sink = sink;
     return this;
   }
 
@@ -58,8 +58,8 @@ export class MemoryPort extends Port {
    * only), the frame carries that virtio-net header.
    */
   inject(frame: Uint8Array, vnet?: VnetFields): void {
-    const sw = this.sw;
-    if (sw === null) throw new Error(`memory port ${this.name} is not plugged into a switch`);
+    const sink = this.sink;
+    if (sink === null) throw new Error(`memory port ${this.name} is not plugged into a switch`);
     if (vnet && !this.offloads) throw new Error(`memory port ${this.name} has no offloads: it cannot take a virtio-net header`);
     if (frame.length + VNET_HDR_LEN > this.slab.length) throw new Error(`frame of ${frame.length} bytes is larger than a port can carry`);
     const f = this.frame;
@@ -82,8 +82,13 @@ export class MemoryPort extends Port {
       f.vnet.clear();
       this.slab.set(frame, 0);
     }
-    sw.beginBatch();
-    sw.input(this, f);
+    // One injected frame is one batch: what it causes leaves before inject() returns.
+    sink.beginBatch();
+    try {
+      sink.input(this, f);
+    } finally {
+      sink.endBatch();
+    }
   }
 
   protected writeLink(buf: Uint8Array, off: number, len: number): number {
@@ -110,7 +115,7 @@ export class MemoryPort extends Port {
   }
 
   close(): void {
-    this.sw?.removePort(this);
-    this.sw = null;
+    this.sink?.removePort(this);
+    this.sink = null;
   }
 }

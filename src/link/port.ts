@@ -1,7 +1,8 @@
 /**
  * A switch port: where frames enter the switch and where they leave it.
  *
- * Ingress: a port hands each frame it receives to `switch.input(port, frame)`.
+ * Ingress: a port hands each frame it receives to the FrameSink it is plugged into (`sink.ts`:
+ * the switch, or a recorder or test) with `sink.input(port, frame)`, inside a beginBatch/endBatch.
  * Egress: the switch calls `transmit(frame)`, and the port adapts the frame to what its link can
  * take. Ports with offloads (a TAP with IFF_VNET_HDR, or a memory port created with
  * `offloads: true`) take virtio-net headers, partial checksums and 64 KiB GSO frames as they are:
@@ -25,6 +26,7 @@ import {
   TX_FRAMES,
 } from './counters.js';
 import type { Frame } from './frame.js';
+import { systemRandom, type Random } from '../platform/random.js';
 
 export const PortKind = {
   /** A container's interface. */
@@ -63,6 +65,8 @@ export interface PortOptions {
   kind?: PortKind;
   mtu?: number;
   offloads?: boolean;
+  /** The source of the loss draws (`lossRate`). Default the system's; a test gives a SeededRandom. */
+  random?: Random;
 }
 
 export abstract class Port implements SegmentSink {
@@ -82,6 +86,7 @@ export abstract class Port implements SegmentSink {
    * testing how the TCP endpoints recover from loss (`usernet ports set NAME --tx-loss P`).
    */
   lossRate = 0;
+  private readonly random: Random;
   private scratch: Buffer | null = null;
   private scratchDv: DataView | null = null;
 
@@ -90,6 +95,7 @@ export abstract class Port implements SegmentSink {
     this.kind = options.kind ?? PortKind.CONTAINER;
     this.mtu = options.mtu ?? 1500;
     this.offloads = options.offloads ?? false;
+    this.random = options.random ?? systemRandom;
   }
 
   /**
@@ -104,7 +110,7 @@ export abstract class Port implements SegmentSink {
 
   /** Sends a frame out of this port, adapting offloads to what the link takes. */
   transmit(f: Frame): void {
-    if (this.lossRate !== 0 && Math.random() < this.lossRate) {
+    if (this.lossRate !== 0 && this.random.float() < this.lossRate) {
       this.counters[DROP_INJECTED]++;
       return;
     }

@@ -12,7 +12,7 @@ import { ParseStatus } from '../packet/status.js';
 import { DROP_BAD_OFFLOAD, DROP_INTERNAL, DROP_RUNT, RX_FRAMES } from './counters.js';
 import { Frame } from './frame.js';
 import { Port, type PortOptions } from './port.js';
-import type { Switch } from '../switch/switch.js';
+import type { FrameSink } from './sink.js';
 
 /** Room for the largest frame a TAP can hand over: 64 KiB GSO + VLAN tags + virtio-net header. */
 export const TAP_MAX_FRAME = 65536 + 64;
@@ -43,7 +43,7 @@ export class TapPort extends Port {
   private readonly meta = new Int32Array(BATCH_BUDGET * 2);
   private readonly frame = new Frame();
   private reader: ReaderHandle | null = null;
-  private sw: Switch | null = null;
+  private sink: FrameSink | null = null;
   private closed = false;
   private closing: Promise<void> = Promise.resolve();
   private readonly events: TapPortEvents;
@@ -59,31 +59,38 @@ export class TapPort extends Port {
     this.frame.dv = this.dv;
   }
 
-  /** Plugs into `sw` and starts reading. */
-  plug(sw: Switch): this {
-    sw.addPort(this);
-    this.sw = sw;
+  /** Plugs into `sink` (a switch, or anything implementing FrameSink) and starts reading. */
+  plug(sink: FrameSink): this {
+    sink.addPort(this);
+    this.sink = sink;
     this.reader = native().startReader(this.fd, this.slab, this.meta, TAP_MAX_FRAME, BATCH_BUDGET, this.onBatch, true);
     return this;
   }
 
   private readonly onBatch = (count: number, error: number): void => {
-    const sw = this.sw;
-    if (sw === null || this.closed) return;
-    sw.beginBatch();
+    const sink = this.sink;
+    if (sink === null || this.closed) return;
+    sink.beginBatch();
     const meta = this.meta;
     for (let i = 0; i < count; i++) {
       try {
-        this.receive(sw, meta[2 * i], meta[2 * i + 1]);
+        this.receive(sink, meta[2 * i], meta[2 * i + 1]);
       } catch (err) {
         this.counters[DROP_INTERNAL]++;
         this.events.onInternalError?.(this, err);
       }
     }
+    try {
+      // What the batch caused (the gateway's and NAT's answers) leaves now.
+      sink.endBatch();
+    } catch (err) {
+      this.counters[DROP_INTERNAL]++;
+      this.events.onInternalError?.(this, err);
+    }
     if (error !== 0) this.events.onFatalError?.(this, `reading ${this.ifname} failed: ${errnoName(error)}`);
   };
 
-  private receive(sw: Switch, off: number, len: number): void {
+  private receive(sink: FrameSink, off: number, len: number): void {
     const f = this.frame;
     const h = this.vnetHdrLen;
     if (h !== 0) {
@@ -105,7 +112,7 @@ export class TapPort extends Port {
       f.off = off;
       f.len = len;
     }
-    sw.input(this, f);
+    sink.input(this, f);
   }
 
   protected writeLink(buf: Uint8Array, off: number, len: number): number {
@@ -131,8 +138,8 @@ export class TapPort extends Port {
   close(): Promise<void> {
     if (this.closed) return this.closing;
     this.closed = true;
-    this.sw?.removePort(this);
-    this.sw = null;
+    this.sink?.removePort(this);
+    this.sink = null;
     const reader = this.reader;
     this.reader = null;
     this.closing = new Promise<void>((resolve) => {

@@ -17,7 +17,9 @@
  *                       egress.transmit(frame)   (offload adaptation happens there)
  *
  * Every EtherType (IPv4, IPv6, ARP, anything) is switched the same way. Time comes from an
- * injectable clock read once per batch (`beginBatch()`), so tests can walk through ageing.
+ * injected Clock (platform/clock.ts) read once per batch (`beginBatch()`), so tests walk through
+ * ageing on a VirtualClock. Ports reach the switch only through the FrameSink interface
+ * (link/sink.ts), which it implements.
  */
 import { ETH_HLEN } from '../packet/ethernet.js';
 import { readMac } from '../packet/mac.js';
@@ -37,7 +39,10 @@ import {
 } from '../link/counters.js';
 import { Frame } from '../link/frame.js';
 import { DIRECTION_RX, PortKind, type Port } from '../link/port.js';
+import type { FrameSink } from '../link/sink.js';
+import { systemClock, type Clock, type Timer } from '../platform/clock.js';
 import { Fdb, LEARN_SPOOFED, type FdbOptions } from './fdb.js';
+import { EgressQueue, EGRESS_DEFAULT_MAX_BYTES, type EgressQueueOptions } from './egress-queue.js';
 
 /** Slack for one 802.1Q tag on top of MTU + Ethernet header, as the Linux bridge allows. */
 const VLAN_SLACK = 4;
@@ -45,27 +50,42 @@ const VLAN_SLACK = 4;
 export interface SwitchOptions extends FdbOptions {
   /** Inter-container communication (Docker's --icc). Default true. */
   icc?: boolean;
-  /** Monotonic milliseconds. Default performance.now. */
-  clock?: () => number;
+  /** Time for learning, ageing and its sweep timer. Default the system clock. */
+  clock?: Clock;
+  /** The egress queue's slab size and memory bound (egress-queue.ts). */
+  egress?: EgressQueueOptions;
+  /**
+   * Inside a batch, once this many bytes of answers wait, they leave before the next frame is
+   * forwarded instead of at the end of the batch: a long batch cannot fill the queue. Default
+   * an eighth of the queue's bound (1 MiB).
+   */
+  egressDrainBytes?: number;
 }
 
-export class Switch {
+export class Switch implements FrameSink {
   readonly fdb: Fdb;
   icc: boolean;
   /** Plugged ports, dense, in plug order (the flood list). */
   ports: Port[] = [];
-  private readonly clock: () => number;
+  private readonly clock: Clock;
   private now = 0;
   private nextPortId = 1;
-  private sweepTimer: NodeJS.Timeout | null = null;
+  private sweepTimer: Timer | null = null;
   private depth = 0;
-  private readonly deferred: DeferredFrame[] = [];
+  private inBatch = false;
+  /** Frames sent into the switch while it was forwarding: they leave at the drain point. */
+  readonly egress: EgressQueue;
+  private readonly egressDrainBytes: number;
+  /** The frame object entries of the egress queue are lent through. */
+  private readonly queued = new Frame();
 
   constructor(options: SwitchOptions = {}) {
     this.fdb = new Fdb(options);
     this.icc = options.icc ?? true;
-    this.clock = options.clock ?? (() => performance.now());
-    this.now = this.clock();
+    this.clock = options.clock ?? systemClock;
+    this.now = this.clock.now();
+    this.egress = new EgressQueue(options.egress);
+    this.egressDrainBytes = options.egressDrainBytes ?? (options.egress?.maxBytes ?? EGRESS_DEFAULT_MAX_BYTES) / 8;
   }
 
   /** Plugs a port in; its name must be unique on this switch. */
@@ -81,6 +101,7 @@ export class Switch {
     if (!this.ports.includes(port)) return;
     this.ports = this.ports.filter((p) => p !== port);
     this.fdb.flushPort(port);
+    this.egress.forgetPort(port);
     port.id = -1;
   }
 
@@ -90,7 +111,14 @@ export class Switch {
 
   /** Reads the clock once for the frames that follow (one batch read from a port). */
   beginBatch(): void {
-    this.now = this.clock();
+    this.now = this.clock.now();
+    this.inBatch = true;
+  }
+
+  /** The batch is over: what it made ports send leaves now (the drain point). */
+  endBatch(): void {
+    this.inBatch = false;
+    this.drain();
   }
 
   /** The clock time of the current batch. */
@@ -98,37 +126,57 @@ export class Switch {
     return this.now;
   }
 
-  /** Starts the periodic sweep of aged-out MAC entries (unref'd: it never keeps Node alive). */
+  /** Starts the periodic sweep of aged-out MAC entries (a clock timer: it never keeps Node alive). */
   startAgeing(intervalMs = Math.min(1000, Math.max(100, this.fdb.ageingTimeMs / 4))): void {
     if (this.sweepTimer) return;
-    this.sweepTimer = setInterval(() => this.fdb.sweep(this.clock()), intervalMs);
-    this.sweepTimer.unref();
+    this.sweepTimer = this.clock.setInterval(() => this.fdb.sweep(this.clock.now()), intervalMs);
   }
 
   stopAgeing(): void {
-    if (this.sweepTimer) clearInterval(this.sweepTimer);
+    this.clock.clear(this.sweepTimer);
     this.sweepTimer = null;
   }
 
   /**
    * The forwarding decision for one frame received on `ingress`. The frame is lent.
    *
-   * Re-entrant calls — a port that answers a frame while the switch is still delivering it, as
-   * the gateway does with ARP and DHCP — are not forwarded inside the outer call: the frame is
-   * copied and forwarded right after it, so every delivery sees the switch in a settled state and
-   * frames keep their order.
+   * A frame sent while the switch is forwarding — a port answering the frame being delivered to
+   * it, as the gateway does with ARP, DHCP, ping and (through the NAT) TCP — is not forwarded
+   * inside that delivery: it is copied into the egress queue and leaves at the drain point, after
+   * the batch (`endBatch()`), or right after this frame when no batch is open (a frame from a
+   * timer or a host socket). So deliveries never nest, every delivery sees the switch settled,
+   * and frames keep the order they were sent in. A frame sent when the switch is idle is forwarded
+   * at once, without a copy.
    */
   input(ingress: Port, f: Frame): void {
     if (this.depth !== 0) {
-      this.deferred.push(new DeferredFrame(ingress, f));
+      this.egress.push(ingress, f);
       return;
     }
+    // A long batch whose answers pile up sends them before going on, so the queue stays small.
+    if (this.egress.bytesInUse >= this.egressDrainBytes) this.drain();
     this.depth = 1;
     try {
       this.forward(ingress, f);
-      while (this.deferred.length !== 0) {
-        const d = this.deferred.shift() as DeferredFrame;
-        if (d.port.id !== -1) this.forward(d.port, d.frame);
+    } finally {
+      this.depth = 0;
+    }
+    if (!this.inBatch) this.drain();
+  }
+
+  /**
+   * The drain point: forwards every frame waiting in the egress queue, oldest first, including
+   * those sent while it runs (ports answering them), until the queue is empty. This is where the
+   * frames the gateway and the NAT produced leave; a later delay or trace stage hooks in here.
+   * A no-op while the switch is forwarding (the outer call drains).
+   */
+  drain(): void {
+    if (this.depth !== 0 || this.egress.length === 0) return;
+    this.depth = 1;
+    try {
+      const f = this.queued;
+      for (let port = this.egress.next(f); port !== null; port = this.egress.next(f)) {
+        if (port.id !== -1) this.forward(port, f);
       }
     } finally {
       this.depth = 0;
@@ -201,25 +249,6 @@ export class Switch {
       else if (fitsMtu(f, p)) p.transmit(f);
       else p.counters[DROP_MTU]++;
     }
-  }
-}
-
-/** A frame sent into the switch while it was busy: a private copy, forwarded after the current one. */
-class DeferredFrame {
-  readonly frame = new Frame();
-  constructor(
-    readonly port: Port,
-    f: Frame,
-  ) {
-    const start = f.vnetOff >= 0 ? f.vnetOff : f.off;
-    const copy = Buffer.from(f.buf.subarray(start, f.off + f.len));
-    const fr = this.frame;
-    fr.buf = copy;
-    fr.dv = new DataView(copy.buffer, copy.byteOffset, copy.length);
-    fr.vnetOff = f.vnetOff >= 0 ? 0 : -1;
-    fr.off = f.off - start;
-    fr.len = f.len;
-    if (fr.vnetOff >= 0) fr.vnet.read(fr.dv, 0, fr.len);
   }
 }
 

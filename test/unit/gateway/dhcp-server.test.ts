@@ -1,6 +1,7 @@
 import { describe, it, expect } from 'vitest';
 import { AddressPool, HOLD_ATTACHMENT, HOLD_LEASE } from '../../../src/gateway/address-pool.js';
 import { DhcpServer, type DhcpServerConfig } from '../../../src/gateway/dhcp-server.js';
+import { VirtualClock } from '../../../src/platform/clock.js';
 import {
   BOOTREPLY,
   DHCPACK,
@@ -44,7 +45,8 @@ const LEASE_SEC = 3600;
 interface Rig {
   server: DhcpServer;
   pool: AddressPool;
-  clock: { now: number };
+  /** The server's clock; its wall time starts at START. */
+  clock: VirtualClock;
   changes: { count: number };
   /** Sends a client message; returns the parsed reply or null when the server stayed silent. */
   send(f: Partial<DhcpRequestFields> & { messageType: number; chaddr: number }): DhcpMessage | null;
@@ -53,7 +55,7 @@ interface Rig {
 }
 
 function rig(options: { first?: string; last?: string; config?: Partial<DhcpServerConfig> } = {}): Rig {
-  const clock = { now: START };
+  const clock = new VirtualClock({ wallTimeAtZero: START });
   const pool = new AddressPool(ip('10.0.2.0'), 24, ip(options.first ?? '10.0.2.100'), ip(options.last ?? '10.0.2.254'), [GW, DNS]);
   const config: DhcpServerConfig = {
     serverIp: GW,
@@ -65,7 +67,7 @@ function rig(options: { first?: string; last?: string; config?: Partial<DhcpServ
     leaseTimeSec: LEASE_SEC,
     ...options.config,
   };
-  const server = new DhcpServer(config, pool, () => clock.now);
+  const server = new DhcpServer(config, pool, clock);
   const changes = { count: 0 };
   server.onLeasesChanged = () => changes.count++;
   const out = new Uint8Array(1500);
@@ -181,7 +183,7 @@ describe('DhcpServer: DISCOVER → OFFER', () => {
     expect(r.server.stats).toMatchObject({ discover: 3, offer: 2, ignored: 1 });
     expect(r.pool.holdingOf(MAC_C)).toBeUndefined();
     // Once an offer times out, its address may go to someone else.
-    r.clock.now += 60_000;
+    r.clock.advance(60_000);
     expect(r.send({ messageType: DHCPDISCOVER, chaddr: MAC_C })!.yiaddr).toBe(ip('10.0.2.100'));
     expect(r.pool.holdingOf(MAC_A)).toBeUndefined();
   });
@@ -227,7 +229,7 @@ describe('DhcpServer: REQUEST', () => {
   it('SELECTING: ACKs the offered address and binds it for the lease time', () => {
     const r = rig();
     const offer = r.send({ messageType: DHCPDISCOVER, chaddr: MAC_A })!;
-    r.clock.now += 1000;
+    r.clock.advance(1000);
     const ack = r.send({ messageType: DHCPREQUEST, chaddr: MAC_A, serverId: GW, requestedIp: offer.yiaddr, xid: 77 })!;
     expect(ack.messageType).toBe(DHCPACK);
     expect(ack.xid).toBe(77);
@@ -328,7 +330,7 @@ describe('DhcpServer: REQUEST', () => {
   it("INIT-REBOOT: takes over another client's expired lease", () => {
     const r = rig();
     const a = bindLease(r, MAC_A);
-    r.clock.now += LEASE_SEC * 1000;
+    r.clock.advance(LEASE_SEC * 1000);
     const m = r.send({ messageType: DHCPREQUEST, chaddr: MAC_B, requestedIp: a })!;
     expect(m.messageType).toBe(DHCPACK);
     expect(r.pool.holding(a)?.mac).toBe(MAC_B);
@@ -338,7 +340,7 @@ describe('DhcpServer: REQUEST', () => {
   it('RENEWING: ACKs by unicast to ciaddr, extends the lease', () => {
     const r = rig();
     const a = bindLease(r, MAC_A);
-    r.clock.now += 1_800_000;
+    r.clock.advance(1_800_000);
     const ack = r.send({ messageType: DHCPREQUEST, chaddr: MAC_A, ciaddr: a })!;
     expect(ack.messageType).toBe(DHCPACK);
     expect(ack.yiaddr).toBe(a);
@@ -406,7 +408,7 @@ describe('DhcpServer: RELEASE, DECLINE, INFORM', () => {
     expect(r.send({ messageType: DHCPDISCOVER, chaddr: MAC_B })!.yiaddr).toBe(ip('10.0.2.102'));
     expect(r.send({ messageType: DHCPDISCOVER, chaddr: MAC_C })).toBeNull();
     // After ten minutes it is free again.
-    r.clock.now += 10 * 60_000;
+    r.clock.advance(10 * 60_000);
     expect(r.send({ messageType: DHCPDISCOVER, chaddr: MAC_C })!.yiaddr).toBe(ip('10.0.2.100'));
   });
 
@@ -552,7 +554,7 @@ describe('DhcpServer: lease lifetime', () => {
   it("keeps a bound lease's expiry when the client DISCOVERs again", () => {
     const r = rig();
     bindLease(r, MAC_A);
-    r.clock.now += 1000;
+    r.clock.advance(1000);
     r.send({ messageType: DHCPDISCOVER, chaddr: MAC_A });
     expect(r.pool.holdingOf(MAC_A)).toMatchObject({ bound: true, expiresAt: START + LEASE_SEC * 1000 });
   });
@@ -561,7 +563,7 @@ describe('DhcpServer: lease lifetime', () => {
     const r = rig({ first: '10.0.2.100', last: '10.0.2.103' });
     expect(bindLease(r, MAC_A)).toBe(ip('10.0.2.100'));
     expect(bindLease(r, MAC_B)).toBe(ip('10.0.2.101'));
-    r.clock.now += LEASE_SEC * 1000 + 1;
+    r.clock.advance(LEASE_SEC * 1000 + 1);
     expect(bindLease(r, MAC_C)).toBe(ip('10.0.2.102'));
     expect(bindLease(r, MAC_D)).toBe(ip('10.0.2.103'));
     // Only expired leases are left: the lowest goes first.
@@ -577,13 +579,13 @@ describe('DhcpServer: lease lifetime', () => {
     const r = rig({ first: '10.0.2.100', last: '10.0.2.101' });
     expect(bindLease(r, MAC_A)).toBe(ip('10.0.2.100'));
     expect(bindLease(r, MAC_B)).toBe(ip('10.0.2.101'));
-    r.clock.now += LEASE_SEC * 1000 + 1;
+    r.clock.advance(LEASE_SEC * 1000 + 1);
     // A comes back after its lease ran out: it is offered its old address ...
     expect(r.send({ messageType: DHCPDISCOVER, chaddr: MAC_A })!.yiaddr).toBe(ip('10.0.2.100'));
     // ... which is not given to the next client while the offer stands (B's expired lease is).
     expect(r.send({ messageType: DHCPDISCOVER, chaddr: MAC_C })!.yiaddr).toBe(ip('10.0.2.101'));
     const ack = r.send({ messageType: DHCPREQUEST, chaddr: MAC_A, serverId: GW, requestedIp: ip('10.0.2.100') })!;
     expect(ack.messageType).toBe(DHCPACK);
-    expect(r.pool.holdingOf(MAC_A)?.expiresAt).toBe(r.clock.now + LEASE_SEC * 1000);
+    expect(r.pool.holdingOf(MAC_A)?.expiresAt).toBe(r.clock.wallTime() + LEASE_SEC * 1000);
   });
 });

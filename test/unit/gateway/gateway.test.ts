@@ -1,12 +1,16 @@
-import { describe, it, expect, vi, afterEach } from 'vitest';
+import { EventEmitter } from 'node:events';
+import { describe, it, expect } from 'vitest';
 import pino from 'pino';
+import { VirtualClock } from '../../../src/platform/clock.js';
 import { Switch } from '../../../src/switch/switch.js';
 import { MemoryPort, type ReceivedFrame } from '../../../src/link/memory-port.js';
 import { DROP_SPOOFED } from '../../../src/link/counters.js';
 import { GatewayPort, gatewayMac, frameDstMac } from '../../../src/gateway/gateway.js';
 import { AddressPool, HOLD_LEASE } from '../../../src/gateway/address-pool.js';
 import { DhcpServer } from '../../../src/gateway/dhcp-server.js';
-import type { DnsForwarder } from '../../../src/gateway/dns-forwarder.js';
+import { DnsForwarder } from '../../../src/gateway/dns-forwarder.js';
+import type { HostDatagramSocket, HostStack } from '../../../src/platform/host-stack.js';
+import { SeededRandom } from '../../../src/platform/random.js';
 import { DHCPACK, DHCPDISCOVER, DHCPOFFER, DHCPREQUEST, DHCP_FLAG_BROADCAST, DhcpMessage, writeDhcpRequest } from '../../../src/packet/dhcp.js';
 import { BROADCAST_MAC, parseMac } from '../../../src/packet/mac.js';
 import { parseIpv4 } from '../../../src/packet/ip-address.js';
@@ -176,19 +180,64 @@ function l4ChecksumOk(p: Ip4): boolean {
 // ---------------------------------------------------------------------------------------------
 // The rig: three containers and the gateway on one switch
 
-interface FakeQuery {
-  payload: Buffer;
-  reply: (answer: Buffer) => void;
+/**
+ * The upstream side of the network's real DnsForwarder: an in-test HostStack whose datagram
+ * sockets reach no network. What the forwarder sends is recorded; `answer()` plays the upstream,
+ * sending a response back on the socket the query left from, under the ID the forwarder gave it.
+ */
+class UpstreamSocket extends EventEmitter implements HostDatagramSocket {
+  readonly sent: Buffer[] = [];
+  constructor(private readonly stack: TestUpstream) {
+    super();
+  }
+  bind(_options: { address?: string; port?: number }, callback?: () => void): void {
+    callback?.();
+  }
+  connect(_port: number, _address: string, callback?: () => void): void {
+    callback?.();
+  }
+  send(msg: Uint8Array, ...rest: unknown[]): void {
+    const copy = Buffer.from(msg);
+    this.sent.push(copy);
+    this.stack.queries.push({ socket: this, bytes: copy });
+    const callback = rest.find((x) => typeof x === 'function') as ((err: Error | null, bytes: number) => void) | undefined;
+    callback?.(null, msg.length);
+  }
+  address(): { address: string; family: string; port: number } {
+    return { address: '0.0.0.0', family: 'IPv4', port: 40053 };
+  }
+  close(callback?: () => void): void {
+    this.stack.closed++;
+    callback?.();
+  }
+  unref(): void {}
 }
 
-class FakeDns {
-  readonly queries: FakeQuery[] = [];
-  accept = true;
-  query(payload: Uint8Array, reply: (answer: Buffer) => void): boolean {
-    if (!this.accept) return false;
-    this.queries.push({ payload: Buffer.from(payload), reply });
-    return true;
+class TestUpstream implements HostStack {
+  readonly kind = 'memory' as const;
+  /** Every query the forwarder sent upstream, in order (its bytes carry the forwarder's ID). */
+  readonly queries: Array<{ socket: UpstreamSocket; bytes: Buffer }> = [];
+  closed = 0;
+  createDatagramSocket(): HostDatagramSocket {
+    return new UpstreamSocket(this);
   }
+  /**
+   * The upstream answers query `i` with `answer` (a response to the container's query, with the
+   * container's ID): it arrives with the ID the forwarder used upstream, as a real resolver's would.
+   */
+  answer(i: number, answer: Buffer): void {
+    const q = this.queries[i];
+    const msg = Buffer.from(answer);
+    msg.writeUInt16BE(q.bytes.readUInt16BE(0), 0);
+    q.socket.emit('message', msg, { address: '192.0.2.53', family: 'IPv4', port: 53, size: msg.length });
+  }
+}
+
+/** A response of `size` bytes to `query`: the query with QR set, then padding (relayed untouched). */
+function dnsAnswer(query: Buffer, size: number, salt = 0): Buffer {
+  const a = Buffer.concat([query, patternPayload(size - query.length, salt)]);
+  a[2] |= 0x80;
+  return a;
 }
 
 interface Rig {
@@ -200,18 +249,19 @@ interface Rig {
   c3: MemoryPort;
   pool: AddressPool;
   dhcp: DhcpServer;
-  dns: FakeDns;
-  clock: { now: number };
-  wall: { now: number };
+  /** The network's DNS forwarder's upstream (see TestUpstream). */
+  upstream: TestUpstream;
+  dns: DnsForwarder | null;
+  /** The network's one clock (monotonic time 5e6 ms at the start, wall time 1.7e12). */
+  clock: VirtualClock;
   /** Frames each container received since the last call, and clears them. */
   take(port: MemoryPort): ReceivedFrame[];
   drainAll(): void;
 }
 
-function rig(options: { dns?: 'fake' | null; mtu?: number } = {}): Rig {
-  const clock = { now: 5_000_000 };
-  const wall = { now: 1_700_000_000_000 };
-  const sw = new Switch({ clock: () => clock.now });
+function rig(options: { dns?: null; mtu?: number } = {}): Rig {
+  const clock = new VirtualClock({ start: 5_000_000, wallTimeAtZero: 1_700_000_000_000 - 5_000_000 });
+  const sw = new Switch({ clock });
   const c1 = new MemoryPort({ name: 'c1', kind: 'container' }).plug(sw);
   const c2 = new MemoryPort({ name: 'c2', kind: 'container', offloads: true }).plug(sw);
   const c3 = new MemoryPort({ name: 'c3', kind: 'container' }).plug(sw);
@@ -219,9 +269,13 @@ function rig(options: { dns?: 'fake' | null; mtu?: number } = {}): Rig {
   const dhcp = new DhcpServer(
     { serverIp: GW, prefix: 24, router: GW, dnsServers: [DNS], searchList: ['example.com'], mtu: options.mtu ?? 1500, leaseTimeSec: 3600 },
     pool,
-    () => wall.now,
+    clock,
   );
-  const dns = new FakeDns();
+  const upstream = new TestUpstream();
+  const dns =
+    options.dns === null
+      ? null
+      : new DnsForwarder({ upstreams: () => [{ address: '192.0.2.53', port: 53, family: 4 }], log: pino({ level: 'silent' }), clock, random: new SeededRandom(11), host: upstream });
   const gw = new GatewayPort({
     name: 'gateway',
     ip: GW,
@@ -230,9 +284,9 @@ function rig(options: { dns?: 'fake' | null; mtu?: number } = {}): Rig {
     prefix: 24,
     mtu: options.mtu ?? 1500,
     dhcp,
-    dns: options.dns === null ? null : (dns as unknown as DnsForwarder),
+    dns,
     log: pino({ level: 'silent' }),
-    clock: () => clock.now,
+    clock,
   }).plug(sw);
   const ports = [c1, c2, c3];
   return {
@@ -243,9 +297,9 @@ function rig(options: { dns?: 'fake' | null; mtu?: number } = {}): Rig {
     c3,
     pool,
     dhcp,
+    upstream,
     dns,
     clock,
-    wall,
     take(port) {
       const got = port.received.slice();
       port.received.length = 0;
@@ -294,10 +348,6 @@ function expectIcmpError(frame: Buffer, offending: Buffer, type: number, code: n
   return p;
 }
 
-afterEach(() => {
-  vi.useRealTimers();
-});
-
 // ---------------------------------------------------------------------------------------------
 
 describe('GatewayPort: plugging in', () => {
@@ -305,15 +355,15 @@ describe('GatewayPort: plugging in', () => {
     const r = rig();
     expect(gatewayMac(GW)).toBe(GW_MAC);
     expect(r.gw.mac).toBe(GW_MAC);
-    expect(r.sw.fdb.lookup(GW_MAC, r.clock.now)).toBe(r.gw);
-    expect(r.sw.fdb.snapshot(r.clock.now)).toContainEqual({ mac: '52:55:0a:00:02:02', port: 'gateway', static: true, age: 0 });
+    expect(r.sw.fdb.lookup(GW_MAC, r.clock.now())).toBe(r.gw);
+    expect(r.sw.fdb.snapshot(r.clock.now())).toContainEqual({ mac: '52:55:0a:00:02:02', port: 'gateway', static: true, age: 0 });
   });
 
   it('close() unplugs it and frees its MAC', () => {
     const r = rig();
     r.gw.close();
     expect(r.sw.ports.map((p) => p.name)).toEqual(['c1', 'c2', 'c3']);
-    expect(r.sw.fdb.lookup(GW_MAC, r.clock.now)).toBeNull();
+    expect(r.sw.fdb.lookup(GW_MAC, r.clock.now())).toBeNull();
     r.c1.inject(arpFrame({ op: ARP_REQUEST, senderMac: MAC_A, senderIp: IP_A, targetIp: GW }));
     expect(r.take(r.c1)).toEqual([]);
   });
@@ -388,7 +438,7 @@ describe('GatewayPort: ARP', () => {
     expect(r.gw.neighbourMac(IP_B)).toBe(MAC_B2);
     expect(r.take(r.c2)).toEqual([]);
     expect(r.gw.neighbourTable()).toEqual([{ ip: IP_B, mac: MAC_B2, age: 0 }]);
-    r.clock.now += 1500;
+    r.clock.advance(1500);
     expect(r.gw.neighbourTable()).toEqual([{ ip: IP_B, mac: MAC_B2, age: 1500 }]);
   });
 
@@ -480,7 +530,7 @@ describe('GatewayPort: ICMP errors and resets', () => {
     const dnsToGateway = udpFrame(40000, 53, patternPayload(30));
     r.c1.inject(dnsToGateway);
     expectIcmpError(only(r, r.c1), dnsToGateway, 3, 3, GW, MAC_A, IP_A);
-    expect(r.dns.queries).toEqual([]);
+    expect(r.upstream.queries).toEqual([]);
     expect(r.gw.stats.icmp_errors_sent).toBe(3);
   });
 
@@ -606,7 +656,7 @@ describe('GatewayPort: ICMP errors and resets', () => {
     r.c1.inject(udpFrame(1, 53, patternPayload(20), { dst: DNS, flagsFragment: 0x2000 }));
     r.c1.inject(udpFrame(1, 53, patternPayload(20), { dst: DNS, flagsFragment: 3 }));
     expect(r.take(r.c1)).toEqual([]);
-    expect(r.dns.queries).toEqual([]);
+    expect(r.upstream.queries).toEqual([]);
     expect(r.gw.stats.fragments_dropped).toBe(2);
   });
 
@@ -623,11 +673,11 @@ describe('GatewayPort: ICMP errors and resets', () => {
     r.c1.inject(ipv4Frame(1, icmpMessage(8, 0, 1, Buffer.alloc(8))));
     expect(r.take(r.c1)).toHaveLength(1);
     // 10 ms: one more.
-    r.clock.now += 10;
+    r.clock.advance(10);
     for (let i = 0; i < 3; i++) r.c1.inject(udpFrame(40000, 9999, patternPayload(8)));
     expect(r.take(r.c1)).toHaveLength(1);
     // A second: a full burst again, never more.
-    r.clock.now += 5000;
+    r.clock.advance(5000);
     for (let i = 0; i < 120; i++) r.c1.inject(udpFrame(40000, 9999, patternPayload(8)));
     expect(r.take(r.c1)).toHaveLength(100);
     expect(r.gw.stats).toMatchObject({ icmp_errors_sent: 201, errors_rate_limited: 51 + 2 + 20 });
@@ -703,7 +753,7 @@ describe('GatewayPort: what it drops', () => {
     r.c1.inject(arpFrame({ op: ARP_REQUEST, senderMac: GW_MAC, senderIp: GW, targetIp: IP_B, ethSrc: GW_MAC }));
     r.c1.inject(udpFrame(53, 40000, Buffer.alloc(8), { srcMac: GW_MAC, src: DNS, dst: IP_B, dstMac: MAC_B }));
     expect(r.c1.counters[DROP_SPOOFED]).toBe(2);
-    expect(r.sw.fdb.lookup(GW_MAC, r.clock.now)).toBe(r.gw);
+    expect(r.sw.fdb.lookup(GW_MAC, r.clock.now())).toBe(r.gw);
     expect(r.take(r.c2)).toEqual([]);
     expect(r.take(r.c3)).toEqual([]);
     expect(r.gw.stats.arp_requests).toBe(0);
@@ -809,13 +859,15 @@ describe('GatewayPort: DNS', () => {
     const r = rig();
     const q = query(0x5151);
     r.c2.inject(udpFrame(40001, 53, q, { srcMac: MAC_B, src: IP_B, dst: DNS }));
-    expect(r.dns.queries).toHaveLength(1);
-    expect(r.dns.queries[0].payload.equals(q)).toBe(true);
+    // Upstream, under an ID of the forwarder's own.
+    expect(r.upstream.queries).toHaveLength(1);
+    const sent = r.upstream.queries[0].bytes;
+    expect(sent.subarray(2).equals(q.subarray(2))).toBe(true);
     expect(r.take(r.c2)).toEqual([]);
     expect(r.gw.stats.dns_queries).toBe(1);
-    const answer = Buffer.concat([q, patternPayload(100)]);
-    answer[2] = 0x81;
-    r.dns.queries[0].reply(answer);
+    const answer = dnsAnswer(q, q.length + 100);
+    r.upstream.answer(0, answer);
+    expect(r.dns?.stats).toMatchObject({ queries: 1, answers: 1, inFlight: 0 });
     const p = parseIp4(only(r, r.c2));
     expect(p.ethDst).toBe(MAC_B);
     expect(p.ethSrc).toBe(GW_MAC);
@@ -836,8 +888,8 @@ describe('GatewayPort: DNS', () => {
   it('fragments an answer larger than the MTU into valid fragments that reassemble to it', () => {
     const r = rig();
     r.c1.inject(udpFrame(40002, 53, query(1), { dst: DNS }));
-    const answer = patternPayload(4000, 17);
-    r.dns.queries[0].reply(answer);
+    const answer = dnsAnswer(query(1), 4000, 17);
+    r.upstream.answer(0, answer);
     const frames = r.take(r.c1).map((f) => parseIp4(f.frame));
     expect(frames).toHaveLength(3);
     const ids = new Set(frames.map((p) => p.id));
@@ -869,7 +921,7 @@ describe('GatewayPort: DNS', () => {
     const r = rig({ mtu: 576 });
     r.c1.mtu = 576;
     r.c1.inject(udpFrame(40002, 53, query(1), { dst: DNS }));
-    r.dns.queries[0].reply(patternPayload(1200));
+    r.upstream.answer(0, dnsAnswer(query(1), 1200));
     const frames = r.take(r.c1).map((f) => parseIp4(f.frame));
     expect(frames.length).toBe(Math.ceil(1208 / 552));
     for (const p of frames) expect(p.total).toBeLessThanOrEqual(576);
@@ -878,29 +930,30 @@ describe('GatewayPort: DNS', () => {
   it('drops an answer too large for an IPv4 datagram instead of sending garbage', () => {
     const r = rig();
     r.c1.inject(udpFrame(40002, 53, query(1), { dst: DNS }));
-    r.dns.queries[0].reply(patternPayload(65508)); // 65508 + 28 > 65535
+    r.upstream.answer(0, dnsAnswer(query(1), 65508)); // 65508 + 28 > 65535
     expect(r.take(r.c1)).toEqual([]);
     expect(r.gw.stats.other_dropped).toBe(1);
     // The largest one that fits goes out.
     r.c1.inject(udpFrame(40003, 53, query(2), { dst: DNS }));
-    r.dns.queries[1].reply(patternPayload(65507));
+    r.upstream.answer(1, dnsAnswer(query(2), 65507));
     const frames = r.take(r.c1).map((f) => parseIp4(f.frame));
     expect(frames.reduce((n, p) => n + p.l4.length, 0)).toBe(65515);
   });
 
   it('counts a query the forwarder refuses as malformed', () => {
     const r = rig();
-    r.dns.accept = false;
     r.c1.inject(udpFrame(40002, 53, Buffer.from('junk'), { dst: DNS }));
     expect(r.take(r.c1)).toEqual([]);
     expect(r.gw.stats).toMatchObject({ dns_queries: 1, dns_malformed: 1 });
+    expect(r.dns?.stats.malformed).toBe(1);
+    expect(r.upstream.queries).toEqual([]);
   });
 
   it('sends nothing for an answer that arrives after close()', () => {
     const r = rig();
     r.c1.inject(udpFrame(40002, 53, query(1), { dst: DNS }));
     r.gw.close();
-    r.dns.queries[0].reply(query(1));
+    r.upstream.answer(0, dnsAnswer(query(1), 40));
     expect(r.take(r.c1)).toEqual([]);
   });
 
@@ -935,7 +988,6 @@ describe('GatewayPort: sending to containers (sendIpv4)', () => {
   }
 
   it('resolves an unknown neighbour with ARP, queues the frames and delivers them on the reply', () => {
-    vi.useFakeTimers();
     const r = rig();
     r.gw.sendIpv4(IP_B, outgoing(1), outgoing(1).length);
     r.gw.sendIpv4(IP_B, outgoing(2), outgoing(2).length);
@@ -943,7 +995,7 @@ describe('GatewayPort: sending to containers (sendIpv4)', () => {
     expect(arpRequestsIn(r.take(r.c1))).toEqual([IP_B]);
     expect(arpRequestsIn(r.take(r.c2))).toEqual([IP_B]);
     expect(arpRequestsIn(r.take(r.c3))).toEqual([IP_B]);
-    vi.advanceTimersByTime(1000);
+    r.clock.advance(1000);
     expect(arpRequestsIn(r.take(r.c2))).toEqual([IP_B]);
     r.drainAll();
     // c2 answers.
@@ -958,7 +1010,7 @@ describe('GatewayPort: sending to containers (sendIpv4)', () => {
     expect(r.take(r.c3)).toEqual([]);
     expect(r.gw.stats).toMatchObject({ neighbours_resolved: 1, neighbour_failures: 0 });
     // No more ARP requests after it resolved.
-    vi.advanceTimersByTime(5000);
+    r.clock.advance(5000);
     expect(r.take(r.c2)).toEqual([]);
     // Known now: sent at once.
     r.gw.sendIpv4(IP_B, outgoing(3), outgoing(3).length);
@@ -969,21 +1021,20 @@ describe('GatewayPort: sending to containers (sendIpv4)', () => {
   });
 
   it('tries ARP three times a second apart, then drops and counts the queued frames', () => {
-    vi.useFakeTimers();
     const r = rig();
     for (let i = 0; i < 20; i++) r.gw.sendIpv4(IP_C, outgoing(i, IP_C), outgoing(i, IP_C).length);
     expect(r.gw.stats.neighbour_failures).toBe(4); // 16 wait
     expect(arpRequestsIn(r.take(r.c3))).toEqual([IP_C]);
-    vi.advanceTimersByTime(999);
+    r.clock.advance(999);
     expect(r.take(r.c3)).toEqual([]);
-    vi.advanceTimersByTime(1);
+    r.clock.advance(1);
     expect(arpRequestsIn(r.take(r.c3))).toEqual([IP_C]);
-    vi.advanceTimersByTime(1000);
+    r.clock.advance(1000);
     expect(arpRequestsIn(r.take(r.c3))).toEqual([IP_C]);
-    vi.advanceTimersByTime(1000);
+    r.clock.advance(1000);
     expect(r.take(r.c3)).toEqual([]);
     expect(r.gw.stats.neighbour_failures).toBe(20);
-    vi.advanceTimersByTime(10_000);
+    r.clock.advance(10_000);
     expect(r.take(r.c3)).toEqual([]);
     // A late reply delivers nothing (they were dropped), but teaches the MAC.
     r.c3.inject(arpFrame({ op: ARP_REPLY, senderMac: MAC_C, senderIp: IP_C, targetMac: GW_MAC, targetIp: GW, ethDst: GW_MAC }));
@@ -992,7 +1043,6 @@ describe('GatewayPort: sending to containers (sendIpv4)', () => {
   });
 
   it('a neighbour learned from any IPv4 frame resolves what waits for it', () => {
-    vi.useFakeTimers();
     const r = rig();
     r.gw.sendIpv4(IP_A, outgoing(7, IP_A), outgoing(7, IP_A).length);
     r.drainAll();
@@ -1004,14 +1054,13 @@ describe('GatewayPort: sending to containers (sendIpv4)', () => {
   });
 
   it('close() stops the ARP retries', () => {
-    vi.useFakeTimers();
     const r = rig();
     r.gw.sendIpv4(IP_B, outgoing(1), outgoing(1).length);
     r.drainAll();
     r.gw.close();
-    vi.advanceTimersByTime(5000);
+    r.clock.advance(5000);
     expect(r.take(r.c2)).toEqual([]);
-    expect(vi.getTimerCount()).toBe(0);
+    expect(r.clock.pending).toBe(0);
   });
 });
 
@@ -1043,9 +1092,9 @@ describe('GatewayPort: announce()', () => {
   });
 
   it('announces one address when gateway and DNS are the same', () => {
-    const sw = new Switch({ clock: () => 0 });
+    const sw = new Switch({ clock: new VirtualClock() });
     const c = new MemoryPort({ name: 'c' }).plug(sw);
-    const gw = new GatewayPort({ name: 'gw', ip: GW, dnsIp: GW, subnet: ip('10.0.2.0'), prefix: 24, mtu: 1500, dhcp: null, dns: null, log: pino({ level: 'silent' }), clock: () => 0 }).plug(sw);
+    const gw = new GatewayPort({ name: 'gw', ip: GW, dnsIp: GW, subnet: ip('10.0.2.0'), prefix: 24, mtu: 1500, dhcp: null, dns: null, log: pino({ level: 'silent' }), clock: new VirtualClock() }).plug(sw);
     gw.announce(c);
     expect(c.received).toHaveLength(1);
     expect(frameDstMac(c.received[0].frame)).toBe(BROADCAST_MAC);

@@ -1,4 +1,5 @@
 import { describe, it, expect } from 'vitest';
+import { VirtualClock } from '../../../src/platform/clock.js';
 import { Switch } from '../../../src/switch/switch.js';
 import { MemoryPort, type MemoryPortOptions } from '../../../src/link/memory-port.js';
 import {
@@ -42,16 +43,16 @@ const TS_OPTIONS = Buffer.from('0101080a0001e24000abcdef', 'hex');
 interface Rig {
   sw: Switch;
   ports: MemoryPort[];
-  /** Current fake time in ms. */
-  clock: { now: number };
+  /** The switch's clock: time moves only when the test moves it. */
+  clock: VirtualClock;
   port(name: string): MemoryPort;
   /** Names of the ports that received something since the last drain, and clears them. */
   drain(): string[];
 }
 
 function rig(names: Array<string | MemoryPortOptions> = ['p1', 'p2', 'p3'], options: ConstructorParameters<typeof Switch>[0] = {}): Rig {
-  const clock = { now: 1_000_000 };
-  const sw = new Switch({ ...options, clock: () => clock.now });
+  const clock = new VirtualClock({ start: 1_000_000 });
+  const sw = new Switch({ ...options, clock });
   const ports = names.map((n) => new MemoryPort(typeof n === 'string' ? { name: n } : n).plug(sw));
   return {
     sw,
@@ -83,10 +84,10 @@ describe('Switch: learning and forwarding (802.1D 7.7-7.8)', () => {
   it('learns the source MAC on the ingress port', () => {
     const r = rig();
     const [p1] = r.ports;
-    expect(r.sw.fdb.lookup(MAC_A, r.clock.now)).toBeNull();
+    expect(r.sw.fdb.lookup(MAC_A, r.clock.now())).toBeNull();
     p1.inject(frame(BROADCAST_MAC, MAC_A));
-    expect(r.sw.fdb.lookup(MAC_A, r.clock.now)).toBe(p1);
-    expect(r.sw.fdb.snapshot(r.clock.now)).toEqual([{ mac: '02:00:00:00:00:0a', port: 'p1', static: false, age: 0 }]);
+    expect(r.sw.fdb.lookup(MAC_A, r.clock.now())).toBe(p1);
+    expect(r.sw.fdb.snapshot(r.clock.now())).toEqual([{ mac: '02:00:00:00:00:0a', port: 'p1', static: false, age: 0 }]);
   });
 
   it('sends known unicast only to the learned port, unchanged', () => {
@@ -120,7 +121,7 @@ describe('Switch: learning and forwarding (802.1D 7.7-7.8)', () => {
     const [p1] = r.ports;
     p1.inject(frame(parseMac('01:00:5e:01:02:03'), MAC_A));
     expect(r.drain()).toEqual(['p2', 'p3']);
-    expect(r.sw.fdb.lookup(parseMac('01:00:5e:01:02:03'), r.clock.now)).toBeNull();
+    expect(r.sw.fdb.lookup(parseMac('01:00:5e:01:02:03'), r.clock.now())).toBeNull();
   });
 
   it('never sends a frame back out of its ingress port', () => {
@@ -131,7 +132,7 @@ describe('Switch: learning and forwarding (802.1D 7.7-7.8)', () => {
     expect(r.drain()).toEqual([]);
     expect(p1.counters[DROP_FILTERED]).toBe(1);
     // Still learned from, though.
-    expect(r.sw.fdb.lookup(MAC_A, r.clock.now)).toBe(p1);
+    expect(r.sw.fdb.lookup(MAC_A, r.clock.now())).toBe(p1);
     // A frame to itself (src = dst) is the same case.
     p1.inject(frame(MAC_A, MAC_A));
     expect(r.drain()).toEqual([]);
@@ -143,7 +144,7 @@ describe('Switch: learning and forwarding (802.1D 7.7-7.8)', () => {
     const [p1, p2, p3] = r.ports;
     learn(r, p1, MAC_A);
     learn(r, p3, MAC_A);
-    expect(r.sw.fdb.lookup(MAC_A, r.clock.now)).toBe(p3);
+    expect(r.sw.fdb.lookup(MAC_A, r.clock.now())).toBe(p3);
     expect(r.sw.fdb.moves).toBe(1);
     p2.inject(frame(MAC_A, MAC_B));
     expect(r.drain()).toEqual(['p3']);
@@ -202,7 +203,7 @@ describe('Switch: learning and forwarding (802.1D 7.7-7.8)', () => {
     learn(r, p2, MAC_B);
     p2.close();
     expect(r.sw.ports.map((p) => p.name)).toEqual(['p1', 'p3']);
-    expect(r.sw.fdb.lookup(MAC_B, r.clock.now)).toBeNull();
+    expect(r.sw.fdb.lookup(MAC_B, r.clock.now())).toBeNull();
     p1.inject(frame(MAC_B, MAC_A));
     expect(r.drain()).toEqual(['p3']);
     expect(() => p2.inject(frame(MAC_B, MAC_A))).toThrow(/not plugged/);
@@ -245,7 +246,7 @@ describe('Switch: reserved and invalid addresses', () => {
     for (const src of ['01:00:5e:00:00:01', '33:33:00:00:00:01', 'ff:ff:ff:ff:ff:ff', '00:00:00:00:00:00', '03:00:00:00:00:01']) {
       p1.inject(frame(BROADCAST_MAC, parseMac(src)));
       expect(r.drain(), src).toEqual([]);
-      expect(r.sw.fdb.lookup(parseMac(src), r.clock.now), src).toBeNull();
+      expect(r.sw.fdb.lookup(parseMac(src), r.clock.now()), src).toBeNull();
     }
     expect(p1.counters[DROP_BAD_SRC]).toBe(5);
     expect(r.sw.fdb.size).toBe(0);
@@ -278,32 +279,32 @@ describe('Switch: ageing and the table cap', () => {
   it('forgets an entry after the ageing time (lookup), and traffic from it refreshes it', () => {
     const r = rig(['p1', 'p2', 'p3'], { ageingTimeMs: 10_000 });
     const [p1, p2] = r.ports;
-    const t0 = r.clock.now;
+    const t0 = r.clock.now();
     learn(r, p1, MAC_A);
-    r.clock.now = t0 + 9_000;
+    r.clock.advanceTo(t0 + 9_000);
     p2.inject(frame(MAC_A, MAC_B));
     expect(r.drain()).toEqual(['p1']);
-    r.clock.now = t0 + 10_001;
+    r.clock.advanceTo(t0 + 10_001);
     p2.inject(frame(MAC_A, MAC_B)); // aged out: unknown unicast again
     expect(r.drain()).toEqual(['p1', 'p3']);
     // Refresh: A talks at t0 + 15 000; at t0 + 24 000 it is 9 s old and still known.
-    r.clock.now = t0 + 15_000;
+    r.clock.advanceTo(t0 + 15_000);
     learn(r, p1, MAC_A);
-    r.clock.now = t0 + 24_000;
+    r.clock.advanceTo(t0 + 24_000);
     p2.inject(frame(MAC_A, MAC_B));
     expect(r.drain()).toEqual(['p1']);
     // B kept talking, A did not: at t0 + 25 001 only A is gone.
-    r.clock.now = t0 + 25_001;
-    expect(r.sw.fdb.lookup(MAC_A, r.clock.now)).toBeNull();
-    expect(r.sw.fdb.lookup(MAC_B, r.clock.now)).toBe(p2);
+    r.clock.advanceTo(t0 + 25_001);
+    expect(r.sw.fdb.lookup(MAC_A, r.clock.now())).toBeNull();
+    expect(r.sw.fdb.lookup(MAC_B, r.clock.now())).toBe(p2);
   });
 
   it('removes aged entries with sweep()', () => {
     const r = rig(['p1', 'p2', 'p3'], { ageingTimeMs: 10_000 });
     const [p1, p2] = r.ports;
-    const t0 = r.clock.now;
+    const t0 = r.clock.now();
     learn(r, p1, MAC_A);
-    r.clock.now = t0 + 5_000;
+    r.clock.advanceTo(t0 + 5_000);
     learn(r, p2, MAC_B);
     expect(r.sw.fdb.sweep(t0 + 10_001)).toBe(1);
     expect(r.sw.fdb.size).toBe(1);
@@ -316,21 +317,21 @@ describe('Switch: ageing and the table cap', () => {
     const r = rig(['p1', 'p2', 'p3'], { maxEntries: 4 });
     const [p1, p2, p3] = r.ports;
     learn(r, p1, MAC_A);
-    r.clock.now += 1;
+    r.clock.advance(1);
     learn(r, p1, MAC_B);
-    r.clock.now += 1;
+    r.clock.advance(1);
     learn(r, p2, MAC_C);
-    r.clock.now += 1;
+    r.clock.advance(1);
     learn(r, p2, MAC_D);
-    r.clock.now += 1;
+    r.clock.advance(1);
     learn(r, p1, MAC_A); // refresh A: B is now the least recently refreshed
     p3.inject(frame(MAC_B, MAC_X)); // traffic *to* B does not refresh it... but X is a 5th MAC
     r.drain();
     expect(r.sw.fdb.evictions).toBe(1);
     expect(r.sw.fdb.size).toBe(4);
-    expect(r.sw.fdb.lookup(MAC_B, r.clock.now)).toBeNull();
+    expect(r.sw.fdb.lookup(MAC_B, r.clock.now())).toBeNull();
     for (const [mac, port] of [[MAC_A, p1], [MAC_C, p2], [MAC_D, p2], [MAC_X, p3]] as const) {
-      expect(r.sw.fdb.lookup(mac, r.clock.now)).toBe(port);
+      expect(r.sw.fdb.lookup(mac, r.clock.now())).toBe(port);
     }
     // B is unknown now: a frame to it is flooded.
     p2.inject(frame(MAC_B, MAC_C));
@@ -343,8 +344,8 @@ describe('Switch: static entries', () => {
     const r = rig(['p1', 'p2', { name: 'gw', kind: 'gateway' }], { ageingTimeMs: 10_000 });
     const [p1, , gw] = r.ports;
     r.sw.fdb.addStatic(MAC_E, gw);
-    r.clock.now += 1e9;
-    expect(r.sw.fdb.sweep(r.clock.now)).toBe(0);
+    r.clock.advance(1e9);
+    expect(r.sw.fdb.sweep(r.clock.now())).toBe(0);
     p1.inject(frame(MAC_E, MAC_A));
     expect(r.drain()).toEqual(['gw']);
   });
@@ -357,7 +358,7 @@ describe('Switch: static entries', () => {
     p1.inject(frame(MAC_B, MAC_E));
     expect(r.drain()).toEqual([]);
     expect(p1.counters[DROP_SPOOFED]).toBe(2);
-    expect(r.sw.fdb.lookup(MAC_E, r.clock.now)).toBe(gw);
+    expect(r.sw.fdb.lookup(MAC_E, r.clock.now())).toBe(gw);
     // The real owner is fine.
     gw.inject(frame(BROADCAST_MAC, MAC_E));
     expect(r.drain()).toEqual(['p1', 'p2']);
@@ -640,12 +641,14 @@ describe('Switch: counters', () => {
 describe('Switch: clock', () => {
   it('reads the injected clock per batch, never real time', () => {
     let reads = 0;
-    let now = 5;
-    const sw = new Switch({ clock: () => (reads++, now) });
+    const clock = new VirtualClock({ start: 5 });
+    const read = clock.now.bind(clock);
+    clock.now = () => (reads++, read());
+    const sw = new Switch({ clock });
     const p1 = new MemoryPort({ name: 'p1' }).plug(sw);
     new MemoryPort({ name: 'p2' }).plug(sw);
     const before = reads;
-    now = 42;
+    clock.advanceTo(42);
     p1.inject(frame(BROADCAST_MAC, MAC_D));
     expect(reads).toBe(before + 1);
     expect(sw.time).toBe(42);
