@@ -5,10 +5,10 @@
 import { closeSync, createWriteStream, existsSync, openSync, renameSync, rmSync, writeFileSync, type WriteStream } from 'node:fs';
 import { dirname, resolve } from 'node:path';
 import pino from 'pino';
-import { Daemon, VERSION } from '../control/daemon.js';
+import { Daemon } from '../control/daemon.js';
 import { openRequest, request } from '../control/client.js';
 import { checkDaemonSocket, checkSocketPath, defaultSocketPath, defaultStateDir, ensureDir, ensurePrivateDir, socketDir } from '../control/paths.js';
-import type { AttachResult, FdbEntryInfo, PortInfo, PublishedPortInfo } from '../control/daemon.js';
+import { VERSION, type AttachResult, type FdbEntryInfo, type PortInfo, type PublishedPortInfo } from '../control/protocol.js';
 import { formatHostAddress, parsePublishSpec } from '../nat/publish-spec.js';
 import { parseUpstream } from '../control/resolv.js';
 import type { NetworkSpec } from '../gateway/network.js';

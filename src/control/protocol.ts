@@ -11,6 +11,12 @@
  * LineDecoder is the sans-I/O part: fed bytes, it returns complete lines, and refuses lines
  * longer than a limit (a client cannot make the daemon buffer without end).
  */
+import type { PortCountersSnapshot } from '../link/counters.js';
+import type { FdbEntrySnapshot } from '../switch/fdb.js';
+
+/** usernet's version, as `usernet --version` and the daemon's `status` report it. */
+export const VERSION = '0.1.0';
+
 export const MAX_REQUEST_LINE = 1024 * 1024;
 
 export interface ApiRequest {
@@ -28,6 +34,69 @@ export interface ApiResponse {
   id?: unknown;
   result?: unknown;
   error?: ApiErrorBody;
+}
+
+// ------------------------------------------------------------------------------------------
+// Results on the wire: what the daemon answers and the CLI reads (shared, so neither can drift)
+// ------------------------------------------------------------------------------------------
+
+/** One port of `ports`: a container's attachment or a network's gateway port. */
+export interface PortInfo {
+  name: string;
+  network: string;
+  kind: string;
+  ifname: string;
+  /** The port's IPv4 address on its network (the gateway's own for the gateway port), or null. */
+  ip: string | null;
+  container: string;
+  mac: string;
+  mtu: number;
+  offloads: boolean;
+  state: 'up' | 'down';
+  error?: string;
+  counters: PortCountersSnapshot | null;
+}
+
+/** The result of `attach`. */
+export interface AttachResult {
+  name: string;
+  network: string;
+  ifname: string;
+  mac: string;
+  mtu: number;
+  /** The container's address and prefix, its gateway and DNS server, the search list. */
+  ip: string | null;
+  prefix: number;
+  gateway: string;
+  dns: string | null;
+  dnsSearch: string[];
+  offloads: boolean;
+  existed: boolean;
+  /** Published ports, as HOST_IP:HOST_PORT:CONTAINER_PORT/PROTO (host ports resolved). */
+  ports: string[];
+}
+
+/** One published port, as `usernet publish --list` shows it. */
+export interface PublishedPortInfo {
+  /** The attachment (container port name). */
+  name: string;
+  network: string;
+  proto: 'tcp' | 'udp';
+  hostIp: string;
+  hostPort: number;
+  containerIp: string;
+  containerPort: number;
+  spec: string;
+  state: 'listening' | 'down';
+  error?: string;
+  /** Connections / client flows so far, and those refused. */
+  flows: number;
+  refused: number;
+}
+
+/** One MAC table entry of `fdb`. */
+export interface FdbEntryInfo extends FdbEntrySnapshot {
+  network: string;
 }
 
 /**
