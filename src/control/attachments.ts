@@ -13,7 +13,7 @@
  */
 import { closeSync, existsSync, readFileSync, readlinkSync, statSync } from 'node:fs';
 import type { Logger } from 'pino';
-import { ConflictError, InvalidArgumentError, NotFoundError, SystemError, UsernetError } from '../errors.js';
+import { ConflictError, errnoError, InvalidArgumentError, NotFoundError, SystemError, toUsernetError, UsernetError } from '../errors.js';
 import { snapshotCounters } from '../link/counters.js';
 import { PortKind, type Port } from '../link/port.js';
 import { TapPort } from '../link/tap-port.js';
@@ -202,7 +202,7 @@ export class Attachments {
       nsPath = netnsPath as string;
       const code = statError(nsPath);
       if (code === 'EACCES' || code === 'EPERM') {
-        throw new UsernetError('EACCES', `permission denied on ${nsPath}: the namespace belongs to another user`);
+        throw errnoError('EACCES', 'stat', `permission denied on ${nsPath}: the namespace belongs to another user`);
       }
       if (code !== '') throw new NotFoundError(`network namespace ${nsPath} does not exist`, 'ERR_NO_SUCH_NAMESPACE');
       const self = namespaceIdentity('/proc/self/ns/net');
@@ -216,7 +216,7 @@ export class Attachments {
       const what = pid !== undefined ? `PID ${pid}` : nsPath;
       const code = statError(nsPath);
       if (code === 'EACCES' || code === 'EPERM') {
-        throw new UsernetError('EACCES', `permission denied on the network namespace of ${what}: the container belongs to another user`);
+        throw errnoError('EACCES', 'stat', `permission denied on the network namespace of ${what}: the container belongs to another user`);
       }
       throw new NotFoundError(`cannot read the network namespace of ${what}`, 'ERR_NO_SUCH_NAMESPACE');
     }
@@ -244,7 +244,7 @@ export class Attachments {
       ip = wantedIp;
     } else {
       ip = net.pool.next(mac ?? -1, now);
-      if (ip < 0) throw new ConflictError(`network ${net.name} has no free address left in its range`, 'ERR_NO_ADDRESS');
+      if (ip < 0) throw new ConflictError(`network ${net.name} has no free address left in its range`, 'ERR_NO_FREE_ADDRESS');
     }
     // Docker's convention: 02:42 + the four bytes of the address. Without an address and a
     // --mac, the interface keeps the MAC it has (or the kernel's random one): -1 until opened.
@@ -744,6 +744,6 @@ function explainTapError(err: unknown, r: AttachmentRecord): Error {
   const detail = (e.message ?? String(err)).replace(/^tapOpen\([^)]*\): /, '');
   const message = `cannot open ${r.ifname} in ${what}: ${detail}${hint}`;
   if (typeof e.code === 'string' && typeof e.errno === 'number') return new SystemError(e.code, e.errno, e.syscall ?? '', message);
-  if (typeof e.code === 'string') return new UsernetError(e.code, message);
+  if (typeof e.code === 'string') return toUsernetError(Object.assign(new Error(message), { code: e.code }));
   return err instanceof Error ? err : new Error(String(err));
 }

@@ -11,6 +11,7 @@
  * LineDecoder is the sans-I/O part: fed bytes, it returns complete lines, and refuses lines
  * longer than a limit (a client cannot make the daemon buffer without end).
  */
+import { UsernetError } from '../errors.js';
 import type { PortCountersSnapshot } from '../link/counters.js';
 import type { FdbEntrySnapshot } from '../switch/fdb.js';
 
@@ -104,13 +105,25 @@ export interface FdbEntryInfo extends FdbEntrySnapshot {
  * chunk: they were sent before the offending one and deserve their answers, so how the bytes
  * happened to be split into chunks never changes which requests are answered.
  */
-export class LineTooLongError extends Error {
-  readonly code = 'ERR_REQUEST_TOO_LARGE';
+export class LineTooLongError extends UsernetError {
   constructor(
     message: string,
     readonly lines: string[] = [],
   ) {
-    super(message);
+    super('ERR_REQUEST_TOO_LARGE', message);
+    this.name = 'LineTooLongError';
+  }
+}
+
+/** A line that is not a request; carries the request's id when it had one, so the answer can be matched. */
+export class BadRequestError extends UsernetError {
+  constructor(
+    code: 'ERR_BAD_JSON' | 'ERR_BAD_REQUEST',
+    message: string,
+    readonly requestId?: unknown,
+  ) {
+    super(code, message);
+    this.name = 'BadRequestError';
   }
 }
 
@@ -165,20 +178,18 @@ export function parseRequest(line: string): ApiRequest {
   try {
     value = JSON.parse(line);
   } catch (err) {
-    const e = new Error(`request is not valid JSON: ${(err as Error).message}`) as Error & { code: string };
-    e.code = 'ERR_BAD_JSON';
-    throw e;
+    throw new BadRequestError('ERR_BAD_JSON', `request is not valid JSON: ${(err as Error).message}`);
   }
   if (typeof value !== 'object' || value === null || Array.isArray(value)) {
-    throw Object.assign(new Error('request must be a JSON object with a "method"'), { code: 'ERR_BAD_REQUEST' });
+    throw new BadRequestError('ERR_BAD_REQUEST', 'request must be a JSON object with a "method"');
   }
   const v = value as Record<string, unknown>;
   // The id goes back with the error too, so a client can match it.
   if (typeof v.method !== 'string' || v.method === '') {
-    throw Object.assign(new Error('request has no "method" string'), { code: 'ERR_BAD_REQUEST', requestId: v.id });
+    throw new BadRequestError('ERR_BAD_REQUEST', 'request has no "method" string', v.id);
   }
   if (v.params !== undefined && (typeof v.params !== 'object' || v.params === null || Array.isArray(v.params))) {
-    throw Object.assign(new Error('"params" must be a JSON object'), { code: 'ERR_BAD_REQUEST', requestId: v.id });
+    throw new BadRequestError('ERR_BAD_REQUEST', '"params" must be a JSON object', v.id);
   }
   return { id: v.id, method: v.method, params: (v.params as Record<string, unknown> | undefined) ?? {} };
 }

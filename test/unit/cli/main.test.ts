@@ -158,14 +158,14 @@ describe('main', () => {
         return { name: 'c7', ifname: 'eth0' };
       },
       detach: (p) => {
-        throw new UsernetError('ERR_NOT_FOUND', `no port "${String(p.name)}"`);
+        throw new UsernetError('ERR_NO_SUCH_PORT', `no port "${String(p.name)}"`);
       },
     });
     expect(await main(['attach', '--socket', sock, '--pid', '42', '--mtu', '9000', '--configure', '--ip', '10.0.0.2/24'])).toBe(0);
     expect(got).toEqual({ pid: 42, mtu: 9000, configure: true, ip: '10.0.0.2/24' });
     expect(stdout.join('')).toBe('c7\n');
     const e = await rejection(main(['detach', '--socket', sock, 'c9']));
-    expect(e.code).toBe('ERR_NOT_FOUND');
+    expect(e.code).toBe('ERR_NO_SUCH_PORT');
     expect(e.message).toBe('no port "c9"');
   });
 
