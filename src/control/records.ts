@@ -73,7 +73,7 @@ export class StateRecorder {
     this.store.saveLater(() => this.snapshot());
   }
 
-  /** The daemon is stopping: no more scheduled writes; a pending one is written now. */
+  /** The daemon is stopping: lease changes from now on are not scheduled (flush() writes a pending one). */
   stop(): void {
     this.stopped = true;
   }
