@@ -14,9 +14,10 @@ import { formatConntrackLine, toJson as conntrackJson } from '../nat/conntrack-f
 import { parseIpv4 } from '../packet/ip-address.js';
 import { parseMac } from '../packet/mac.js';
 import { StreamingResult, type Handler } from './api-server.js';
-import { processStartTime, type Attachments } from './attachments.js';
+import type { Attachments } from './attachments.js';
 import { CaptureSession } from './capture.js';
 import { parseMemberAddress } from './network-spec.js';
+import { processStartTime } from './namespaces.js';
 import type { Networks } from './networks.js';
 import type { AttachResult } from './protocol.js';
 import { parseSpecs, publishedInfo, type PublishedPorts } from './published.js';

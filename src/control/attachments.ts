@@ -11,9 +11,9 @@
  * else would ever tell). Detaching, or the container's end, clears the persistent flag and closes
  * the fd, so the device goes away with the namespace and no fd is left behind.
  */
-import { closeSync, existsSync, readFileSync, readlinkSync, statSync } from 'node:fs';
+import { closeSync, existsSync } from 'node:fs';
 import type { Logger } from 'pino';
-import { ConflictError, errnoError, InvalidArgumentError, NotFoundError, SystemError, toUsernetError, UsernetError } from '../errors.js';
+import { ConflictError, errnoError, InvalidArgumentError, NotFoundError, UsernetError } from '../errors.js';
 import { snapshotCounters } from '../link/counters.js';
 import { PortKind, type Port } from '../link/port.js';
 import { TapPort } from '../link/tap-port.js';
@@ -29,7 +29,8 @@ import type { Networks } from './networks.js';
 import type { AttachResult, PortInfo } from './protocol.js';
 import type { PublishedPorts } from './published.js';
 import type { StateRecorder } from './records.js';
-import type { AttachmentRecord, DaemonState, NamespaceIdentity } from './state.js';
+import { explainTapError, namespaceIdentity, netnsPathOf, processStartTime, sameIdentity, statError } from './namespaces.js';
+import type { AttachmentRecord, DaemonState } from './state.js';
 
 /** At most one internal-error log line per port per this many ms. */
 const INTERNAL_ERROR_LOG_INTERVAL = 10_000;
@@ -47,24 +48,6 @@ export class Attachment {
   get container(): string {
     return this.record.pid !== undefined ? `pid ${this.record.pid}` : `netns ${this.record.netnsPath}`;
   }
-}
-
-/** The network namespace identity behind a path, or null if the path does not resolve. */
-export function namespaceIdentity(path: string): NamespaceIdentity | null {
-  try {
-    const st = statSync(path, { bigint: true });
-    return { dev: st.dev.toString(), ino: st.ino.toString() };
-  } catch {
-    return null;
-  }
-}
-
-function netnsPathOf(r: AttachmentRecord): string {
-  return r.pid !== undefined ? `/proc/${r.pid}/ns/net` : (r.netnsPath as string);
-}
-
-function sameIdentity(a: NamespaceIdentity | null, b: NamespaceIdentity): boolean {
-  return a !== null && a.dev === b.dev && a.ino === b.ino;
 }
 
 /** An attach request, its parameters checked (see api-methods.ts): what to attach, where, how. */
@@ -682,68 +665,4 @@ export class Attachments {
     }
     if (dropped) this.records.commit(this.records.snapshot());
   }
-}
-
-/** A process's start time (clock ticks after boot, /proc/PID/stat field 22), or -1 if there is none. */
-export function processStartTime(pid: number): number {
-  try {
-    const stat = readFileSync(`/proc/${pid}/stat`, 'utf8');
-    const fields = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
-    const start = Number(fields[19]);
-    return Number.isFinite(start) ? start : -1;
-  } catch {
-    return -1;
-  }
-}
-
-/** The errno code of stat(path), or '' when it succeeds. */
-function statError(path: string): string {
-  try {
-    statSync(path);
-    return '';
-  } catch (err) {
-    return (err as NodeJS.ErrnoException).code ?? 'EIO';
-  }
-}
-
-/** The type of a /proc/PID/ns/* link ("user", "net", ...), or '' for another kind of path. */
-function namespaceKind(path: string): string {
-  try {
-    return /^(\w+):\[\d+\]$/.exec(readlinkSync(path))?.[1] ?? '';
-  } catch {
-    return '';
-  }
-}
-
-/** Adds the likely cause and the fix to the addon's errno errors. */
-function explainTapError(err: unknown, r: AttachmentRecord): Error {
-  const e = err as NodeJS.ErrnoException;
-  const what = r.pid !== undefined ? `the container of PID ${r.pid}` : `the namespace ${r.netnsPath}`;
-  let hint = '';
-  if (e.syscall === 'open(/dev/net/tun)' && (e.code === 'EACCES' || e.code === 'EPERM')) {
-    hint = ' — /dev/net/tun is not open to this user; distributions ship it mode 0666: sudo chmod 0666 /dev/net/tun';
-  } else if (e.syscall === 'open(/dev/net/tun)' && e.code === 'ENOENT') {
-    hint = ' — the tun module is missing: sudo modprobe tun';
-  } else if (e.syscall === 'setns(CLONE_NEWUSER)' && e.code === 'EPERM') {
-    hint = ` — not allowed to enter the user namespace of ${what}: it must belong to the user running the daemon`;
-  } else if (e.syscall === 'setns(CLONE_NEWNET)' && e.code === 'EINVAL' && r.netnsPath !== undefined) {
-    // setns() refuses a namespace file of another type with EINVAL: say what was given instead.
-    const kind = namespaceKind(r.netnsPath);
-    const what = kind ? `a ${kind} namespace, not a network namespace` : 'not a network namespace';
-    return new InvalidArgumentError(`${r.netnsPath} is ${what}: give /proc/PID/ns/net or a file made by ip netns (/run/netns/NAME)`, 'ERR_NOT_A_NETNS');
-  } else if (e.syscall === 'setns(CLONE_NEWNET)' && e.code === 'EPERM') {
-    hint = ` — not allowed to enter the network namespace of ${what}`;
-  } else if (e.syscall === 'ioctl(TUNSETIFF)' && e.code === 'EBUSY') {
-    hint = ` — ${r.ifname} in ${what} is already in use by another process (another usernet daemon?)`;
-  } else if (e.syscall === 'ioctl(TUNSETIFF)' && e.code === 'EPERM') {
-    hint = ` — no right to create or attach ${r.ifname} in ${what}`;
-  } else if (e.code === 'ENOENT' && e.syscall?.startsWith('open(/proc')) {
-    hint = ` — ${what} no longer exists`;
-  }
-  // The addon prefixes its own context ("tapOpen(pid N): "); say it in the user's terms.
-  const detail = (e.message ?? String(err)).replace(/^tapOpen\([^)]*\): /, '');
-  const message = `cannot open ${r.ifname} in ${what}: ${detail}${hint}`;
-  if (typeof e.code === 'string' && typeof e.errno === 'number') return new SystemError(e.code, e.errno, e.syscall ?? '', message);
-  if (typeof e.code === 'string') return toUsernetError(Object.assign(new Error(message), { code: e.code }));
-  return err instanceof Error ? err : new Error(String(err));
 }

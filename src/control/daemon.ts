@@ -4,6 +4,7 @@
  *
  *   networks.ts     the networks (switch + gateway + DHCP + DNS), their NAT wiring, create/rm/ls
  *   attachments.ts  containers' TAP ports: attach, detach, re-attach, watching a container's end
+ *   namespaces.ts   a container's identity (namespace dev+inode, process start) and TAP-open errors
  *   published.ts    published ports: publish, unpublish, list, restore
  *   api-methods.ts  the API's method table and each method's parameter checks
  *   records.ts      the state as recorded (snapshot, commit), over persistence.ts's StateStore
@@ -27,7 +28,7 @@ import { VERSION, type AttachResult, type FdbEntryInfo, type PortInfo, type Publ
 import { formatUpstream } from './resolv.js';
 import { emptyState } from './state.js';
 
-export { namespaceIdentity, processStartTime } from './attachments.js';
+export { namespaceIdentity, processStartTime } from './namespaces.js';
 /** The wire types live in protocol.ts; re-exported for code that embedded the daemon before. */
 export type { AttachResult, FdbEntryInfo, PortInfo, PublishedPortInfo } from './protocol.js';
 
