@@ -1,5 +1,5 @@
 /** Text output of the CLI: aligned tables and the `bridge fdb show` style. */
-import type { FdbEntryInfo, PortInfo, PublishedPortInfo } from '../control/daemon.js';
+import type { FdbEntryInfo, PortInfo, PublishedPortInfo } from '../control/protocol.js';
 import { formatHostAddress } from '../nat/publish-spec.js';
 
 /** Left-aligned columns separated by two spaces. */

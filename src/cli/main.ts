@@ -5,15 +5,15 @@
 import { closeSync, createWriteStream, existsSync, openSync, renameSync, rmSync, writeFileSync, type WriteStream } from 'node:fs';
 import { dirname, resolve } from 'node:path';
 import pino from 'pino';
-import { Daemon, VERSION } from '../control/daemon.js';
+import { Daemon } from '../control/daemon.js';
 import { openRequest, request } from '../control/client.js';
 import { checkDaemonSocket, checkSocketPath, defaultSocketPath, defaultStateDir, ensureDir, ensurePrivateDir, socketDir } from '../control/paths.js';
-import type { AttachResult, FdbEntryInfo, PortInfo, PublishedPortInfo } from '../control/daemon.js';
+import { VERSION, type AttachResult, type FdbEntryInfo, type PortInfo, type PublishedPortInfo } from '../control/protocol.js';
 import { formatHostAddress, parsePublishSpec } from '../nat/publish-spec.js';
 import { parseUpstream } from '../control/resolv.js';
 import type { NetworkSpec } from '../gateway/network.js';
 import { checkDomain, validateNetworkSpec } from '../control/network-spec.js';
-import { describeErrno, toUsernetError, UsernetError } from '../errors.js';
+import { describeErrno, errnoError, toUsernetError, UsernetError } from '../errors.js';
 import { IFNAME_PATTERN, NAME_PATTERN } from '../control/validate.js';
 import { parseIpv4, parseIpv4Cidr } from '../packet/ip-address.js';
 import { parseMac } from '../packet/mac.js';
@@ -605,7 +605,7 @@ async function cmdCapture(args: string[]): Promise<number> {
       fd = openSync(file, 'w', 0o644);
     } catch (err) {
       const e = err as NodeJS.ErrnoException;
-      throw new UsernetError(e.code ?? 'EIO', `capture: cannot write ${file}: ${e.code === 'ENOENT' ? 'no such directory' : e.code === 'EACCES' ? 'permission denied' : e.message}`);
+      throw errnoError(e.code ?? 'EIO', 'open', `capture: cannot write ${file}: ${e.code === 'ENOENT' ? 'no such directory' : e.code === 'EACCES' ? 'permission denied' : e.message}`);
     }
   }
   let opened;
@@ -679,7 +679,7 @@ async function cmdCapture(args: string[]): Promise<number> {
       socket.destroy();
       if (done) return;
       done = true;
-      reject(new UsernetError('EIO', `capture: writing ${file} failed: ${err.message}`));
+      reject(errnoError('EIO', 'write', `capture: writing ${file} failed: ${err.message}`));
     });
     process.on('SIGINT', onSignal);
     process.on('SIGTERM', onSignal);

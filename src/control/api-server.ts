@@ -15,7 +15,7 @@ import { connect, createServer, type Server, type Socket } from 'node:net';
 import type { Logger } from 'pino';
 import { toUsernetError, UsernetError } from '../errors.js';
 import { native } from '../native/addon.js';
-import { LineDecoder, LineTooLongError, parseRequest, type ApiResponse } from './protocol.js';
+import { BadRequestError, LineDecoder, LineTooLongError, parseRequest, type ApiResponse } from './protocol.js';
 
 /** A handler's result that turns the connection into a stream after the response line. */
 export class StreamingResult {
@@ -185,7 +185,7 @@ export class ApiServer {
       if (result instanceof StreamingResult) return { text: JSON.stringify({ id, result: result.result } satisfies ApiResponse), stream: result };
       return { text: JSON.stringify({ id, result: result ?? {} } satisfies ApiResponse) };
     } catch (err) {
-      if (id === undefined && err !== null && typeof err === 'object' && 'requestId' in err) id = (err as { requestId: unknown }).requestId;
+      if (id === undefined && err instanceof BadRequestError) id = err.requestId;
       const e = toUsernetError(err);
       if (e.code === 'ERR_INTERNAL') this.log.error({ err }, 'API handler failed');
       return { text: JSON.stringify({ id, error: { code: e.code, message: e.message } } satisfies ApiResponse) };

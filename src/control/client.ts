@@ -1,12 +1,14 @@
 /** The CLI's side of the control API: one connection, one request, one response. */
 import { connect, type Socket } from 'node:net';
-import { UsernetError } from '../errors.js';
+import { errnoError, UsernetError, type ErrorCode } from '../errors.js';
 import { LineDecoder, type ApiResponse } from './protocol.js';
 
 /** The daemon answered with an error: carries its code and message. */
 export class ApiError extends UsernetError {
   constructor(code: string, message: string) {
-    super(code, message);
+    // The daemon's code, as it sent it: one of ERROR_CODES or an errno name (not checked here,
+    // so a newer daemon's code reaches the user as it is).
+    super(code as ErrorCode, message);
     this.name = 'ApiError';
   }
 }
@@ -16,7 +18,8 @@ function connectionError(socketPath: string, err: NodeJS.ErrnoException): Userne
     return new UsernetError('ERR_NO_DAEMON', `no usernet daemon is listening on ${socketPath} (start one with "usernet daemon", or pass --socket)`);
   }
   if (err.code === 'EACCES') return new UsernetError('ERR_SOCKET_ACCESS', `permission denied on ${socketPath}: the daemon belongs to another user`);
-  return new UsernetError(err.code ?? 'ERR_CONNECT', `cannot reach the daemon on ${socketPath}: ${err.message}`);
+  const message = `cannot reach the daemon on ${socketPath}: ${err.message}`;
+  return err.code ? errnoError(err.code, err.syscall ?? 'connect', message) : new UsernetError('ERR_CONNECT', message);
 }
 
 /**

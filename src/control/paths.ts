@@ -8,7 +8,7 @@
 import { lstatSync, mkdirSync, chmodSync, statSync, type Stats } from 'node:fs';
 import { homedir } from 'node:os';
 import { dirname, join } from 'node:path';
-import { InvalidArgumentError, UsernetError } from '../errors.js';
+import { errnoError, InvalidArgumentError, UsernetError } from '../errors.js';
 
 export function defaultSocketPath(env: NodeJS.ProcessEnv = process.env, uid = process.getuid?.() ?? 0): string {
   if (env.USERNET_SOCKET) return env.USERNET_SOCKET;
@@ -66,7 +66,7 @@ export function ensureDir(dir: string): void {
     } catch (err) {
       const code = (err as NodeJS.ErrnoException).code;
       if (code === 'EEXIST' || code === 'ENOTDIR') throw new UsernetError('ERR_NOT_A_DIRECTORY', `${dir} (or a parent) exists and is not a directory`);
-      if (code === 'EACCES' || code === 'EPERM') throw new UsernetError('EACCES', `cannot create ${dir}: permission denied`);
+      if (code === 'EACCES' || code === 'EPERM') throw errnoError('EACCES', 'mkdir', `cannot create ${dir}: permission denied`);
       throw err;
     }
     return;

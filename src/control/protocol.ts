@@ -11,6 +11,13 @@
  * LineDecoder is the sans-I/O part: fed bytes, it returns complete lines, and refuses lines
  * longer than a limit (a client cannot make the daemon buffer without end).
  */
+import { UsernetError } from '../errors.js';
+import type { PortCountersSnapshot } from '../link/counters.js';
+import type { FdbEntrySnapshot } from '../switch/fdb.js';
+
+/** usernet's version, as `usernet --version` and the daemon's `status` report it. */
+export const VERSION = '0.1.0';
+
 export const MAX_REQUEST_LINE = 1024 * 1024;
 
 export interface ApiRequest {
@@ -30,18 +37,93 @@ export interface ApiResponse {
   error?: ApiErrorBody;
 }
 
+// ------------------------------------------------------------------------------------------
+// Results on the wire: what the daemon answers and the CLI reads (shared, so neither can drift)
+// ------------------------------------------------------------------------------------------
+
+/** One port of `ports`: a container's attachment or a network's gateway port. */
+export interface PortInfo {
+  name: string;
+  network: string;
+  kind: string;
+  ifname: string;
+  /** The port's IPv4 address on its network (the gateway's own for the gateway port), or null. */
+  ip: string | null;
+  container: string;
+  mac: string;
+  mtu: number;
+  offloads: boolean;
+  state: 'up' | 'down';
+  error?: string;
+  counters: PortCountersSnapshot | null;
+}
+
+/** The result of `attach`. */
+export interface AttachResult {
+  name: string;
+  network: string;
+  ifname: string;
+  mac: string;
+  mtu: number;
+  /** The container's address and prefix, its gateway and DNS server, the search list. */
+  ip: string | null;
+  prefix: number;
+  gateway: string;
+  dns: string | null;
+  dnsSearch: string[];
+  offloads: boolean;
+  existed: boolean;
+  /** Published ports, as HOST_IP:HOST_PORT:CONTAINER_PORT/PROTO (host ports resolved). */
+  ports: string[];
+}
+
+/** One published port, as `usernet publish --list` shows it. */
+export interface PublishedPortInfo {
+  /** The attachment (container port name). */
+  name: string;
+  network: string;
+  proto: 'tcp' | 'udp';
+  hostIp: string;
+  hostPort: number;
+  containerIp: string;
+  containerPort: number;
+  spec: string;
+  state: 'listening' | 'down';
+  error?: string;
+  /** Connections / client flows so far, and those refused. */
+  flows: number;
+  refused: number;
+}
+
+/** One MAC table entry of `fdb`. */
+export interface FdbEntryInfo extends FdbEntrySnapshot {
+  network: string;
+}
+
 /**
  * A line over the decoder's limit. `lines` are the complete lines that came before it in the same
  * chunk: they were sent before the offending one and deserve their answers, so how the bytes
  * happened to be split into chunks never changes which requests are answered.
  */
-export class LineTooLongError extends Error {
-  readonly code = 'ERR_REQUEST_TOO_LARGE';
+export class LineTooLongError extends UsernetError {
   constructor(
     message: string,
     readonly lines: string[] = [],
   ) {
-    super(message);
+    super('ERR_REQUEST_TOO_LARGE', message);
+    this.name = 'LineTooLongError';
+  }
+}
+
+/** A line that is not a request; carries the request's id when it had one, so the answer can be matched. */
+export class BadRequestError extends UsernetError {
+  constructor(
+    code: 'ERR_BAD_JSON' | 'ERR_BAD_REQUEST',
+    message: string,
+    readonly requestId?: unknown,
+  ) {
+    super(code, message);
+    this.name = 'BadRequestError';
   }
 }
 
@@ -96,20 +178,18 @@ export function parseRequest(line: string): ApiRequest {
   try {
     value = JSON.parse(line);
   } catch (err) {
-    const e = new Error(`request is not valid JSON: ${(err as Error).message}`) as Error & { code: string };
-    e.code = 'ERR_BAD_JSON';
-    throw e;
+    throw new BadRequestError('ERR_BAD_JSON', `request is not valid JSON: ${(err as Error).message}`);
   }
   if (typeof value !== 'object' || value === null || Array.isArray(value)) {
-    throw Object.assign(new Error('request must be a JSON object with a "method"'), { code: 'ERR_BAD_REQUEST' });
+    throw new BadRequestError('ERR_BAD_REQUEST', 'request must be a JSON object with a "method"');
   }
   const v = value as Record<string, unknown>;
   // The id goes back with the error too, so a client can match it.
   if (typeof v.method !== 'string' || v.method === '') {
-    throw Object.assign(new Error('request has no "method" string'), { code: 'ERR_BAD_REQUEST', requestId: v.id });
+    throw new BadRequestError('ERR_BAD_REQUEST', 'request has no "method" string', v.id);
   }
   if (v.params !== undefined && (typeof v.params !== 'object' || v.params === null || Array.isArray(v.params))) {
-    throw Object.assign(new Error('"params" must be a JSON object'), { code: 'ERR_BAD_REQUEST', requestId: v.id });
+    throw new BadRequestError('ERR_BAD_REQUEST', '"params" must be a JSON object', v.id);
   }
   return { id: v.id, method: v.method, params: (v.params as Record<string, unknown> | undefined) ?? {} };
 }

@@ -5,10 +5,15 @@
  * and `--` ending the options. Pure: argv in, options or a SlirpArgsError out — the messages are
  * slirp4netns's where its clients or tests look for them.
  */
+import { InvalidArgumentError } from '../errors.js';
 import { parseIpv4, ipv4ToString } from '../packet/ip-address.js';
 
-export class SlirpArgsError extends Error {
-  readonly code = 'ERR_BAD_ARGUMENT';
+/** A slirp4netns command line that cannot be used (its message is slirp4netns's where clients look for it). */
+export class SlirpArgsError extends InvalidArgumentError {
+  constructor(message: string) {
+    super(message, 'ERR_USAGE');
+    this.name = 'SlirpArgsError';
+  }
 }
 
 export const DEFAULT_CIDR = '10.0.2.0/24';

@@ -1,6 +1,6 @@
 import { describe, expect, it } from 'vitest';
 import { formatFdb, formatPorts, table } from '../../../src/cli/format.js';
-import type { PortInfo } from '../../../src/control/daemon.js';
+import type { PortInfo } from '../../../src/control/protocol.js';
 
 describe('table', () => {
   it('left-aligns columns separated by two spaces, the last column unpadded', () => {

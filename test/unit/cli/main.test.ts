@@ -1,20 +1,29 @@
+/**
+ * The CLI against a real daemon: an in-process Daemon on a temporary socket and state directory
+ * (no TAP, no root: networks, status, the MAC table, conntrack, published-port errors, capture on a
+ * network's gateway port fed by an in-memory port). What needs a container's TAP — a successful
+ * attach — is tested end to end (test/e2e/lifecycle.test.ts).
+ */
 import { afterEach, beforeEach, describe, expect, it, vi } from 'vitest';
-import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
+import { mkdirSync, mkdtempSync, readFileSync, rmSync, statSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import pino from 'pino';
 import { main } from '../../../src/cli/main.js';
 import { UsageError } from '../../../src/cli/args.js';
-import { ApiServer, StreamingResult, type Handler } from '../../../src/control/api-server.js';
-import { VERSION } from '../../../src/control/daemon.js';
-import { UsernetError } from '../../../src/errors.js';
-import { readPcap, writePcapGlobalHeader, writePcapRecordHeader } from '../../../src/packet/pcap.js';
+import { ApiMethods } from '../../../src/control/api-methods.js';
+import { CaptureSession } from '../../../src/control/capture.js';
+import { Daemon } from '../../../src/control/daemon.js';
+import { VERSION } from '../../../src/control/protocol.js';
+import type { UsernetError } from '../../../src/errors.js';
+import { MemoryPort } from '../../../src/link/memory-port.js';
+import { readPcap } from '../../../src/packet/pcap.js';
 
 let dir: string;
 let sock: string;
 let stdout: string[];
 let stderr: string[];
-const servers: ApiServer[] = [];
+const daemons: Daemon[] = [];
 
 beforeEach(() => {
   dir = mkdtempSync(join(tmpdir(), 'usernet-cli-'));
@@ -33,14 +42,50 @@ beforeEach(() => {
 
 afterEach(async () => {
   vi.restoreAllMocks();
-  for (const s of servers.splice(0)) await s.close();
+  for (const d of daemons.splice(0)) await d.stop();
   rmSync(dir, { recursive: true, force: true });
 });
 
-async function fakeDaemon(handlers: Record<string, Handler>): Promise<void> {
-  const s = new ApiServer(sock, handlers, pino({ level: 'silent' }));
-  servers.push(s);
-  await s.listen();
+/** A real daemon on the test's socket; its DNS upstream is named so that it has no warning. */
+async function startDaemon(): Promise<Daemon> {
+  const stateDir = join(dir, 'state');
+  mkdirSync(stateDir, { mode: 0o700 });
+  writeFileSync(join(dir, 'resolv.conf'), 'nameserver 127.0.0.1\n');
+  const d = new Daemon({ socketPath: sock, stateDir, resolvConfPath: join(dir, 'resolv.conf') }, pino({ level: 'silent' }));
+  daemons.push(d);
+  await d.start();
+  return d;
+}
+
+/** An in-memory port on the daemon's default network, to put frames on its switch. */
+function probeOn(d: Daemon): MemoryPort {
+  const net = d.networks.get('default');
+  if (!net) throw new Error('no default network');
+  return new MemoryPort({ name: 'probe', record: false }).plug(net.sw);
+}
+
+/** Broadcasts `n` 60-byte frames (a local-experimental EtherType) from the probe: each reaches the gateway port once. */
+function broadcast(probe: MemoryPort, n: number): void {
+  for (let i = 0; i < n; i++) {
+    const f = Buffer.alloc(60, i);
+    f.fill(0xff, 0, 6);
+    f.writeUIntBE(0x02000000000a, 6, 6);
+    f.writeUInt16BE(0x88b5, 12);
+    probe.inject(f);
+  }
+}
+
+/** The capture session on the default network's gateway port, once the daemon has started it. */
+function gatewaySession(d: Daemon): CaptureSession | undefined {
+  return d.networks.get('default')?.gateway.taps.find((t): t is CaptureSession => t instanceof CaptureSession);
+}
+
+async function until(what: string, ok: () => boolean, timeoutMs = 5000): Promise<void> {
+  const end = Date.now() + timeoutMs;
+  while (!ok()) {
+    if (Date.now() > end) throw new Error(`timed out waiting for ${what}`);
+    await new Promise((r) => setTimeout(r, 5));
+  }
 }
 
 async function rejection(p: Promise<unknown>): Promise<UsernetError> {
@@ -131,117 +176,133 @@ describe('main', () => {
     expect(e.message).toMatch(/socket path too long/);
   });
 
-  it('lists ports and the MAC table from a daemon', async () => {
-    await fakeDaemon({
-      ports: () => ({ ports: [] }),
-      fdb: () => ({ entries: [{ mac: '02:00:00:00:00:0a', port: 'c1', static: false, age: 2.5, network: 'default' }] }),
-      status: () => ({ version: VERSION, ports: 0 }),
-    });
+  it('lists ports, the MAC table and the status of a daemon', async () => {
+    const d = await startDaemon();
     expect(await main(['ports', '--socket', sock])).toBe(0);
-    expect(stdout.join('')).toMatch(/^no ports/);
+    expect(stdout.join('')).toBe(
+      'NAME     NETWORK  STATE    IFNAME  IP        CONTAINER     MAC                MTU   OFFLOAD  RX_FRAMES  RX_BYTES  TX_FRAMES  TX_BYTES  DROPS\n' +
+        'gateway  default  gateway  -       10.0.2.2  dns 10.0.2.3  52:55:0a:00:02:02  1500  on       0          0         0          0         0\n',
+    );
     stdout.length = 0;
     expect(await main(['ports', '--socket', sock, '--json'])).toBe(0);
-    expect(JSON.parse(stdout.join(''))).toEqual([]);
+    const ports = JSON.parse(stdout.join('')) as { name: string; kind: string; ip: string; state: string }[];
+    expect(ports.map((p) => [p.name, p.kind, p.ip, p.state])).toEqual([['gateway', 'gateway', '10.0.2.2', 'up']]);
     stdout.length = 0;
+    broadcast(probeOn(d), 1);
     expect(await main(['fdb', '--socket', sock])).toBe(0);
-    expect(stdout.join('')).toBe('02:00:00:00:00:0a dev c1 master default age 2.50s\n');
+    expect(stdout.join('')).toMatch(/^52:55:0a:00:02:02 dev gateway master default permanent\n02:00:00:00:00:0a dev probe master default age \d+\.\d\ds\n$/);
     stdout.length = 0;
     expect(await main(['status', '--socket', sock])).toBe(0);
-    expect(stdout.join('')).toBe(`version: ${VERSION}\nports: 0\n`);
+    const status = stdout.join('');
+    expect(status).toMatch(new RegExp(`^version: ${VERSION}\npid: ${process.pid}\nsocket: ${sock}\nstateDir: ${join(dir, 'state')}\nuptime: \\d+\nattachments: 0\nnetworks: default\n`));
+    expect(status).toContain('\ndnsUpstream: 127.0.0.1:53\nwarnings: none\n');
   });
 
-  it('sends attach parameters and prints the port name; passes daemon errors through', async () => {
-    let got: Record<string, unknown> | undefined;
-    await fakeDaemon({
-      attach: (p) => {
-        got = p;
-        return { name: 'c7', ifname: 'eth0' };
-      },
-      detach: (p) => {
-        throw new UsernetError('ERR_NOT_FOUND', `no port "${String(p.name)}"`);
-      },
-    });
-    expect(await main(['attach', '--socket', sock, '--pid', '42', '--mtu', '9000', '--configure', '--ip', '10.0.0.2/24'])).toBe(0);
-    expect(got).toEqual({ pid: 42, mtu: 9000, configure: true, ip: '10.0.0.2/24' });
-    expect(stdout.join('')).toBe('c7\n');
-    const e = await rejection(main(['detach', '--socket', sock, 'c9']));
-    expect(e.code).toBe('ERR_NOT_FOUND');
-    expect(e.message).toBe('no port "c9"');
+  it('sends attach parameters as given, and passes the daemon\'s errors through', async () => {
+    await startDaemon();
+    const attach = vi.spyOn(ApiMethods.prototype, 'attach');
+    // No process can have this PID (above the kernel's PID_MAX_LIMIT): the daemon refuses it.
+    const e = await rejection(main(['attach', '--socket', sock, '--pid', '4194305', '--mtu', '9000', '--configure', '--ip', '10.0.2.50/24']));
+    expect(attach).toHaveBeenCalledWith({ pid: 4194305, mtu: 9000, configure: true, ip: '10.0.2.50/24' });
+    expect([e.code, e.message]).toEqual(['ERR_NO_SUCH_PROCESS', 'no process with PID 4194305']);
+    const e2 = await rejection(main(['detach', '--socket', sock, 'c9']));
+    expect([e2.code, e2.message]).toEqual(['ERR_NO_SUCH_PORT', 'no port named c9 (see usernet ports)']);
+    const e3 = await rejection(main(['attach', '--socket', sock, '--pid', '4194305', '--network', 'nosuch']));
+    expect([e3.code, e3.message]).toEqual(['ERR_NO_SUCH_NETWORK', 'no network named nosuch (see usernet network ls)']);
   });
 
-  it('writes a capture stream to a file', async () => {
-    const bytes = Buffer.concat([Buffer.from('{"not":"a line"}\n'), Buffer.alloc(70_000, 7)]);
-    let params: Record<string, unknown> | undefined;
-    await fakeDaemon({
-      capture: (p) => {
-        params = p;
-        return new StreamingResult({ port: p.port }, (socket) => socket.end(bytes));
-      },
-    });
+  it('creates, lists and removes a network; refuses a second one of the same name', async () => {
+    await startDaemon();
+    expect(await main(['network', 'create', 'lab', '--subnet', '10.9.0.0/24', '--socket', sock])).toBe(0);
+    stdout.length = 0;
+    expect(await main(['network', 'ls', '--socket', sock])).toBe(0);
+    expect(stdout.join('')).toBe(
+      'NAME     SUBNET       GATEWAY   DNS       RANGE                  MTU   ICC  PORTS  SEARCH\n' +
+        'default  10.0.2.0/24  10.0.2.2  10.0.2.3  10.0.2.100-10.0.2.254  1500  on   0      -\n' +
+        'lab      10.9.0.0/24  10.9.0.2  10.9.0.3  10.9.0.100-10.9.0.254  1500  on   0      -\n',
+    );
+    const e = await rejection(main(['network', 'create', 'lab', '--subnet', '10.8.0.0/24', '--socket', sock]));
+    expect([e.code, e.message]).toEqual(['ERR_NETWORK_EXISTS', 'a network named lab already exists']);
+    const e2 = await rejection(main(['network', 'rm', 'default', '--socket', sock]));
+    expect([e2.code, e2.message]).toEqual(['ERR_NETWORK_IN_USE', 'the default network cannot be removed']);
+    expect(await main(['network', 'rm', 'lab', '--socket', sock])).toBe(0);
+    const state = JSON.parse(readFileSync(join(dir, 'state', 'state.json'), 'utf8')) as { networks: unknown[] };
+    expect(state.networks).toEqual([]);
+  });
+
+  it('lists an empty conntrack table and published ports; refuses to publish to a port that does not exist', async () => {
+    await startDaemon();
+    expect(await main(['conntrack', '-L', '--socket', sock])).toBe(0);
+    expect(stdout.join('')).toBe('');
+    expect(await main(['publish', '--list', '--socket', sock])).toBe(0);
+    expect(stdout.join('')).toBe('no published ports\n');
+    const e = await rejection(main(['publish', 'web', '127.0.0.1:18080:80', '--socket', sock]));
+    expect([e.code, e.message]).toEqual(['ERR_NO_SUCH_PORT', 'no port named web (see usernet ports)']);
+    const e2 = await rejection(main(['publish', '--list', 'web', '--socket', sock]));
+    expect([e2.code, e2.message]).toEqual(['ERR_NO_SUCH_PORT', 'no port named web']);
+  });
+
+  it('writes a capture of the gateway port to a file, stopping after --count frames', async () => {
+    const d = await startDaemon();
+    const probe = probeOn(d);
     const file = join(dir, 'out.pcap');
-    expect(await main(['capture', '--socket', sock, '--port', 'c1', '-w', file, '-c', '3'])).toBe(0);
-    expect(params).toEqual({ port: 'c1', count: 3 });
-    expect(readFileSync(file).equals(bytes)).toBe(true);
-    expect(stderr.join('')).toBe(`capture: ${bytes.length} bytes written to ${file}\n`);
+    const done = main(['capture', '--socket', sock, '--port', 'gateway', '-w', file, '-c', '3']);
+    await until('the capture session', () => gatewaySession(d) !== undefined);
+    broadcast(probe, 5);
+    expect(await done).toBe(0);
+    const records = readPcap(readFileSync(file)).records;
+    expect(records.map((r) => r.data.length)).toEqual([60, 60, 60]);
+    expect(stderr.join('')).toBe(`capture: 3 frames (${24 + 3 * (16 + 60)} bytes) written to ${file}\n`);
+    const e = await rejection(main(['capture', '--socket', sock, '--port', 'nosuch', '-w', join(dir, 'x.pcap')]));
+    expect([e.code, e.message]).toEqual(['ERR_NO_SUCH_PORT', 'no port named nosuch (see usernet ports)']);
   });
 
-  /** A pcap stream of `n` small records, starting at record `from`. */
-  function pcapRecords(from: number, n: number, header: boolean): Buffer {
-    const parts: Buffer[] = [];
-    if (header) {
-      const h = Buffer.alloc(24);
-      writePcapGlobalHeader(new DataView(h.buffer, h.byteOffset, 24), 0);
-      parts.push(h);
-    }
-    for (let i = from; i < from + n; i++) {
-      const r = Buffer.alloc(16 + 60, i);
-      writePcapRecordHeader(new DataView(r.buffer, r.byteOffset, 16), 0, i, 0, 60, 60);
-      parts.push(r);
-    }
-    return Buffer.concat(parts);
-  }
-
-  /** Emits `signal` on the process once the CLI has registered its handler for it. */
-  function signalWhenHandled(signal: 'SIGINT' | 'SIGTERM'): void {
+  /** Once the CLI has registered its handler for `signal`: runs `before`, then emits the signal (`times` times in a row). */
+  function signalWhenHandled(signal: 'SIGINT' | 'SIGTERM', before: () => Promise<void>, times = 1): void {
     const on = process.on.bind(process);
     vi.spyOn(process, 'on').mockImplementation(((event: string, listener: (...a: unknown[]) => void) => {
       on(event as 'SIGINT', listener);
-      if (event === signal) setImmediate(() => process.emit(signal));
+      if (event === signal) {
+        void before().then(() => {
+          for (let i = 0; i < times; i++) process.emit(signal);
+        });
+      }
       return process;
     }) as typeof process.on);
   }
 
   it.each(['SIGINT', 'SIGTERM'] as const)('on %s asks the daemon to stop and writes everything it sends until the end of the stream', async (signal) => {
-    await fakeDaemon({
-      capture: () =>
-        new StreamingResult({ port: 'c1' }, (socket) => {
-          socket.write(pcapRecords(0, 2, true));
-          // The daemon's side of a stop: the client half-closed; send the rest, then end.
-          socket.once('end', () => socket.end(pcapRecords(2, 4, false)));
-        }),
+    const d = await startDaemon();
+    const probe = probeOn(d);
+    // Six frames crossed the port before the signal: the daemon flushes them all, then ends.
+    signalWhenHandled(signal, async () => {
+      await until('the capture session', () => gatewaySession(d) !== undefined);
+      broadcast(probe, 6);
+      await until('six frames captured', () => gatewaySession(d)?.frames === 6);
     });
-    signalWhenHandled(signal);
     const file = join(dir, 'stop.pcap');
-    expect(await main(['capture', '--socket', sock, '--port', 'c1', '-w', file])).toBe(0);
-    expect(readPcap(readFileSync(file)).records.map((r) => r.sec)).toEqual([0, 1, 2, 3, 4, 5]);
+    expect(await main(['capture', '--socket', sock, '--port', 'gateway', '-w', file])).toBe(0);
+    expect(readPcap(readFileSync(file)).records.map((r) => r.data[14])).toEqual([0, 1, 2, 3, 4, 5]);
     expect(stderr.join('')).toBe(`capture: 6 frames (${24 + 6 * 76} bytes) written to ${file}\n`);
     expect(process.listenerCount(signal)).toBe(0);
   });
 
   it('a second Ctrl-C stops at once with what arrived', async () => {
-    await fakeDaemon({
-      capture: () =>
-        new StreamingResult({ port: 'c1' }, (socket) => {
-          socket.write(pcapRecords(0, 1, true));
-          // A daemon that never ends the stream: the second Ctrl-C comes once our FIN is seen.
-          socket.once('end', () => process.emit('SIGINT'));
-        }),
-    });
-    signalWhenHandled('SIGINT');
+    const d = await startDaemon();
+    const probe = probeOn(d);
     const file = join(dir, 'again.pcap');
-    expect(await main(['capture', '--socket', sock, '--port', 'c1', '-w', file])).toBe(130);
+    // One frame has reached the file; then two Ctrl-C in a row: the second does not wait for the daemon.
+    signalWhenHandled(
+      'SIGINT',
+      async () => {
+        await until('the capture session', () => gatewaySession(d) !== undefined);
+        broadcast(probe, 1);
+        await until('the frame in the file', () => statSync(file).size === 24 + 76);
+      },
+      2,
+    );
+    expect(await main(['capture', '--socket', sock, '--port', 'gateway', '-w', file])).toBe(130);
     expect(readPcap(readFileSync(file)).records).toHaveLength(1);
     expect(stderr.join('')).toBe(`capture: 1 frame (100 bytes) written to ${file}; interrupted again before the daemon had sent everything\n`);
   });
 });
-

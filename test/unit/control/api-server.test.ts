@@ -127,7 +127,7 @@ describe('ApiServer + client', () => {
         throw new InvalidArgumentError('"pid" must be an integer');
       },
       conflict: async () => {
-        throw new UsernetError('ERR_CONFLICT', 'name "c1" is in use');
+        throw new UsernetError('ERR_NAME_IN_USE', 'name "c1" is in use');
       },
     });
     const e = await rejection(request(sock, 'fail'));
@@ -136,7 +136,7 @@ describe('ApiServer + client', () => {
     expect(e.message).toBe('"pid" must be an integer');
     const e2 = await rejection(request(sock, 'conflict'));
     expect(e2).toBeInstanceOf(ApiError);
-    expect(e2.code).toBe('ERR_CONFLICT');
+    expect(e2.code).toBe('ERR_NAME_IN_USE');
     expect(e2.message).toBe('name "c1" is in use');
   });
 
