@@ -86,6 +86,18 @@ export const ERROR_CODES = {
   ERR_NO_RESPONSE: code('other', 'The daemon closed the connection without answering.'),
   ERR_RESOLV_CONF: code('other', 'attach --resolv-conf: attached, but the container\'s resolv.conf cannot be written.'),
 
+  // --- The library's lab (src/lab/): tests that drive a network in-process ---
+  ERR_LAB_TIMEOUT: code('other', 'Lab.run: what it waited for had not happened after its limit of virtual time, or nothing was left to happen.'),
+  ERR_VIRTUAL_CLOCK_NEEDED: code('other', 'A lab or probe call that runs the clock itself (run, advance, expect, expectNothing) was made on the system clock.'),
+  ERR_PROBE_NO_MATCH: code('other', 'FrameProbe: no frame matching the test\'s predicate crossed the port in time; the message lists what did.'),
+  ERR_PROBE_UNEXPECTED: code('other', 'FrameProbe.expectNothing: frames crossed the port that the test did not expect; the message lists them.'),
+  ERR_HOST_SOCKET_FORBIDDEN: code('other', 'A real host socket was used while a HostSocketGuard forbids it (a test that must stay in memory).'),
+  ERR_SCRIPTED_NO_ANSWER: code('other', 'A scripted host got no answer in time (DHCP, ping, UDP request, TCP connect).'),
+  ERR_SCRIPTED_REFUSED: code('other', 'A scripted host was refused (a DHCP NAK, a TCP reset in answer to its SYN).'),
+  ERR_SCRIPTED_RESET: code('other', 'A scripted host\'s TCP connection was reset before what it waited for.'),
+  ERR_SCRIPTED_STATE: code('other', 'A scripted host cannot do that now (no address yet, no route, a packet above the MTU, a write after end, DHCP already running).'),
+  ERR_SCRIPTED_BAD_RESPONSE: code('other', 'A scripted host\'s HTTP GET got something that is not an HTTP response.'),
+
   // --- usernet demo ---
   ERR_NO_TUN: code('other', 'The demo cannot open /dev/net/tun as this user.'),
   ERR_NO_USERNS: code('other', 'The demo cannot create a user namespace as this user.'),

@@ -147,7 +147,7 @@ export class FrameProbe implements FrameTap {
   }
 
   private virtual(what: string): VirtualClock {
-    if (!(this.clock instanceof VirtualClock)) throw new ProbeError('ERR_PROBE_CLOCK', `FrameProbe.${what} runs the clock itself and needs a VirtualClock; with the system clock use waitFor()`);
+    if (!(this.clock instanceof VirtualClock)) throw new ProbeError('ERR_VIRTUAL_CLOCK_NEEDED', `FrameProbe.${what} runs the clock itself and needs a VirtualClock; with the system clock use waitFor()`);
     return this.clock;
   }
 

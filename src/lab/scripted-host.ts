@@ -82,8 +82,10 @@ export class ScriptedTcpConnection {
   received: Buffer = Buffer.alloc(0);
   /** The peer sent FIN. */
   peerEnded = false;
-  /** The peer reset the connection. */
+  /** The peer reset the connection (or, with gaveUp, it never answered). */
   reset = false;
+  /** The SYN went unanswered TCP_SYN_TRIES times. */
+  gaveUp = false;
   onData: ((data: Buffer) => void) | null = null;
   sndUna = 0;
   sndNxt = 0;
@@ -116,7 +118,7 @@ export class ScriptedTcpConnection {
 
   /** Queues data to send (sent as the peer's window allows). */
   write(data: Uint8Array | string): void {
-    if (this.finQueued || this.state === 'CLOSED') throw new ScriptedHostError('ERR_TCP_CLOSED', `write after end on ${this.remote}`);
+    if (this.finQueued || this.state === 'CLOSED') throw new ScriptedHostError('ERR_SCRIPTED_STATE', `write after end on ${this.remote}`);
     this.unsent.push(Buffer.from(typeof data === 'string' ? Buffer.from(data) : data));
     this.push();
   }
@@ -153,12 +155,12 @@ export class ScriptedTcpConnection {
   /** @internal */
   until(check: () => boolean, what: string, resetIsDone = false): Promise<void> {
     if (check()) return Promise.resolve();
-    if (this.reset && !resetIsDone) return Promise.reject(new ScriptedHostError('ERR_TCP_RESET', `connection to ${this.remote} was reset before ${what}`));
+    if (this.reset && !resetIsDone) return Promise.reject(new ScriptedHostError('ERR_SCRIPTED_RESET', `connection to ${this.remote} was reset before ${what}`));
     return new Promise((resolve, reject) => {
       const w = {
         check: () => check() || (resetIsDone && this.reset),
         resolve,
-        reject: (e: Error) => reject(new ScriptedHostError('ERR_TCP_RESET', `${e.message} before ${what}`)),
+        reject: (e: Error) => reject(new ScriptedHostError('ERR_SCRIPTED_RESET', `${e.message} before ${what}`)),
       };
       this.waiters.add(w);
     });
@@ -311,6 +313,7 @@ export class ScriptedTcpConnection {
     if (this.state === 'SYN_SENT' || this.state === 'SYN_RECEIVED') {
       if (this.synTries >= TCP_SYN_TRIES) {
         this.reset = true;
+        this.gaveUp = true;
         this.closeNow();
         return;
       }
@@ -410,7 +413,7 @@ export class ScriptedHost {
 
   /** DISCOVER, OFFER, REQUEST, ACK: configures the host from the lease and resolves with it. */
   dhcp(): Promise<Lease> {
-    if (this.dhcpState) return Promise.reject(new ScriptedHostError('ERR_DHCP_BUSY', `${this.name}: a DHCP exchange is already running`));
+    if (this.dhcpState) return Promise.reject(new ScriptedHostError('ERR_SCRIPTED_STATE', `${this.name}: a DHCP exchange is already running`));
     return new Promise<unknown>((resolve, reject) => {
       this.dhcpState = { xid: this.random.uint32(), waiter: { resolve, reject, timer: null }, tries: 0, offered: 0, server: 0 };
       this.sendDhcp(DHCPDISCOVER);
@@ -426,7 +429,7 @@ export class ScriptedHost {
       const waiter: Waiter = { resolve, reject, timer: null };
       waiter.timer = this.clock.setTimeout(() => {
         this.pings.delete(seq);
-        reject(new ScriptedHostError('ERR_PING_TIMEOUT', `${this.name}: no echo reply from ${target} (seq ${seq}) within ${options.timeoutMs ?? 2 * RETRY_MS} ms`));
+        reject(new ScriptedHostError('ERR_SCRIPTED_NO_ANSWER', `${this.name}: no echo reply from ${target} (seq ${seq}) within ${options.timeoutMs ?? 2 * RETRY_MS} ms`));
       }, options.timeoutMs ?? 2 * RETRY_MS);
       this.pings.set(seq, { sentAt: this.clock.now(), waiter });
       const data = Buffer.alloc(4 + size);
@@ -462,7 +465,7 @@ export class ScriptedHost {
     return new Promise((resolve, reject) => {
       const timer = this.clock.setTimeout(() => {
         this.udpHandlers.delete(srcPort);
-        reject(new ScriptedHostError('ERR_UDP_TIMEOUT', `${this.name}: no answer from ${target}:${dstPort} within ${options.timeoutMs ?? 2 * RETRY_MS} ms`));
+        reject(new ScriptedHostError('ERR_SCRIPTED_NO_ANSWER', `${this.name}: no answer from ${target}:${dstPort} within ${options.timeoutMs ?? 2 * RETRY_MS} ms`));
       }, options.timeoutMs ?? 2 * RETRY_MS);
       this.onUdp(srcPort, (answer) => {
         this.clock.clear(timer);
@@ -483,7 +486,8 @@ export class ScriptedHost {
       .then(
         () => c,
         () => {
-          throw new ScriptedHostError('ERR_TCP_CONNECT', `${this.name}: connection to ${target}:${port} refused or unanswered`);
+          if (c.gaveUp) throw new ScriptedHostError('ERR_SCRIPTED_NO_ANSWER', `${this.name}: no answer from ${target}:${port} to ${TCP_SYN_TRIES} SYNs`);
+          throw new ScriptedHostError('ERR_SCRIPTED_REFUSED', `${this.name}: connection to ${target}:${port} refused (reset)`);
         },
       );
   }
@@ -500,10 +504,10 @@ export class ScriptedHost {
     c.end();
     const raw = await c.readToEnd();
     const split = raw.indexOf('\r\n\r\n');
-    if (split < 0) throw new ScriptedHostError('ERR_HTTP_RESPONSE', `${this.name}: no HTTP header in ${raw.length} bytes from ${target}:${port}`);
+    if (split < 0) throw new ScriptedHostError('ERR_SCRIPTED_BAD_RESPONSE', `${this.name}: no HTTP header in ${raw.length} bytes from ${target}:${port}`);
     const lines = raw.subarray(0, split).toString('latin1').split('\r\n');
     const m = /^HTTP\/1\.[01] (\d{3})/.exec(lines[0] ?? '');
-    if (!m) throw new ScriptedHostError('ERR_HTTP_RESPONSE', `${this.name}: bad status line "${lines[0]}" from ${target}:${port}`);
+    if (!m) throw new ScriptedHostError('ERR_SCRIPTED_BAD_RESPONSE', `${this.name}: bad status line "${lines[0]}" from ${target}:${port}`);
     const headers: Record<string, string> = {};
     for (const l of lines.slice(1)) {
       const i = l.indexOf(':');
@@ -660,7 +664,7 @@ export class ScriptedHost {
       return;
     }
     if (m.messageType === DHCPNAK) {
-      this.endDhcp(new ScriptedHostError('ERR_DHCP_NAK', `${this.name}: the DHCP server refused the request (NAK)`));
+      this.endDhcp(new ScriptedHostError('ERR_SCRIPTED_REFUSED', `${this.name}: the DHCP server refused the request (NAK)`));
       return;
     }
     if (m.messageType !== DHCPACK || s.offered === 0) return;
@@ -710,7 +714,7 @@ export class ScriptedHost {
     s.waiter.timer = this.clock.setTimeout(() => {
       if (this.dhcpState !== s) return;
       if (s.tries >= DHCP_TRIES) {
-        this.endDhcp(new ScriptedHostError('ERR_DHCP_TIMEOUT', `${this.name}: no DHCP ${s.offered ? 'ACK' : 'OFFER'} after ${s.tries} tries`));
+        this.endDhcp(new ScriptedHostError('ERR_SCRIPTED_NO_ANSWER', `${this.name}: no DHCP ${s.offered ? 'ACK' : 'OFFER'} after ${s.tries} tries`));
         return;
       }
       this.sendDhcp(s.offered ? DHCPREQUEST : DHCPDISCOVER);
@@ -766,16 +770,16 @@ export class ScriptedHost {
 
   /** Builds an IPv4 packet to `dst` (the L4 part written by `body`) and sends it via ARP. */
   private sendIp(dst: number, protocol: number, body: (o: Buffer, dv: DataView, at: number) => number): void {
-    if (this.ip === 0) throw new ScriptedHostError('ERR_NO_ADDRESS', `${this.name} has no IPv4 address yet (call dhcp() or give one)`);
+    if (this.ip === 0) throw new ScriptedHostError('ERR_SCRIPTED_STATE', `${this.name} has no IPv4 address yet (call dhcp() or give one)`);
     const o = this.out;
     const dv = this.outDv;
     const l4 = ETH_HLEN + IPV4_MIN_HLEN;
     const len = body(o, dv, l4);
-    if (IPV4_MIN_HLEN + len > this.mtu) throw new ScriptedHostError('ERR_TOO_BIG', `${this.name}: a ${IPV4_MIN_HLEN + len}-byte packet does not fit the MTU ${this.mtu}`);
+    if (IPV4_MIN_HLEN + len > this.mtu) throw new ScriptedHostError('ERR_SCRIPTED_STATE', `${this.name}: a ${IPV4_MIN_HLEN + len}-byte packet does not fit the MTU ${this.mtu}`);
     this.ipId = (this.ipId + 1) & 0xffff;
     writeIpv4Header(dv, ETH_HLEN, { totalLength: IPV4_MIN_HLEN + len, id: this.ipId, protocol, src: this.ip, dst });
     const hop = this.onLink(dst) ? dst : this.gateway;
-    if (hop === 0) throw new ScriptedHostError('ERR_NO_ROUTE', `${this.name}: no route to ${ipv4ToString(dst)} (no gateway)`);
+    if (hop === 0) throw new ScriptedHostError('ERR_SCRIPTED_STATE', `${this.name}: no route to ${ipv4ToString(dst)} (no gateway)`);
     const mac = this.arpCache.get(hop);
     writeEthernetHeader(dv, 0, mac ?? 0, this.mac, ETH_P_IPV4);
     const frame = Buffer.from(o.subarray(0, ETH_HLEN + IPV4_MIN_HLEN + len));

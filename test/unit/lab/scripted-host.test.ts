@@ -90,6 +90,6 @@ describe('ScriptedHost against a real gateway', () => {
     nets.push(net);
     const a = new ScriptedHost(new MemoryPort({ name: 'a', record: false }).plug(net.sw), { clock, random, address: '10.0.2.10/24' });
     new ScriptedHost(new MemoryPort({ name: 'b', record: false }).plug(net.sw), { clock, random, address: '10.0.2.11/24' });
-    await expect(run(clock, a.connect('10.0.2.11', 9))).rejects.toThrow(/refused or unanswered/);
+    await expect(run(clock, a.connect('10.0.2.11', 9))).rejects.toThrow(/refused \(reset\)/);
   });
 });
