@@ -1,66 +1,23 @@
 /**
- * A pcap capture of one port, streamed to an API client.
- *
- * It is a FrameTap: the port hands it every frame it receives (rx) and sends (tx), lent. The
- * frame is copied at once into a staging buffer behind a pcap record header; partial checksums
- * (virtio-net NEEDS_CSUM) are completed in the copy, so the file reads like a capture on a wire.
- * GSO super-frames are recorded whole, as tcpdump on a host with TSO shows them. The staging
- * buffer is flushed to the socket when full and every 50 ms.
- *
- * Memory is bounded per session: staging (STAGING_SIZE) plus what the socket has queued, which
- * is written to only while below MAX_QUEUED. A client that reads too slowly (or never) loses
- * frames, never the daemon's memory: the session counts them (`dropped`, reported when it ends)
- * and tells the port, which counts each such frame once in capture_overrun however many
- * sessions missed it.
- *
- * Ending. The client asks for the end by half-closing its side (the CLI does on Ctrl-C): the
- * session then flushes what it staged — every frame that crossed the port until that moment —
- * and ends the stream, so the client's file is complete. The count limit, the port going away
- * and the client vanishing end it too.
+ * A capture session: `usernet capture` streaming a port's frames as pcap over its API connection.
+ * The writer is link/pcap-stream.ts (bounded staging, drops counted once, flush on end); this
+ * wires the client's socket to it. The client asks for the end by half-closing its side (the CLI
+ * does on Ctrl-C): the session then flushes what it staged and ends the stream, so the client's
+ * file is complete; the client vanishing ends it too.
  */
 import type { Socket } from 'node:net';
-import type { Frame } from '../link/frame.js';
-import type { FrameTap, Port } from '../link/port.js';
-import { completeChecksum } from '../packet/offload.js';
-import { PCAP_RECORD_HEADER_LEN, writePcapGlobalHeader, writePcapRecordHeader, PCAP_GLOBAL_HEADER_LEN } from '../packet/pcap.js';
-import { VNET_F_NEEDS_CSUM } from '../packet/virtio-net.js';
+import type { Port } from '../link/port.js';
+import { PcapStreamTap } from '../link/pcap-stream.js';
 
-/** Room for four 64 KiB GSO frames, or ~170 full-size frames, between flushes. */
-export const STAGING_SIZE = 256 * 1024;
-const FLUSH_INTERVAL_MS = 50;
-/**
- * Bytes the socket may have queued (writableLength) before the session stops writing and drops
- * frames instead: the most a session's client can make the daemon hold besides the staging
- * buffer (a flush is at most STAGING_SIZE on top).
- */
-export const MAX_QUEUED = 1024 * 1024;
+export { MAX_QUEUED, STAGING_SIZE } from '../link/pcap-stream.js';
 
-export class CaptureSession implements FrameTap {
-  private staging = Buffer.allocUnsafeSlow(STAGING_SIZE);
-  private stagingDv = new DataView(this.staging.buffer, this.staging.byteOffset, STAGING_SIZE);
-  private used = 0;
-  private timer: NodeJS.Timeout | null = null;
-  private closed = false;
-  /** Frames recorded. */
-  frames = 0;
-  /** Frames this session had to drop (its client too slow, or a frame larger than staging). */
-  dropped = 0;
-
+export class CaptureSession extends PcapStreamTap {
   /**
    * @param limit stop after this many frames (0: until the client goes away)
    * @param onEnd called once when the session ends (limit reached, client done or gone, port removed)
    */
-  constructor(
-    private readonly port: Port,
-    private readonly socket: Socket,
-    private readonly limit: number,
-    private readonly onEnd: (session: CaptureSession) => void,
-  ) {
-    const header = Buffer.alloc(PCAP_GLOBAL_HEADER_LEN);
-    writePcapGlobalHeader(new DataView(header.buffer, header.byteOffset, header.length), 0);
-    socket.write(header);
-    this.timer = setInterval(() => this.flush(false), FLUSH_INTERVAL_MS);
-    this.timer.unref();
+  constructor(port: Port, socket: Socket, limit: number, onEnd: (session: CaptureSession) => void) {
+    super(port, socket, limit, (s) => onEnd(s as CaptureSession));
     // The client half-closing is its "stop": flush and end (before the socket's own auto-end,
     // which runs on the next tick). Bytes it sends are not requests any more: read and ignored,
     // so that its end is seen at all.
@@ -69,60 +26,5 @@ export class CaptureSession implements FrameTap {
     socket.on('close', () => this.end());
     socket.on('error', () => this.end());
     socket.resume();
-  }
-
-  onFrame(_port: Port, _direction: number, f: Frame): boolean {
-    if (this.closed) return true;
-    const need = PCAP_RECORD_HEADER_LEN + f.len;
-    if (need > STAGING_SIZE) return this.drop();
-    if (this.used + need > STAGING_SIZE && !this.flush(false)) return this.drop();
-    const t = performance.timeOrigin + performance.now();
-    const sec = Math.floor(t / 1000);
-    const usec = Math.floor((t - sec * 1000) * 1000);
-    const at = writePcapRecordHeader(this.stagingDv, this.used, sec, usec, f.len, f.len);
-    this.staging.set(f.buf.subarray(f.off, f.off + f.len), at);
-    if (f.vnetOff >= 0 && (f.vnet.flags & VNET_F_NEEDS_CSUM) !== 0) {
-      completeChecksum(this.stagingDv, at, f.len, f.vnet.csumStart, f.vnet.csumOffset);
-    }
-    this.used = at + f.len;
-    this.frames++;
-    if (this.limit > 0 && this.frames >= this.limit) this.end();
-    return true;
-  }
-
-  private drop(): false {
-    this.dropped++;
-    return false;
-  }
-
-  /**
-   * Writes what is staged, unless the socket already holds MAX_QUEUED (then it stays staged and
-   * the caller drops new frames) — `force` writes anyway (the end: staging is bounded). Returns
-   * whether the staging buffer is empty now.
-   */
-  private flush(force: boolean): boolean {
-    if (this.used === 0) return true;
-    if (this.socket.destroyed) {
-      this.used = 0;
-      return true;
-    }
-    if (!force && this.socket.writableLength >= MAX_QUEUED) return false;
-    // A copy of exactly the staged bytes: the staging buffer is reused at once, and a queued
-    // write holds only what it will send.
-    this.socket.write(Buffer.from(this.staging.subarray(0, this.used)));
-    this.used = 0;
-    return true;
-  }
-
-  /** Flushes what is staged and ends the stream. Idempotent. */
-  end(): void {
-    if (this.closed) return;
-    this.flush(true);
-    this.closed = true;
-    if (this.timer) clearInterval(this.timer);
-    this.timer = null;
-    this.port.taps = this.port.taps.filter((t) => t !== this);
-    if (!this.socket.destroyed) this.socket.end();
-    this.onEnd(this);
   }
 }
