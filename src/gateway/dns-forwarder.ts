@@ -34,8 +34,10 @@
  * ordered by start time are ordered by overall deadline, and queries ordered by their last send
  * are ordered by try deadline. Two insertion-ordered Sets keep those orders (a re-send moves the
  * query to the end), and one timer is armed for the earlier of the two heads. It only runs while
- * queries are in flight, and it and the sockets are unref'd: the forwarder never keeps the
- * process alive.
+ * queries are in flight. Time, the timer and the IDs come from the injected Clock and Random, the
+ * sockets from the injected HostStack (the system's by default: its timers and sockets are
+ * unref'd, so the forwarder never keeps the process alive; a test's virtual clock and in-memory
+ * stack make a run repeatable).
  *
  * Nothing is logged per query; `stats` counts. An upstream that fails is logged at most once a
  * minute per upstream.

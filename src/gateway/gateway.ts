@@ -33,6 +33,7 @@ import { Frame } from '../link/frame.js';
 import { Port, PortKind } from '../link/port.js';
 import { RX_BYTES, RX_FRAMES } from '../link/counters.js';
 import type { Switch } from '../switch/switch.js';
+import { EgressPlace } from '../switch/egress-queue.js';
 import { ARP_OP_REPLY, ARP_OP_REQUEST, ArpView, writeArp } from '../packet/arp.js';
 import { buildIcmpError, buildIcmpFrame, buildTcpControlFrame, buildUdpFrame, fragmentIpv4Frame, type FragmentSink, type Ipv4Endpoints } from '../packet/build.js';
 import { DHCP_CLIENT_PORT, DHCP_SERVER_PORT } from '../packet/dhcp.js';
@@ -197,6 +198,7 @@ export class GatewayPort extends Port implements FragmentSink {
   /** Where IPv4 the gateway does not answer itself goes: the NAT. */
   router: IpRouter | null = null;
   private inDv: DataView<ArrayBufferLike> = new DataView(new ArrayBuffer(0));
+  private readonly place = new EgressPlace();
   private emitBuf: Uint8Array | null = null;
   private emitDv: DataView = new DataView(new ArrayBuffer(0));
 
@@ -573,6 +575,22 @@ export class GatewayPort extends Port implements FragmentSink {
       return;
     }
     sw.input(this, f);
+  }
+
+  /**
+   * Where to build the next frame for `emitVnet` (virtio-net header at `place.off`, up to
+   * `maxUnit` bytes with it): while the switch is forwarding, room at the end of its egress queue,
+   * so the frame is queued without a copy; otherwise the gateway's own scratch buffer (the frame
+   * is forwarded at once, uncopied). Lent until the frame is sent; the NAT may build its segments
+   * here instead of in its own buffer to save the queue's copy.
+   */
+  outputPlace(maxUnit: number): EgressPlace {
+    const p = this.place;
+    if (this.sw !== null && this.sw.reserveEgress(maxUnit, p)) return p;
+    p.buf = this.big;
+    p.dv = this.bigDv;
+    p.off = 0;
+    return p;
   }
 
   /** Puts a frame (Ethernet header first, no virtio-net header) into the switch. */

@@ -6,6 +6,7 @@
  * (smoltcp's `dispatch` after `process`), in the order they were sent.
  *
  *   push(port, frame) ── one copy into the current slab ──▶ [ slab 0 | slab 1 | … ]  (bump, 16-byte aligned)
+ *   reserve(n, place) ── or: build the frame right there, then push() takes it without a copy
  *   next(frame)       ── the oldest entry, lent out of its slab (no copy) ──▶ switch.forward()
  *   empty again       ── every slab is reused from its start
  *
@@ -35,9 +36,18 @@ export interface EgressQueueOptions {
   maxBytes?: number;
 }
 
+/** Where a frame may be built: a buffer, its DataView, the offset to start at. */
+export class EgressPlace {
+  buf: Buffer = Buffer.alloc(0);
+  dv: DataView = new DataView(new ArrayBuffer(0));
+  off = 0;
+}
+
 export interface EgressQueueStats {
-  /** Frames taken in (each copied once, into a slab). */
+  /** Frames taken in (each copied once into a slab, or built in place there). */
   queued: number;
+  /** Of those, frames built in place (reserve()), so not copied at all. */
+  inPlace: number;
   /** Bytes copied into slabs (virtio-net headers included). */
   copiedBytes: number;
   /** Frames refused because the queue was at maxBytes (or larger than a slab). */
@@ -49,7 +59,7 @@ export interface EgressQueueStats {
 }
 
 export class EgressQueue {
-  readonly stats: EgressQueueStats = { queued: 0, copiedBytes: 0, dropped: 0, sent: 0, maxDepth: 0 };
+  readonly stats: EgressQueueStats = { queued: 0, inPlace: 0, copiedBytes: 0, dropped: 0, sent: 0, maxDepth: 0 };
   readonly slabSize: number;
   readonly maxBytes: number;
   private readonly slabs: Buffer[] = [];
@@ -84,20 +94,40 @@ export class EgressQueue {
     return this.slabs.length * this.slabSize;
   }
 
-  /** Copies `f` (sent by `port`) to the end of the queue. False, counted, when it does not fit. */
+  /**
+   * Room for a unit of up to `maxUnit` bytes (virtio-net header included) at the end of the
+   * queue: `place` is pointed at it. A frame built there and pushed next is queued without a copy.
+   * The room is only lent until the next push() (anyone's). False when the queue is full.
+   */
+  reserve(maxUnit: number, place: EgressPlace): boolean {
+    if (maxUnit > this.slabSize || !this.makeRoom(maxUnit)) return false;
+    place.buf = this.slabs[this.slab];
+    place.dv = this.slabDvs[this.slab];
+    place.off = this.slabOff;
+    return true;
+  }
+
+  /**
+   * Adds `f` (sent by `port`) to the end of the queue: copied into a slab, or taken as it is when
+   * it was built at the place reserve() gave. False, counted, when it does not fit.
+   */
   push(port: Port, f: Frame): boolean {
     const hasVnet = f.vnetOff >= 0;
     const start = hasVnet ? f.vnetOff : f.off;
     const unit = (hasVnet ? VNET_HDR_LEN : 0) + f.len;
-    if (unit > this.slabSize || !this.reserve(unit)) {
+    const inPlace = this.slabs.length !== 0 && f.buf === this.slabs[this.slab] && start === this.slabOff && start + unit <= this.slabSize;
+    if (!inPlace && (unit > this.slabSize || !this.makeRoom(unit))) {
       this.stats.dropped++;
       return false;
     }
-    const slab = this.slabs[this.slab];
     const at = this.slabOff;
-    // A virtio-net header sits right before its frame in every producer's buffer (TAP slabs,
-    // the NAT's output): one contiguous copy takes both.
-    slab.set(f.buf.subarray(start, f.off + f.len), at);
+    if (inPlace) this.stats.inPlace++;
+    else {
+      // A virtio-net header sits right before its frame in every producer's buffer (TAP slabs,
+      // the NAT's output): one contiguous copy takes both.
+      this.slabs[this.slab].set(f.buf.subarray(start, f.off + f.len), at);
+      this.stats.copiedBytes += unit;
+    }
     this.slabOff = at + ((unit + ALIGN - 1) & ~(ALIGN - 1));
     this.used += this.slabOff - at;
     if (this.tail === this.ports.length) this.growEntries();
@@ -109,7 +139,6 @@ export class EgressQueue {
     this.ports[this.tail] = port;
     this.tail++;
     this.stats.queued++;
-    this.stats.copiedBytes += unit;
     if (this.tail - this.head > this.stats.maxDepth) this.stats.maxDepth = this.tail - this.head;
     return true;
   }
@@ -155,7 +184,8 @@ export class EgressQueue {
     for (let i = this.head; i < this.tail; i++) if (this.ports[i] === port) this.ports[i] = null;
   }
 
-  private reserve(unit: number): boolean {
+  /** Makes the write position one where `unit` bytes fit (a new slab if it must). */
+  private makeRoom(unit: number): boolean {
     if (this.slabs.length === 0) return this.addSlab();
     if (this.slabOff + unit <= this.slabSize) return true;
     // The rest of this slab stays unused until the queue empties; count it as used.

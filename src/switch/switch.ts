@@ -42,7 +42,7 @@ import { DIRECTION_RX, PortKind, type Port } from '../link/port.js';
 import type { FrameSink } from '../link/sink.js';
 import { systemClock, type Clock, type Timer } from '../platform/clock.js';
 import { Fdb, LEARN_SPOOFED, type FdbOptions } from './fdb.js';
-import { EgressQueue, EGRESS_DEFAULT_MAX_BYTES, type EgressQueueOptions } from './egress-queue.js';
+import { EgressQueue, EGRESS_DEFAULT_MAX_BYTES, type EgressPlace, type EgressQueueOptions } from './egress-queue.js';
 
 /** Slack for one 802.1Q tag on top of MTU + Ethernet header, as the Linux bridge allows. */
 const VLAN_SLACK = 4;
@@ -162,6 +162,16 @@ export class Switch implements FrameSink {
       this.depth = 0;
     }
     if (!this.inBatch) this.drain();
+  }
+
+  /**
+   * While the switch is forwarding, points `place` at room for a unit of up to `maxUnit` bytes at
+   * the end of the egress queue and returns true: a frame built there and sent into the switch
+   * next is queued without being copied. False when the switch is idle (a frame sent now is
+   * forwarded at once, from wherever it was built) or the queue is full.
+   */
+  reserveEgress(maxUnit: number, place: EgressPlace): boolean {
+    return this.depth !== 0 && this.egress.reserve(maxUnit, place);
   }
 
   /**

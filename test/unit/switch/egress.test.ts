@@ -9,11 +9,11 @@ import { Frame } from '../../../src/link/frame.js';
 import { MemoryPort } from '../../../src/link/memory-port.js';
 import { Port, type PortOptions } from '../../../src/link/port.js';
 import type { FrameSink } from '../../../src/link/sink.js';
-import { GatewayPort } from '../../../src/gateway/gateway.js';
+import { GatewayPort, type IpRouter } from '../../../src/gateway/gateway.js';
 import { buildIcmpFrame } from '../../../src/packet/build.js';
 import { parseIpv4 } from '../../../src/packet/ip-address.js';
 import { VirtualClock } from '../../../src/platform/clock.js';
-import { EGRESS_MAX_UNIT, EgressQueue } from '../../../src/switch/egress-queue.js';
+import { EGRESS_MAX_UNIT, EgressPlace, EgressQueue } from '../../../src/switch/egress-queue.js';
 import { Switch } from '../../../src/switch/switch.js';
 import { MAC_A, dvOf, ethFrame } from '../helpers/frames.js';
 
@@ -126,7 +126,7 @@ function learnBoth(sw: Switch, a: BatchPort, r: Responder, log: Log): void {
   frame.len = b.length;
   sw.input(r, frame);
   log.length = 0;
-  Object.assign(sw.egress.stats, { queued: 0, copiedBytes: 0, dropped: 0, sent: 0, maxDepth: 0 });
+  Object.assign(sw.egress.stats, { queued: 0, inPlace: 0, copiedBytes: 0, dropped: 0, sent: 0, maxDepth: 0 });
 }
 
 describe('egress queue: answers made during a batch', () => {
@@ -141,7 +141,7 @@ describe('egress queue: answers made during a batch', () => {
 
     expect(log).toEqual([...Array.from({ length: 64 }, (_, i) => `in ${i}`), ...Array.from({ length: 64 }, (_, i) => `a:out ${i}`)]);
     // 64 answers: 64 copies of 1514 bytes into the queue's slab, and nothing else.
-    expect(sw.egress.stats).toEqual({ queued: 64, copiedBytes: 64 * 1514, dropped: 0, sent: 64, maxDepth: 64 });
+    expect(sw.egress.stats).toEqual({ queued: 64, inPlace: 0, copiedBytes: 64 * 1514, dropped: 0, sent: 64, maxDepth: 64 });
     expect(sw.egress.length).toBe(0);
     expect(sw.egress.allocatedBytes).toBe(sw.egress.slabSize);
   });
@@ -189,6 +189,74 @@ describe('egress queue: answers made during a batch', () => {
     expect(gw.stats.icmp_echo_replies).toBe(64);
     expect(sw.egress.stats).toMatchObject({ queued: 64, copiedBytes: 64 * pings[0].length, dropped: 0, sent: 64 });
     gw.close();
+  });
+});
+
+describe('egress queue: frames built in place', () => {
+  it("the gateway's outputPlace: a router's answers built there are queued without a copy, in order", () => {
+    const log: Log = [];
+    const clock = new VirtualClock();
+    const sw = new Switch({ clock });
+    const GW = parseIpv4('10.0.2.2');
+    const a = new BatchPort({ name: 'a', kind: 'container', mtu: 65000, offloads: true }, log, 10 + 14).plug(sw);
+    const gw = new GatewayPort({ name: 'gateway', ip: GW, dnsIp: GW, subnet: parseIpv4('10.0.2.0'), prefix: 24, mtu: 1500, dhcp: null, dns: null, log: pino({ level: 'silent' }), clock }).plug(sw);
+    // A router standing in for the NAT: every datagram beyond the subnet is answered with a
+    // 1514-byte frame (virtio-net header first) built where the gateway says, then emitVnet().
+    const placesUsed = new Set<Buffer>();
+    const router: IpRouter = {
+      route(g, buf, _dv, ip) {
+        const seq = buf[ip.payloadOffset + 8];
+        const place = g.outputPlace(10 + 1514);
+        placesUsed.add(place.buf);
+        place.buf.fill(0, place.off, place.off + 10);
+        place.buf.set(testFrame(MAC_A, g.mac, seq, 1514), place.off + 10);
+        g.emitVnet(place.buf, place.dv, place.off, 1514);
+        return true;
+      },
+    };
+    gw.router = router;
+    const datagrams = Array.from({ length: 32 }, (_, i) => {
+      const b = Buffer.alloc(1514);
+      const n = buildIcmpFrame(b, dvOf(b), 0, { dstMac: gw.mac, srcMac: MAC_A, srcIp: parseIpv4('10.0.2.100'), dstIp: parseIpv4('198.51.100.1'), id: i + 1 }, 8, 0, 0, Buffer.alloc(100, i), 0, 100);
+      return b.subarray(0, n);
+    });
+    a.sendBatch(datagrams);
+    expect(log.filter((l) => l.startsWith('a:out'))).toEqual(Array.from({ length: 32 }, (_, i) => `a:out ${i}`));
+    expect(log.slice(0, 32).every((l) => l.startsWith('in'))).toBe(true);
+    expect(sw.egress.stats).toMatchObject({ queued: 32, inPlace: 32, copiedBytes: 0, dropped: 0, sent: 32 });
+    // Outside a batch (a host socket's data), the place is the gateway's own buffer: forwarded at once.
+    expect(placesUsed.size).toBe(1); // all in the queue's one slab
+    const idle = gw.outputPlace(10 + 1514);
+    expect(placesUsed.has(idle.buf)).toBe(false);
+    expect(idle.off).toBe(0);
+    gw.close();
+  });
+
+  it('a frame built at the reserved place is taken as it is; what is pushed after it is copied behind it', () => {
+    const q = new EgressQueue();
+    const p = new MemoryPort({ name: 'p' });
+    const place = new EgressPlace();
+    expect(q.reserve(200, place)).toBe(true);
+    const other = new Frame();
+    const ob = testFrame(MAC_A, MAC_R, 1);
+    other.buf = ob;
+    other.dv = dvOf(ob);
+    other.len = ob.length;
+    place.buf.set(testFrame(MAC_A, MAC_R, 2), place.off);
+    const saved = Buffer.from(place.buf.subarray(place.off, place.off + 60));
+    const built = new Frame();
+    built.buf = place.buf;
+    built.dv = place.dv;
+    built.off = place.off;
+    built.len = 60;
+    q.push(p, built);
+    q.push(p, other);
+    expect(q.stats).toMatchObject({ queued: 2, inPlace: 1, copiedBytes: 60 });
+    const out = new Frame();
+    q.next(out);
+    expect(Buffer.from(out.buf.subarray(out.off, out.off + out.len)).equals(saved)).toBe(true);
+    q.next(out);
+    expect(seqOf(out.buf, out.off + 14)).toBe(1);
   });
 });
 
