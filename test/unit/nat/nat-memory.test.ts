@@ -3,12 +3,21 @@
  * a SeededRandom, and scripted hosts on documentation addresses. Nothing here waits for real
  * time: every step advances the virtual clock and then checks what happened.
  */
-import { describe, expect, it } from 'vitest';
+import { describe, expect, it, vi } from 'vitest';
+
+// None of this may load the native addon: the library runs where it is not built.
+vi.mock('../../../src/native/addon.js', async (importOriginal) => ({
+  ...(await importOriginal<typeof import('../../../src/native/addon.js')>()),
+  native: () => {
+    throw new Error('the native addon was loaded by a test against MemoryOutside');
+  },
+}));
 import { PROTO_ICMP, PROTO_TCP, PROTO_UDP, TCP_ESTABLISHED, TCP_TIME_WAIT, DEFAULT_CONNTRACK_TIMEOUTS } from '../../../src/nat/conntrack.js';
 import type { PublishTarget } from '../../../src/nat/publish.js';
 import { publishSpecMappings } from '../../../src/nat/publish-spec.js';
 import { RemovalReason } from '../../../src/nat/reasons.js';
 import { CONNECT_TIMEOUT_MS } from '../../../src/nat/tcp-nat.js';
+import { systemHostStack } from '../../../src/platform/host-stack.js';
 import { macBytes } from '../helpers/frames.js';
 import {
   C_IP,
@@ -32,6 +41,10 @@ import {
 } from '../helpers/nat-rig.js';
 
 useNatRig();
+
+it('(the addon really is unavailable here: the system stack cannot open a NAT socket)', () => {
+  expect(() => systemHostStack.openNatDatagram({ kind: 'udp' }, { datagram: () => {} })).toThrow(/native addon was loaded/);
+});
 
 const WEB = ip('203.0.113.10');
 const CLIENT = ip('203.0.113.20');
