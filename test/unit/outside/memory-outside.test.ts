@@ -128,3 +128,23 @@ describe('MemoryOutside', () => {
     expect(run(3)).not.toEqual(run(4));
   });
 });
+
+describe('MemoryOutside datagram sockets (the dgram-like ones: DNS forwarder, IPv6 published ports)', () => {
+  it('a connected socket sends to an outside resolver and gets its answer as a message', () => {
+    const { o, clock } = outside();
+    o.host('203.0.113.53').bindUdp(53, (d) => d.reply(`re: ${d.data.toString()}`));
+    const s = o.createDatagramSocket({ type: 'udp4' });
+    const got: string[] = [];
+    s.on('message', (msg, rinfo) => got.push(`${rinfo.address}:${rinfo.port} ${msg.toString()}`));
+    s.connect(53, '203.0.113.53', () => s.send(Buffer.from('query')));
+    clock.advance(10);
+    expect(got).toEqual(['203.0.113.53:53 re: query']);
+    const errors: string[] = [];
+    const t = o.createDatagramSocket({ type: 'udp4' });
+    t.on('error', (e) => errors.push(e.code ?? ''));
+    const port = s.address().port;
+    t.bind({ port });
+    clock.advance(1);
+    expect(errors).toEqual(['EADDRINUSE']);
+  });
+});
