@@ -15,6 +15,18 @@
  * EHOSTUNREACH as configured, a bind of a port in use fails with EADDRINUSE, a datagram to a
  * closed port comes back as an ICMP port unreachable. Ephemeral ports come from the Random.
  *
+ * Usage (test/unit/nat/nat-memory.test.ts has the whole story):
+ *
+ *   const clock = new VirtualClock();
+ *   const random = new SeededRandom(42);
+ *   const outside = new MemoryOutside({ clock, random });
+ *   outside.host('203.0.113.10').serveHttp(80, (req) => `hello from ${req.path}\n`);
+ *   outside.host('203.0.113.10').bindUdp(53, (d) => d.reply(answer(d.data)));
+ *   const nat = new Nat({ log, clock, random, host: outside });
+ *   // ... the container's frames go in through the gateway; then:
+ *   clock.advance(10);                                   // everything due in 10 ms happens, in order
+ *   const client = outside.host('203.0.113.20').connectTcp(8080);   // a client of a published port
+ *
  * Simplifications (each says what a test cannot rely on): TCP has no window or loss (a write is
  * delivered whole after the latency, and "acknowledged" on arrival); a port is in use on a machine
  * whatever address it was bound to; IPv6 is not modelled ('::' binds behave as 0.0.0.0).
