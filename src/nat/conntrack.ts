@@ -52,7 +52,7 @@
  * so an entry's expiry is "last refresh + that duration", and a per-class doubly linked list in
  * refresh order (a refresh moves the entry to the tail) is also in expiry order. `expire()` pops
  * each list's head while it is due and stops at the first live one. This needs a clock that does
- * not go backwards (performance.now(), or a test's fake clock). An entry stays in effect until
+ * not go backwards (the system clock's, or a test's virtual clock). An entry stays in effect until
  * `expire()` removes it — its owner's socket is open until then, so lookups still find it and an
  * outbound packet revives it — which keeps lookups free of clock reads; run `expire()` every
  * second or so (or at `nextExpiry()`), and a mapping lives at most that much past its timer.
@@ -70,6 +70,9 @@
  * entries. An exception from the hook propagates to the caller; the entry is already gone.
  */
 import { InvalidArgumentError } from '../errors.js';
+import { systemClock } from '../platform/clock.js';
+import { systemRandom } from '../platform/random.js';
+import { RemovalReason } from './reasons.js';
 
 export const PROTO_ICMP = 1;
 export const PROTO_TCP = 6;
@@ -144,12 +147,12 @@ export function icmpReplyType(type: number): number {
 }
 
 /** Reasons the table itself gives to onRemove (callers of remove() pass their own). */
-export const REASON_TIMEOUT = 'timeout';
-export const REASON_EVICTED = 'evicted';
-export const REASON_REPLACED = 'replaced';
-export const REASON_FLUSH = 'flush';
-export const REASON_CONTAINER_GONE = 'container gone';
-export const REASON_REMOVED = 'removed';
+export const REASON_TIMEOUT = RemovalReason.Timeout;
+export const REASON_EVICTED = RemovalReason.Evicted;
+export const REASON_REPLACED = RemovalReason.Replaced;
+export const REASON_FLUSH = RemovalReason.Flush;
+export const REASON_CONTAINER_GONE = RemovalReason.ContainerGone;
+export const REASON_REMOVED = RemovalReason.Removed;
 
 /** Timeouts in milliseconds. */
 export interface ConntrackTimeouts {
@@ -199,7 +202,7 @@ export interface ConntrackOptions {
   timeoutsMs?: Partial<ConntrackTimeouts> & { tcpTransitory?: number };
   /** Accept timeouts below the RFC minimums (tests only). */
   allowShortTimeouts?: boolean;
-  /** Milliseconds, never going backwards. Default performance.now(). */
+  /** Milliseconds, never going backwards. Default the system clock's. */
   clock?: () => number;
   /** Called once for every entry removed, after it left the table. */
   onRemove?: (entry: ConntrackEntry, reason: string) => void;
@@ -468,9 +471,9 @@ export class Conntrack {
     ct[TCP_CLOSE] = t.tcpClose;
     ct[CLASS_UDP] = t.udp;
     ct[CLASS_ICMP] = t.icmp;
-    this.clock = options.clock ?? (() => performance.now());
+    this.clock = options.clock ?? (() => systemClock.now());
     this.onRemove = options.onRemove ?? null;
-    this.seed = (options.hashSeed ?? Math.random() * 0x100000000) | 0;
+    this.seed = (options.hashSeed ?? systemRandom.uint32()) | 0;
   }
 
   /** Entries in the table (expired ones not yet reaped included). */

@@ -16,11 +16,14 @@ import type { GatewayPort } from '../gateway/gateway.js';
 import { buildIcmpFrame } from '../packet/build.js';
 import { checksum } from '../packet/checksum.js';
 import { ICMP_ECHO_REPLY, ICMP_ECHO_REQUEST } from '../packet/icmp.js';
-import { DGRAM_LENGTH, DGRAM_OFFSET, DGRAM_ROW, DGRAM_SLOT, DGRAM_SRC_ADDR, DGRAM_ERR_ROW, native, type DgramReaderHandle } from '../native/addon.js';
+import { systemHostStack, type HostStack, type NatDatagramReceiver, type NatDatagramSocket } from '../platform/host-stack.js';
+import { systemRandom, type Random } from '../platform/random.js';
 import { Conntrack, PROTO_ICMP, isRefusal, type ConntrackEntry } from './conntrack.js';
 
-const BUDGET = 32;
 const OUT_SIZE = 65536 + 64;
+
+/** The receiver of the probe socket that decides the mode (it never reads). */
+const IGNORE: NatDatagramReceiver = { datagram: () => {} };
 
 export interface IcmpNatStats {
   echoOut: number;
@@ -31,9 +34,9 @@ export interface IcmpNatStats {
 }
 
 /** One container (address, identifier) pinging out. */
-class EchoMapping {
-  fd = -1;
-  reader: DgramReaderHandle | null = null;
+class EchoMapping implements NatDatagramReceiver {
+  /** Its ping socket (null in raw mode, where one socket serves all). */
+  socket: NatDatagramSocket | null = null;
   /** The identifier on the host side. */
   externalId = 0;
   entries = 0;
@@ -44,7 +47,12 @@ class EchoMapping {
     readonly containerId: number,
     readonly container: string,
     readonly toView: (hostAddr: number) => number,
+    private readonly nat: IcmpNat,
   ) {}
+  /** A reply on its ping socket: an ICMP message without the IP header, our identifier. */
+  datagram(data: Uint8Array, off: number, len: number, src: number): void {
+    this.nat.deliver(this, data, off, len, src);
+  }
 }
 
 export class IcmpNat {
@@ -53,12 +61,18 @@ export class IcmpNat {
   mode: 'unknown' | 'ping' | 'raw' | 'none' = 'unknown';
   private readonly byContainer = new Map<number, EchoMapping>(); // (ip * 65536 + id)
   private readonly byExternalId = new Map<number, EchoMapping>(); // raw mode
-  private rawFd = -1;
-  private rawReader: DgramReaderHandle | null = null;
-  private nextRawId = 1 + Math.floor(Math.random() * 60000);
-  private readonly slab = Buffer.allocUnsafeSlow(BUDGET * DGRAM_SLOT);
-  private readonly meta = new Int32Array(BUDGET * DGRAM_ROW);
-  private readonly errMeta = new Int32Array(4 * DGRAM_ERR_ROW);
+  private raw: NatDatagramSocket | null = null;
+  private nextRawId: number;
+  /** Every ICMP packet of the host, IP header first: keeps the echo replies with our identifiers. */
+  private readonly rawReceiver: NatDatagramReceiver = {
+    datagram: (data, off, len, src) => {
+      const ihl = (data[off] & 15) * 4;
+      if (len < ihl + 8 || data[off + ihl] !== ICMP_ECHO_REPLY) return;
+      const id = (data[off + ihl + 4] << 8) | data[off + ihl + 5];
+      const m = this.byExternalId.get(id);
+      if (m) this.deliver(m, data, off + ihl, len - ihl, src);
+    },
+  };
   private readonly out = Buffer.allocUnsafeSlow(OUT_SIZE);
   private readonly outDv = new DataView(this.out.buffer, this.out.byteOffset, OUT_SIZE);
   private readonly msg = Buffer.allocUnsafeSlow(OUT_SIZE);
@@ -67,7 +81,11 @@ export class IcmpNat {
   constructor(
     private readonly ct: Conntrack,
     private readonly log: Logger,
-  ) {}
+    random: Random = systemRandom,
+    private readonly host: HostStack = systemHostStack,
+  ) {
+    this.nextRawId = 1 + random.below(60000);
+  }
 
   /**
    * An echo request from a container to `remoteIp` (as addressed), sent on the host to `hostDst`.
@@ -129,28 +147,24 @@ export class IcmpNat {
     this.msgDv.setUint16(4, m.externalId);
     this.msgDv.setUint16(2, 0);
     this.msgDv.setUint16(2, checksum(this.msgDv, 0, len));
-    const fd = this.mode === 'raw' ? this.rawFd : m.fd;
-    const r = native().sendTo(fd, this.msg, 0, len, hostDst, 0);
+    const s = this.mode === 'raw' ? this.raw : m.socket;
+    const r = s !== null ? s.sendTo(this.msg, 0, len, hostDst, 0) : -9;
     if (r < 0) this.stats.sendErrors++;
     this.stats.echoOut++;
     return true;
   }
 
   private decideMode(): void {
-    const addon = native();
     try {
-      const probe = addon.dgramOpen({ kind: 'ping' });
-      addon.closeFd(probe.fd);
+      const probe = this.host.openNatDatagram({ kind: 'icmp' }, IGNORE);
+      probe.close();
       this.mode = 'ping';
       return;
     } catch {
       // not in ping_group_range
     }
     try {
-      const raw = addon.dgramOpen({ kind: 'raw-icmp' });
-      this.rawFd = raw.fd;
-      this.rawReader = addon.startDgramReader(raw.fd, this.slab, this.meta, BUDGET, (count) => this.onRawBatch(count), this.errMeta, true);
-      addon.refDgramReader(this.rawReader, false);
+      this.raw = this.host.openNatDatagram({ kind: 'icmp-raw' }, this.rawReceiver);
       this.mode = 'raw';
       return;
     } catch {
@@ -164,7 +178,7 @@ export class IcmpNat {
   }
 
   private openMapping(gw: GatewayPort, cMac: number, cIp: number, id: number, container: string, toView: (a: number) => number): EchoMapping | null {
-    const m = new EchoMapping(gw, cMac, cIp, id, container, toView);
+    const m = new EchoMapping(gw, cMac, cIp, id, container, toView, this);
     if (this.mode === 'raw') {
       // Identifiers unique among our raw-socket mappings.
       for (let i = 0; i < 65536 && this.byExternalId.has(this.nextRawId); i++) this.nextRawId = (this.nextRawId % 65535) + 1;
@@ -172,13 +186,10 @@ export class IcmpNat {
       this.nextRawId = (this.nextRawId % 65535) + 1;
       this.byExternalId.set(m.externalId, m);
     } else {
-      const addon = native();
       try {
-        const s = addon.dgramOpen({ kind: 'ping' });
-        m.fd = s.fd;
+        const s = this.host.openNatDatagram({ kind: 'icmp' }, m);
+        m.socket = s;
         m.externalId = s.port;
-        m.reader = addon.startDgramReader(s.fd, this.slab, this.meta, BUDGET, (count) => this.onPingBatch(m, count), this.errMeta, true);
-        addon.refDgramReader(m.reader, false);
       } catch {
         this.stats.sendErrors++;
         return null;
@@ -188,38 +199,15 @@ export class IcmpNat {
     return m;
   }
 
-  /** Replies on a ping socket: ICMP messages without the IP header, our identifier. */
-  private onPingBatch(m: EchoMapping, count: number): void {
-    for (let i = 0; i < count; i++) {
-      const row = i * DGRAM_ROW;
-      const off = this.meta[row + DGRAM_OFFSET];
-      const len = this.meta[row + DGRAM_LENGTH];
-      this.deliver(m, this.meta[row + DGRAM_SRC_ADDR] >>> 0, off, len);
-    }
-  }
-
-  /** Every ICMP packet of the host, IP header first: keep the echo replies with our identifiers. */
-  private onRawBatch(count: number): void {
-    for (let i = 0; i < count; i++) {
-      const row = i * DGRAM_ROW;
-      const off = this.meta[row + DGRAM_OFFSET];
-      const len = this.meta[row + DGRAM_LENGTH];
-      const ihl = (this.slab[off] & 15) * 4;
-      if (len < ihl + 8 || this.slab[off + ihl] !== ICMP_ECHO_REPLY) continue;
-      const id = this.slab.readUInt16BE(off + ihl + 4);
-      const m = this.byExternalId.get(id);
-      if (m) this.deliver(m, this.meta[row + DGRAM_SRC_ADDR] >>> 0, off + ihl, len - ihl);
-    }
-  }
-
-  private deliver(m: EchoMapping, src: number, off: number, len: number): void {
-    if (len < 8 || this.slab[off] !== ICMP_ECHO_REPLY) return;
+  /** An echo reply for mapping `m` from `src`: ICMP message at data[off, off+len), valid during the call. */
+  deliver(m: EchoMapping, data: Uint8Array, off: number, len: number, src: number): void {
+    if (len < 8 || data[off] !== ICMP_ECHO_REPLY) return;
     const view = m.toView(src);
     const e = this.ct.findOriginal(PROTO_ICMP, m.containerIp, m.containerId, view, ICMP_ECHO_REQUEST);
     if (!e) return;
     this.ct.touch(e, 1, len);
     this.stats.echoIn++;
-    const seq = this.slab.readUInt16BE(off + 6);
+    const seq = (data[off + 6] << 8) | data[off + 7];
     const n = buildIcmpFrame(
       this.out,
       this.outDv,
@@ -228,7 +216,7 @@ export class IcmpNat {
       ICMP_ECHO_REPLY,
       0,
       ((m.containerId << 16) | seq) >>> 0,
-      this.slab,
+      data,
       off + 8,
       len - 8,
     );
@@ -246,15 +234,14 @@ export class IcmpNat {
     const key = m.containerIp * 65536 + m.containerId;
     if (this.byContainer.get(key) === m) this.byContainer.delete(key);
     if (this.byExternalId.get(m.externalId) === m) this.byExternalId.delete(m.externalId);
-    if (m.reader) native().closeDgramReader(m.reader);
-    else if (m.fd >= 0) native().closeFd(m.fd);
-    m.reader = null;
-    m.fd = -1;
+    const s = m.socket;
+    m.socket = null;
+    s?.close();
   }
 
   close(): void {
     for (const m of [...this.byContainer.values()]) this.closeMapping(m);
-    if (this.rawReader) native().closeDgramReader(this.rawReader);
-    this.rawReader = null;
+    this.raw?.close();
+    this.raw = null;
   }
 }

@@ -10,7 +10,9 @@
  * clock-driven ISN per tuple, a later connection on the same tuple starts further on than the
  * earlier one, as RFC 6528 intends, and is accepted at once.
  */
-import { createHash, randomBytes } from 'node:crypto';
+import { createHash } from 'node:crypto';
+import { systemClock } from '../platform/clock.js';
+import { systemRandom, type Random } from '../platform/random.js';
 
 /** 4 µs per tick: 250 000 per second, RFC 793's clock. */
 const TICKS_PER_MS = 250;
@@ -20,10 +22,13 @@ export class IsnGenerator {
   private readonly input = Buffer.alloc(12 + 16);
   private readonly clockMs: () => number;
 
-  /** `clockMs`: a monotonic clock in ms (default performance.now); `secret`: 16 bytes (default random). */
-  constructor(options: { clockMs?: () => number; secret?: Uint8Array } = {}) {
-    this.clockMs = options.clockMs ?? (() => performance.now());
-    this.secret = Buffer.from(options.secret ?? randomBytes(16));
+  /**
+   * `clockMs`: a monotonic clock in ms (default the system clock's); `secret`: 16 bytes (default
+   * drawn from `random`, itself by default the system's cryptographic source).
+   */
+  constructor(options: { clockMs?: () => number; secret?: Uint8Array; random?: Random } = {}) {
+    this.clockMs = options.clockMs ?? (() => systemClock.now());
+    this.secret = Buffer.from(options.secret ?? (options.random ?? systemRandom).fill(new Uint8Array(16)));
     if (this.secret.length !== 16) throw new RangeError('the ISN secret must be 16 bytes');
     this.secret.copy(this.input, 12);
   }

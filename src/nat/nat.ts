@@ -35,6 +35,10 @@ import { Ipv4Reassembler, REASM_COMPLETE, type ReassemblyOptions, type Reassembl
 import { Publisher } from './publish.js';
 import { TcpNat, type TcpTarget } from './tcp-nat.js';
 import { UdpNat, type UdpFiltering } from './udp-nat.js';
+import { RemovalReason } from './reasons.js';
+import { systemClock, type Clock, type Timer } from '../platform/clock.js';
+import { systemHostStack, type HostStack } from '../platform/host-stack.js';
+import { systemRandom, type Random } from '../platform/random.js';
 
 const LOOPBACK = 0x7f000001;
 const EXPIRE_INTERVAL_MS = 1000;
@@ -51,7 +55,28 @@ export interface NatOptions {
   timeoutsMs?: Partial<ConntrackTimeouts>;
   /** Limits and timeout of IPv4 reassembly (defaults: 1 MiB, 64 datagrams, 30 s). */
   reassembly?: ReassemblyOptions;
-  clock?: () => number;
+  /**
+   * Every timer and reading of time (default the system clock). The older form, a function giving
+   * monotonic milliseconds, is still accepted: it is read for "now" while timers stay the system's.
+   */
+  clock?: Clock | (() => number);
+  /** Every random choice: ISN secret, hash seeds, identifiers, ports (default the system's). */
+  random?: Random;
+  /** The host side: sockets to the outside (default the real host's; a MemoryOutside in tests). */
+  host?: HostStack;
+}
+
+/** A Clock from NatOptions.clock: a function is "now" on top of the system clock's timers. */
+function clockOf(c: Clock | (() => number) | undefined): Clock {
+  if (c === undefined) return systemClock;
+  if (typeof c !== 'function') return c;
+  return {
+    now: c,
+    wallTime: systemClock.wallTime.bind(systemClock),
+    setTimeout: systemClock.setTimeout.bind(systemClock),
+    setInterval: systemClock.setInterval.bind(systemClock),
+    clear: systemClock.clear.bind(systemClock),
+  };
 }
 
 /** What the NAT needs to know about a network. */
@@ -103,33 +128,39 @@ export class Nat implements IpRouter {
   private readonly udpHeader = new UdpHeaderView();
   /** Bound to each reassembled datagram in turn. */
   private readonly reassembledIp = new Ipv4View();
-  private readonly clock: () => number;
+  /** The NAT's clock, random source and host stack, shared by all its parts. */
+  readonly clock: Clock;
+  readonly random: Random;
+  readonly host: HostStack;
   private readonly bindAddress: number;
-  private readonly timer: NodeJS.Timeout;
-  private lastLoopbackLog = 0;
-  private lastLimitLog = 0;
+  private readonly timer: Timer;
+  private lastLoopbackLog = -Infinity;
+  private lastLimitLog = -Infinity;
 
   constructor(private readonly options: NatOptions) {
+    const clock = clockOf(options.clock);
+    this.clock = clock;
+    this.random = options.random ?? systemRandom;
+    this.host = options.host ?? systemHostStack;
     this.ct = new Conntrack({
       ...(options.maxEntries !== undefined ? { maxEntries: options.maxEntries } : {}),
       ...(options.maxPerContainer !== undefined ? { maxPerContainer: options.maxPerContainer } : {}),
       ...(options.timeoutsMs ? { timeoutsMs: options.timeoutsMs } : {}),
-      ...(options.clock ? { clock: options.clock } : {}),
+      clock: () => clock.now(),
+      hashSeed: this.random.uint32(),
       onRemove: (e, reason) => this.entryRemoved(e, reason),
     });
-    this.clock = options.clock ?? (() => performance.now());
     this.reassembly = new Ipv4Reassembler(options.reassembly);
     this.stats = { routed: 0, special: 0, fragments: 0, badChecksums: 0, hostLoopbackRefused: 0, dnsDisabled: 0, unsupportedProtocol: 0, reassembly: this.reassembly.stats };
     this.bindAddress = options.outboundAddress ? parseIpv4(options.outboundAddress) : 0;
-    this.tcp = new TcpNat(this.ct, options.log, options.clock);
-    this.udp = new UdpNat(this.ct, options.log, options.udpFiltering ?? 'address-dependent', this.bindAddress);
-    this.icmp = new IcmpNat(this.ct, options.log);
-    this.publisher = new Publisher(this.ct, this.tcp, options.log, (addr) => this.isShowable(addr));
-    this.timer = setInterval(() => {
+    this.tcp = new TcpNat(this.ct, options.log, clock, this.random, this.host);
+    this.udp = new UdpNat(this.ct, options.log, options.udpFiltering ?? 'address-dependent', this.bindAddress, clock, this.host);
+    this.icmp = new IcmpNat(this.ct, options.log, this.random, this.host);
+    this.publisher = new Publisher(this.ct, this.tcp, options.log, (addr) => this.isShowable(addr), clock, this.random, this.host);
+    this.timer = clock.setInterval(() => {
       this.ct.expire();
-      this.reassembly.expire(this.clock());
+      this.reassembly.expire(clock.now());
     }, EXPIRE_INTERVAL_MS);
-    this.timer.unref();
   }
 
   /** Routes a network's traffic through the NAT. */
@@ -143,7 +174,7 @@ export class Nat implements IpRouter {
     if (!net) return;
     this.networks.delete(gw);
     if (gw.router === this) gw.router = null;
-    this.ct.removeWhere((e) => e.container.startsWith(`${net.name}/`), 'network removed');
+    this.ct.removeWhere((e) => e.container.startsWith(`${net.name}/`), RemovalReason.NetworkRemoved);
   }
 
   /** Ends every flow of a container (it detached or ended). */
@@ -238,7 +269,7 @@ export class Nat implements IpRouter {
       if (proto === IPPROTO_ICMP) return false; // the gateway answers ping itself
       if (net.disableHostLoopback) {
         this.stats.hostLoopbackRefused++;
-        const now = Date.now();
+        const now = this.clock.now();
         if (now - this.lastLoopbackLog > 10_000) {
           this.lastLoopbackLog = now;
           this.options.log.info({ network: net.name, from: ipv4ToString(src) }, 'connection to the host loopback refused (--disable-host-loopback; logged at most every 10 s)');
@@ -299,7 +330,7 @@ export class Nat implements IpRouter {
   private fragment(gw: GatewayPort, buf: Uint8Array, ip: Ipv4View, ethSrc: number): boolean {
     this.stats.fragments++;
     const r = this.reassembly;
-    if (r.input(buf, ip, this.clock()) !== REASM_COMPLETE) return true;
+    if (r.input(buf, ip, this.clock.now()) !== REASM_COMPLETE) return true;
     const whole = this.reassembledIp;
     if (whole.bind(r.outDv, r.outOff, r.outLen) === ParseStatus.OK) this.route(gw, r.outBuf, r.outDv, whole, ethSrc, null);
     return true;
@@ -318,7 +349,7 @@ export class Nat implements IpRouter {
 
   /** The conntrack table (or the container's share) is full: administratively prohibited, logged. */
   private refuse(gw: GatewayPort, net: NatNetwork, buf: Uint8Array, ip: Ipv4View, ethSrc: number): void {
-    const now = Date.now();
+    const now = this.clock.now();
     if (now - this.lastLimitLog > 10_000) {
       this.lastLimitLog = now;
       this.options.log.warn({ network: net.name, from: ipv4ToString(ip.src) }, 'conntrack full: new UDP/ICMP flows refused (administratively prohibited; logged at most every 10 s)');
@@ -341,10 +372,10 @@ export class Nat implements IpRouter {
   }
 
   close(): void {
-    clearInterval(this.timer);
+    this.clock.clear(this.timer);
     this.reassembly.clear();
     void this.publisher.close();
-    this.ct.flush('daemon stopping');
+    this.ct.flush(RemovalReason.DaemonStopping);
     this.tcp.close();
     this.udp.close();
     this.icmp.close();

@@ -29,29 +29,29 @@
  * open flows (clients and container both get a RST). restore() (a daemon restart) opens what it
  * can and keeps retrying the rest every few seconds, listing them as down meanwhile.
  */
-import dgram from 'node:dgram';
 import { readFileSync } from 'node:fs';
-import { createServer, isIPv4, type Server, type Socket } from 'node:net';
+import { isIPv4 } from 'node:net';
 import type { Logger } from 'pino';
 import { ConflictError, SystemError, UsernetError } from '../errors.js';
 import type { GatewayPort } from '../gateway/gateway.js';
 import { ipv4ToString, tryParseIpv4 } from '../packet/ip-address.js';
+import { systemClock, type Clock, type Timer } from '../platform/clock.js';
 import {
-  DGRAM_DST_ADDR,
-  DGRAM_LENGTH,
-  DGRAM_OFFSET,
-  DGRAM_ROW,
-  DGRAM_SLOT,
-  DGRAM_SRC_ADDR,
-  DGRAM_SRC_PORT,
-  native,
-  type DgramReaderHandle,
-} from '../native/addon.js';
+  systemHostStack,
+  type HostDatagramSocket,
+  type HostRemoteInfo,
+  type HostStack,
+  type HostTcpServer,
+  type HostTcpSocket,
+  type NatDatagramReceiver,
+  type NatDatagramSocket,
+} from '../platform/host-stack.js';
+import { systemRandom, type Random } from '../platform/random.js';
+import { RemovalReason } from './reasons.js';
 import { Conntrack, DIR_ORIGINAL, DIR_REPLY, PROTO_TCP, PROTO_UDP, isRefusal, type ConntrackEntry } from './conntrack.js';
 import { formatHostAddress, formatMapping, mappingsClash, type PortMapping } from './publish-spec.js';
 import type { TcpNat, TcpNatFlow } from './tcp-nat.js';
 
-const BUDGET = 64;
 /** A listener that could not be opened again after a restart is retried this often. */
 export const RETRY_INTERVAL_MS = 5000;
 /** Ports tried for a client shown as the gateway before its flow is refused. */
@@ -82,15 +82,15 @@ export interface PublishedPortStats {
 
 /** One published port: a mapping, its target, and its listener (or why it has none). */
 export class PublishedPort {
-  server: Server | null = null;
-  udpFd = -1;
-  udpReader: DgramReaderHandle | null = null;
-  udp6: dgram.Socket | null = null;
+  server: HostTcpServer | null = null;
+  /** An IPv4 UDP port's socket (IP_PKTINFO: it answers from the address each client wrote to). */
+  udp4: NatDatagramSocket | null = null;
+  udp6: HostDatagramSocket | null = null;
   /** Listening, or down with `error` (a restart that could not bind it yet). */
   listening = false;
   error: string | null = null;
   closed = false;
-  retryTimer: NodeJS.Timeout | null = null;
+  retryTimer: Timer | null = null;
   /** UDP client flows by client endpoint: addr * 65536 + port (IPv4), "addr|port" (IPv6). */
   readonly udpFlows = new Map<number | string, InboundUdpFlow>();
   readonly stats: PublishedPortStats = { flows: 0, refused: 0, datagramsIn: 0, datagramsOut: 0, sendErrors: 0 };
@@ -133,11 +133,8 @@ export interface PublisherStats {
 export class Publisher {
   readonly stats: PublisherStats = { listeners: 0, tcpAccepted: 0, udpFlows: 0, refused: 0, shownAsGateway: 0, acceptErrors: 0 };
   private readonly ports = new Set<PublishedPort>();
-  private readonly slab = Buffer.allocUnsafeSlow(BUDGET * DGRAM_SLOT);
-  private readonly meta = new Int32Array(BUDGET * DGRAM_ROW);
-  private readonly errMeta = new Int32Array(16);
-  private lastRefusalLog = 0;
-  private lastAcceptErrorLog = 0;
+  private lastRefusalLog = -Infinity;
+  private lastAcceptErrorLog = -Infinity;
 
   constructor(
     private readonly ct: Conntrack,
@@ -145,6 +142,9 @@ export class Publisher {
     private readonly log: Logger,
     /** Whether the container can be shown (and route back to) this IPv4 client address. */
     private readonly showable: (addr: number) => boolean,
+    private readonly clock: Clock = systemClock,
+    private readonly random: Random = systemRandom,
+    private readonly host: HostStack = systemHostStack,
   ) {}
 
   /** Every published port, listening or down. */
@@ -191,7 +191,7 @@ export class Publisher {
         opened.push(p);
       }
     } catch (err) {
-      await Promise.all(opened.map((p) => this.unpublish(p, 'publish failed')));
+      await Promise.all(opened.map((p) => this.unpublish(p, RemovalReason.PublishFailed)));
       throw err;
     }
     for (const p of opened) this.log.info({ port: target.name, mapping: formatMapping(p.mapping), container: `${ipv4ToString(target.containerIp)}:${p.mapping.containerPort}` }, 'port published');
@@ -257,23 +257,19 @@ export class Publisher {
         },
         (e: Error) => {
           p.error = e.message;
-          if (!p.closed) {
-            p.retryTimer = setTimeout(retry, RETRY_INTERVAL_MS);
-            p.retryTimer.unref();
-          }
+          if (!p.closed) p.retryTimer = this.clock.setTimeout(retry, RETRY_INTERVAL_MS);
         },
       );
     };
-    p.retryTimer = setTimeout(retry, RETRY_INTERVAL_MS);
-    p.retryTimer.unref();
+    p.retryTimer = this.clock.setTimeout(retry, RETRY_INTERVAL_MS);
   }
 
   /** Closes a published port's listener and resets its open flows. Resolves once the port is free. */
-  async unpublish(p: PublishedPort, reason = 'unpublished'): Promise<void> {
+  async unpublish(p: PublishedPort, reason: string = RemovalReason.Unpublished): Promise<void> {
     if (p.closed) return;
     p.closed = true;
     this.ports.delete(p);
-    if (p.retryTimer) clearTimeout(p.retryTimer);
+    this.clock.clear(p.retryTimer);
     p.retryTimer = null;
     const flows = this.ct.removeWhere((e) => e.inbound && flowPort(e) === p, reason);
     const closing: Array<Promise<void>> = [];
@@ -283,14 +279,11 @@ export class Publisher {
       // The listening socket is closed now; the callback waits for accepted sockets, all reset above.
       closing.push(new Promise<void>((resolve) => s.close(() => resolve())));
     }
-    if (p.udpReader) {
-      const r = p.udpReader;
-      p.udpReader = null;
-      closing.push(new Promise<void>((resolve) => native().closeDgramReader(r, resolve)));
-    } else if (p.udpFd >= 0) {
-      native().closeFd(p.udpFd);
+    if (p.udp4) {
+      const u = p.udp4;
+      p.udp4 = null;
+      closing.push(new Promise<void>((resolve) => u.close(resolve)));
     }
-    p.udpFd = -1;
     if (p.udp6) {
       const s = p.udp6;
       p.udp6 = null;
@@ -299,7 +292,7 @@ export class Publisher {
     if (p.listening) this.stats.listeners--;
     p.listening = false;
     await Promise.all(closing);
-    if (reason !== 'publish failed') this.log.info({ port: p.target.name, mapping: formatMapping(p.mapping), flows, reason }, 'port unpublished');
+    if (reason !== RemovalReason.PublishFailed) this.log.info({ port: p.target.name, mapping: formatMapping(p.mapping), flows, reason }, 'port unpublished');
   }
 
   /** Closes every published port of an attachment (it detached, or its container ended). */
@@ -308,7 +301,7 @@ export class Publisher {
   }
 
   async close(): Promise<void> {
-    await Promise.all([...this.ports].map((p) => this.unpublish(p, 'daemon stopping')));
+    await Promise.all([...this.ports].map((p) => this.unpublish(p, RemovalReason.DaemonStopping)));
   }
 
   // ------------------------------------------------------------------------------------------
@@ -327,7 +320,7 @@ export class Publisher {
   private listenTcp(p: PublishedPort): Promise<void> {
     const m = p.mapping;
     // Paused until the container has answered: nothing is read from a client before that.
-    const server = createServer({ pauseOnConnect: true, allowHalfOpen: true, noDelay: true });
+    const server = this.host.createTcpServer({ pauseOnConnect: true, allowHalfOpen: true, noDelay: true });
     return new Promise<void>((resolve, reject) => {
       const onError = (err: NodeJS.ErrnoException): void => {
         server.close();
@@ -344,7 +337,7 @@ export class Publisher {
         const addr = server.address();
         if (addr && typeof addr === 'object') p.mapping = { ...m, hostPort: addr.port };
         server.on('error', (err: NodeJS.ErrnoException) => this.acceptError(p, err));
-        server.on('connection', (socket: Socket) => this.accepted(p, socket));
+        server.on('connection', (socket: HostTcpSocket) => this.accepted(p, socket));
         p.server = server;
         resolve();
       });
@@ -353,23 +346,23 @@ export class Publisher {
 
   private listenUdp4(p: PublishedPort): void {
     const m = p.mapping;
-    const addon = native();
-    let opened;
+    let opened: NatDatagramSocket;
+    const receiver: NatDatagramReceiver = {
+      datagram: (data, off, len, src, sport, dst) => this.udp4Datagram(p, data, off, len, src, sport, dst),
+      failed: (errno) => this.udp4Failed(p, errno),
+    };
     try {
-      opened = addon.dgramOpen({ kind: 'udp', bindAddress: tryParseIpv4(m.hostIp), bindPort: m.hostPort, recvErr: false, pktinfo: true });
+      opened = this.host.openNatDatagram({ kind: 'udp', bindAddress: tryParseIpv4(m.hostIp), bindPort: m.hostPort, recvErr: false, pktinfo: true }, receiver);
     } catch (err) {
       throw listenError(m, err as NodeJS.ErrnoException);
     }
-    p.udpFd = opened.fd;
+    p.udp4 = opened;
     p.mapping = { ...m, hostPort: opened.port };
-    p.udpReader = addon.startDgramReader(opened.fd, this.slab, this.meta, BUDGET, (count) => this.udp4Batch(p, count), this.errMeta, true);
-    // A listener alone does not keep the daemon alive (its control socket does).
-    addon.refDgramReader(p.udpReader, false);
   }
 
   private listenUdp6(p: PublishedPort): Promise<void> {
     const m = p.mapping;
-    const s = dgram.createSocket({ type: 'udp6', ipv6Only: true });
+    const s = this.host.createDatagramSocket({ type: 'udp6', ipv6Only: true });
     return new Promise<void>((resolve, reject) => {
       const onError = (err: NodeJS.ErrnoException): void => {
         s.close();
@@ -380,7 +373,7 @@ export class Publisher {
         s.off('error', onError);
         p.mapping = { ...m, hostPort: s.address().port };
         s.on('error', (err: NodeJS.ErrnoException) => this.acceptError(p, err));
-        s.on('message', (msg: Buffer, rinfo: dgram.RemoteInfo) => this.udp6Message(p, msg, rinfo));
+        s.on('message', (msg: Buffer, rinfo: HostRemoteInfo) => this.udp6Message(p, msg, rinfo));
         s.unref();
         p.udp6 = s;
         resolve();
@@ -390,7 +383,7 @@ export class Publisher {
 
   private acceptError(p: PublishedPort, err: NodeJS.ErrnoException): void {
     this.stats.acceptErrors++;
-    const now = Date.now();
+    const now = this.clock.now();
     if (now - this.lastAcceptErrorLog < 10_000) return;
     this.lastAcceptErrorLog = now;
     this.log.error({ mapping: formatMapping(p.mapping), err: err.message }, 'error on a published port (it keeps listening; logged at most every 10 s)');
@@ -411,7 +404,7 @@ export class Publisher {
     const gw = t.gw.ip;
     if (clientPort >= 1024 && this.tupleFree(proto, t, cPort, gw, clientPort)) return [gw, clientPort];
     for (let i = 0; i < SHOWN_PORT_TRIES; i++) {
-      const port = EPHEMERAL_FIRST + Math.floor(Math.random() * EPHEMERAL_COUNT);
+      const port = EPHEMERAL_FIRST + this.random.below(EPHEMERAL_COUNT);
       if (this.tupleFree(proto, t, cPort, gw, port)) return [gw, port];
     }
     return null;
@@ -429,7 +422,7 @@ export class Publisher {
   private refused(p: PublishedPort, why: string): void {
     p.stats.refused++;
     this.stats.refused++;
-    const now = Date.now();
+    const now = this.clock.now();
     if (now - this.lastRefusalLog < 10_000) return;
     this.lastRefusalLog = now;
     this.log.warn({ mapping: formatMapping(p.mapping), why }, 'published-port flow refused (logged at most every 10 s)');
@@ -439,7 +432,7 @@ export class Publisher {
   // TCP
   // ------------------------------------------------------------------------------------------
 
-  private accepted(p: PublishedPort, socket: Socket): void {
+  private accepted(p: PublishedPort, socket: HostTcpSocket): void {
     const ra = socket.remoteAddress;
     const rp = socket.remotePort;
     const la = socket.localAddress;
@@ -484,37 +477,27 @@ export class Publisher {
   // UDP
   // ------------------------------------------------------------------------------------------
 
-  private udp4Batch(p: PublishedPort, count: number): void {
-    if (count < 0) {
-      // The socket failed for good (EBADF...): the port is down until re-published.
-      this.log.error({ mapping: formatMapping(p.mapping), errno: count }, 'published UDP port stopped reading');
-      p.udpReader = null;
-      p.udpFd = -1;
-      if (p.listening) this.stats.listeners--;
-      p.listening = false;
-      p.error = `reading failed (errno ${-count})`;
-      return;
-    }
-    const meta = this.meta;
-    const bound = tryParseIpv4(p.mapping.hostIp);
-    for (let i = 0; i < count; i++) {
-      const row = i * DGRAM_ROW;
-      const src = meta[row + DGRAM_SRC_ADDR] >>> 0;
-      const sport = meta[row + DGRAM_SRC_PORT];
-      const key = src * 65536 + sport;
-      let f: InboundUdpFlow | null | undefined = p.udpFlows.get(key);
-      if (f === undefined) {
-        const dst = meta[row + DGRAM_DST_ADDR] >>> 0;
-        f = this.newUdpFlow(p, key, src, null, sport, dst !== 0 ? dst : bound);
-        if (f === null) continue;
-      }
-      const len = meta[row + DGRAM_LENGTH];
-      const off = meta[row + DGRAM_OFFSET];
-      this.toContainer(p, f, this.slab.subarray(off, off + len));
-    }
+  /** The published UDP port's socket failed for good (EBADF...): the port is down until re-published. */
+  private udp4Failed(p: PublishedPort, errno: number): void {
+    this.log.error({ mapping: formatMapping(p.mapping), errno }, 'published UDP port stopped reading');
+    p.udp4 = null;
+    if (p.listening) this.stats.listeners--;
+    p.listening = false;
+    p.error = `reading failed (errno ${-errno})`;
   }
 
-  private udp6Message(p: PublishedPort, msg: Buffer, rinfo: dgram.RemoteInfo): void {
+  /** A datagram from client src:sport to the published port (sent to `dst`, 0 if unknown). */
+  private udp4Datagram(p: PublishedPort, data: Uint8Array, off: number, len: number, src: number, sport: number, dst: number): void {
+    const key = src * 65536 + sport;
+    let f: InboundUdpFlow | null | undefined = p.udpFlows.get(key);
+    if (f === undefined) {
+      f = this.newUdpFlow(p, key, src, null, sport, dst !== 0 ? dst : tryParseIpv4(p.mapping.hostIp));
+      if (f === null) return;
+    }
+    this.toContainer(p, f, data.subarray(off, off + len));
+  }
+
+  private udp6Message(p: PublishedPort, msg: Buffer, rinfo: HostRemoteInfo): void {
     if (p.closed) return;
     const key = `${rinfo.address}|${rinfo.port}`;
     let f: InboundUdpFlow | null | undefined = p.udpFlows.get(key);
@@ -576,8 +559,8 @@ export class Publisher {
     const p = f.port;
     this.ct.touch(e, DIR_REPLY, len);
     p.stats.datagramsOut++;
-    if (p.udpFd >= 0) {
-      const r = native().sendTo(p.udpFd, buf, off, len, f.clientAddr, f.clientPort, f.localAddr);
+    if (p.udp4 !== null) {
+      const r = p.udp4.sendTo(buf, off, len, f.clientAddr, f.clientPort, f.localAddr);
       if (r < 0) p.stats.sendErrors++;
     } else if (p.udp6 !== null) {
       p.udp6.send(Buffer.from(buf.subarray(off, off + len)), f.clientPort, f.clientText ?? ipv4ToString(f.clientAddr), (err) => {

@@ -35,6 +35,7 @@
  * Sequence numbers are compared modulo 2^32.
  */
 import { TCP_ACK, TCP_FIN, TCP_PSH, TCP_RST, TCP_SYN } from '../packet/tcp.js';
+import { TcpCloseReason } from './reasons.js';
 
 /** The host side: a net.Socket in production, a fake in tests. */
 export interface TcpFlowHost {
@@ -302,7 +303,7 @@ export class TcpFlow {
       const d = seqDiff(seq, this.rcvNxt);
       if (d >= -1 && d <= Math.max(this.advertised, 1)) {
         this.host.reset();
-        this.close('reset by the container');
+        this.close(TcpCloseReason.ResetByContainer);
       }
       return;
     }
@@ -401,7 +402,7 @@ export class TcpFlow {
       if (ackOk) {
         // Nothing listens on that port in the container: the host client is reset at once.
         this.host.reset();
-        this.close('refused by the container');
+        this.close(TcpCloseReason.RefusedByContainer);
       }
       return;
     }
@@ -620,13 +621,13 @@ export class TcpFlow {
         // The container never answered: the client that is waiting on the host is reset.
         this.host.reset();
         this.wire.segment(this, TCP_RST, this.sndNxt, 0, 0, 0, 0, false);
-        this.close('the container did not answer');
+        this.close(TcpCloseReason.ContainerDidNotAnswer);
         return;
       }
       if (++this.retries > MAX_RETRIES) {
         this.host.reset();
         this.wire.segment(this, TCP_RST | TCP_ACK, this.sndNxt, this.rcvNxt, 0, 0, 0, false);
-        this.close('the container stopped answering');
+        this.close(TcpCloseReason.ContainerStoppedAnswering);
         return;
       }
       this.rto = Math.min(this.rto * 2, RTO_MAX_MS);
@@ -646,7 +647,7 @@ export class TcpFlow {
       this.persistAt = 0;
       this.queue.length = 0;
       this.queued = 0;
-      this.closeReason = 'closed';
+      this.closeReason = TcpCloseReason.Closed;
       this.wire.stateChanged(this);
     }
   }

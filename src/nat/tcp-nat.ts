@@ -17,7 +17,6 @@
  * (GSO TCPv4, gso_size = the container's MSS, partial checksum): the container's TAP takes them
  * whole, and for a port without offloads the switch segments them in software.
  */
-import { connect, type Socket } from 'node:net';
 import { constants as os } from 'node:os';
 import type { Logger } from 'pino';
 import type { GatewayPort } from '../gateway/gateway.js';
@@ -47,24 +46,21 @@ import {
 } from './conntrack.js';
 import { CHUNK_SIZE, ChunkPool } from './chunk-pool.js';
 import { IsnGenerator } from './isn.js';
-import { errnoName, native } from '../native/addon.js';
+import { RemovalReason, TCP_CLOSE_CONNECT_FAILED_PREFIX, TCP_CLOSE_HOST_SOCKET_PREFIX, TcpCloseReason } from './reasons.js';
+import { errnoName } from '../native/addon.js';
+import { systemClock, type Clock, type Timer } from '../platform/clock.js';
+import { systemHostStack, type HostStack, type HostTcpSocket } from '../platform/host-stack.js';
+import { systemRandom, type Random } from '../platform/random.js';
 import { FLOW_CLOSED, FLOW_CONNECTING, FLOW_ESTABLISHED, FLOW_TIME_WAIT, RESET_DRAIN_MS, TcpFlow, type TcpFlowHost, type TcpFlowWire } from './tcp-flow.js';
 
 const POOL = new ChunkPool();
-const ADDON = native();
-
-/** The fd under a connected net.Socket (libuv's TCP handle), or -1 if Node does not expose it. */
-function socketFd(socket: Socket): number {
-  const fd = (socket as unknown as { _handle?: { fd?: unknown } })._handle?.fd;
-  return typeof fd === 'number' && fd >= 0 ? fd : -1;
-}
 
 /**
  * Resets `s` (SO_LINGER 0, then close: RST). While its end() is still shutting down libuv refuses
  * that (EINVAL, and the socket would stay open), so it is closed instead: the kernel sends what
  * it still holds and a FIN, or a RST if received data is left unread.
  */
-function hardReset(s: Socket): void {
+function hardReset(s: HostTcpSocket): void {
   if (s.writableEnded && !s.writableFinished) s.destroy();
   else s.resetAndDestroy();
 }
@@ -142,10 +138,10 @@ export interface TcpNatStats {
 
 /** One NAT'ed TCP connection. */
 export class TcpNatFlow implements TcpFlowHost {
-  socket: Socket | null = null;
+  socket: HostTcpSocket | null = null;
   flow!: TcpFlow;
   entry: ConntrackEntry | null = null;
-  connectTimer: NodeJS.Timeout | null = null;
+  connectTimer: Timer | null = null;
   ipId = 0;
   /** The published mapping an inbound flow came through (null: an outbound flow). */
   mapping: unknown = null;
@@ -172,10 +168,8 @@ export class TcpNatFlow implements TcpFlowHost {
     // Straight from the lent buffer into the kernel when nothing is queued in Node before us
     // (same bytes, same order, one copy less); whatever the kernel does not take right now goes
     // the ordinary way. Any error other than EAGAIN is left for Node's write to report.
-    // The fd is read from the live handle each time: never a number a closed socket left behind.
-    const fd = s.writableLength === 0 && !s.destroyed ? socketFd(s) : -1;
-    if (fd >= 0) {
-      const n = ADDON.write(fd, data, off, len);
+    if (s.writableLength === 0 && !s.destroyed) {
+      const n = this.resetter.host.tcpWriteDirect(s, data, off, len);
       if (n === len) return true;
       if (n > 0) {
         off += n;
@@ -222,7 +216,9 @@ export class TcpNatFlow implements TcpFlowHost {
 
 /** Where a TcpNatFlow's host socket goes to be reset (TcpNat). */
 export interface HostResetter {
-  resetWhenSent(socket: Socket): void;
+  /** The host stack the flow's socket belongs to (for its direct writes). */
+  readonly host: HostStack;
+  resetWhenSent(socket: HostTcpSocket): void;
 }
 
 export class TcpNat implements TcpFlowWire, HostResetter {
@@ -252,22 +248,26 @@ export class TcpNat implements TcpFlowWire, HostResetter {
   private readonly outDv = new DataView(this.out.buffer, this.out.byteOffset, OUT_SIZE);
   private readonly flows = new Set<TcpNatFlow>();
   /** Sockets of finished flows still writing the container's last bytes. */
-  private readonly lingering = new Set<Socket>();
+  private readonly lingering = new Set<HostTcpSocket>();
   /** Host sockets to be reset once their peer has acknowledged what they hold, with their deadlines. */
-  private readonly resetting = new Map<Socket, number>();
-  private resetTimer: NodeJS.Timeout | null = null;
-  /** RFC 6528 ISNs on the NAT's clock (see isn.ts: why not random). */
-  private readonly isn = new IsnGenerator({ clockMs: () => this.clock() });
-  private timer: NodeJS.Timeout | null = null;
-  private lastFdLog = 0;
+  private readonly resetting = new Map<HostTcpSocket, number>();
+  private resetTimer: Timer | null = null;
+  /** RFC 6528 ISNs on the NAT's clock (see isn.ts: why not random), keyed by the NAT's random source. */
+  private readonly isn: IsnGenerator;
+  private timer: Timer | null = null;
+  private lastFdLog = -Infinity;
   private lastConnectFailureLog = -Infinity;
   private connectFailuresNotLogged = 0;
 
   constructor(
     private readonly ct: Conntrack,
     private readonly log: Logger,
-    private readonly clock: () => number = () => performance.now(),
-  ) {}
+    private readonly clock: Clock = systemClock,
+    private readonly random: Random = systemRandom,
+    readonly host: HostStack = systemHostStack,
+  ) {
+    this.isn = new IsnGenerator({ clockMs: () => clock.now(), random });
+  }
 
   /**
    * A TCP segment from a container to `remoteIp:remotePort` (as the container addressed it),
@@ -300,12 +300,12 @@ export class TcpNat implements TcpFlowWire, HostResetter {
     }
     const sport = t.srcPort;
     const dport = t.dstPort;
-    const now = this.clock();
+    const now = this.clock.now();
     let entry = this.ct.findOriginal(PROTO_TCP, containerIp, sport, remoteIp, dport);
     let nf = entry ? (entry.owner as TcpNatFlow | null) : null;
     if (entry && nf && nf.flow.state === FLOW_TIME_WAIT && (flags & TCP_SYN) !== 0 && (flags & TCP_ACK) === 0) {
       // A new connection on the tuple of one in TIME_WAIT replaces it.
-      this.ct.remove(entry, 'replaced');
+      this.ct.remove(entry, RemovalReason.Replaced);
       entry = undefined;
       nf = null;
     }
@@ -377,25 +377,25 @@ export class TcpNat implements TcpFlowWire, HostResetter {
     nf.flow = new TcpFlow(nf, this, { seq: t.seq, window: t.window, mss: this.opts.mss, wscale: this.opts.windowScale }, this.isn.next(rIp, rPort, cIp, cPort), now);
     this.flows.add(nf);
     this.ensureTimer();
-    let socket: Socket;
+    let socket: HostTcpSocket;
     try {
-      socket = connect({ host: target.host, port: target.port, allowHalfOpen: true, noDelay: true, ...(target.localAddress ? { localAddress: target.localAddress } : {}) });
+      socket = this.host.createTcpConnection({ host: target.host, port: target.port, allowHalfOpen: true, noDelay: true, ...(target.localAddress ? { localAddress: target.localAddress } : {}) });
     } catch (err) {
       this.connectFailed(nf, err as NodeJS.ErrnoException);
       return;
     }
     nf.socket = socket;
-    nf.connectTimer = setTimeout(() => {
+    nf.connectTimer = this.clock.setTimeout(() => {
+      nf.connectTimer = null;
       this.stats.timeouts++;
       this.connectFailed(nf, Object.assign(new Error('connect timeout'), { code: 'ETIMEDOUT' }));
     }, CONNECT_TIMEOUT_MS);
-    nf.connectTimer.unref();
     socket.once('connect', () => {
-      if (nf.connectTimer) clearTimeout(nf.connectTimer);
+      this.clock.clear(nf.connectTimer);
       nf.connectTimer = null;
       this.stats.connected++;
       if (nf.entry) this.ct.setReply(nf.entry, ipToNumber(socket.localAddress), socket.localPort ?? 0);
-      nf.flow.hostConnected(this.clock());
+      nf.flow.hostConnected(this.clock.now());
     });
     this.wireSocket(nf, socket, DIR_REPLY);
   }
@@ -407,7 +407,7 @@ export class TcpNat implements TcpFlowWire, HostResetter {
    * when conntrack refuses the flow (the client is reset).
    */
   acceptInbound(
-    socket: Socket,
+    socket: HostTcpSocket,
     gw: GatewayPort,
     containerIp: number,
     containerPort: number,
@@ -449,42 +449,41 @@ export class TcpNat implements TcpFlowWire, HostResetter {
     this.flows.add(nf);
     this.ensureTimer();
     // Last: the SYN goes out from here, and may be answered synchronously by a MemoryPort.
-    nf.flow = TcpFlow.activeOpen(nf, this, this.isn.next(shownIp, shownPort, containerIp, containerPort), this.clock());
+    nf.flow = TcpFlow.activeOpen(nf, this, this.isn.next(shownIp, shownPort, containerIp, containerPort), this.clock.now());
     return true;
   }
 
   /** The host socket's events, for both directions of flow. `hostDir`: its packets' conntrack direction. */
-  private wireSocket(nf: TcpNatFlow, socket: Socket, hostDir: number): void {
+  private wireSocket(nf: TcpNatFlow, socket: HostTcpSocket, hostDir: number): void {
     socket.on('data', (data: Buffer) => {
       if (nf.entry) {
         this.ct.touch(nf.entry, hostDir, data.length);
         if (hostDir === DIR_REPLY) this.ct.markReply(nf.entry);
       }
-      nf.flow.hostData(data, this.clock());
+      nf.flow.hostData(data, this.clock.now());
     });
     socket.on('end', () => {
       // libuv ends the stream when POLLHUP follows a short read, without reading the error: a
       // reset that arrives with the peer's last bytes looks like a FIN here. The kernel knows
       // (SO_ERROR); the container must get the reset, not an end of stream.
-      const fd = socketFd(socket);
-      const pending = fd >= 0 ? ADDON.socketError(fd) : 0;
+      const pending = this.host.tcpPendingError(socket);
       if (pending <= 0) {
-        nf.flow.hostEnd(this.clock());
+        nf.flow.hostEnd(this.clock.now());
         return;
       }
       // EPIPE: the reset came after the peer's FIN, which the container gets first.
-      if (pending === os.errno.EPIPE) nf.flow.hostEnd(this.clock());
+      if (pending === os.errno.EPIPE) nf.flow.hostEnd(this.clock.now());
       if (nf.socket === socket) nf.socket = null;
       socket.destroy();
-      nf.flow.hostReset(this.clock(), `host socket: ${errnoName(-pending)}`);
+      nf.flow.hostReset(this.clock.now(), `${TCP_CLOSE_HOST_SOCKET_PREFIX}${errnoName(-pending)}`);
     });
-    socket.on('drain', () => nf.flow.hostDrain(this.clock()));
+    socket.on('drain', () => nf.flow.hostDrain(this.clock.now()));
     socket.on('error', (err: NodeJS.ErrnoException) => {
       if (nf.flow.state === FLOW_CONNECTING) this.connectFailed(nf, err);
       else {
         // (The RST this sends is counted in resetsToContainer by segment().)
         nf.socket = null;
-        nf.flow.hostReset(this.clock(), `host socket: ${err.code ?? err.message}`);
+        nf.flow.hostReset(this.clock.now(), `${TCP_CLOSE_HOST_SOCKET_PREFIX}${err.code ?? err.message}`);
       }
     });
     socket.on('close', () => {
@@ -492,7 +491,7 @@ export class TcpNat implements TcpFlowWire, HostResetter {
       // A socket that closed without an error after both sides finished is a normal end; one
       // that closed otherwise (destroyed under us) resets the container's side.
       if (nf.flow.state !== FLOW_CLOSED && nf.flow.state !== FLOW_TIME_WAIT && !(nf.flow.hostEnded && nf.flow.containerFin)) {
-        nf.flow.hostReset(this.clock(), 'host socket closed');
+        nf.flow.hostReset(this.clock.now(), TcpCloseReason.HostSocketClosed);
       }
     });
   }
@@ -515,12 +514,12 @@ export class TcpNat implements TcpFlowWire, HostResetter {
       nf.flow.peerSyn(this.opts.mss, this.opts.windowScale);
     }
     this.ct.touch(e, DIR_REPLY, tcpLen);
-    nf.flow.segment(flags, t.seq, t.ack, t.window, buf, t.payloadOffset, t.payloadLength, this.clock());
+    nf.flow.segment(flags, t.seq, t.ack, t.window, buf, t.payloadOffset, t.payloadLength, this.clock.now());
   }
 
   /** The host connect failed: RST for a refusal, ICMP unreachable for no route or a timeout. */
   private connectFailed(nf: TcpNatFlow, err: NodeJS.ErrnoException): void {
-    if (nf.connectTimer) clearTimeout(nf.connectTimer);
+    this.clock.clear(nf.connectTimer);
     nf.connectTimer = null;
     const s = nf.socket;
     nf.socket = null;
@@ -530,7 +529,7 @@ export class TcpNat implements TcpFlowWire, HostResetter {
     const gw = nf.gw;
     if (code === 'EMFILE' || code === 'ENFILE') {
       this.stats.fdExhausted++;
-      const now = Date.now();
+      const now = this.clock.now();
       if (now - this.lastFdLog > 10_000) {
         this.lastFdLog = now;
         this.log.error('out of file descriptors: new connections are refused (administratively prohibited) until some close');
@@ -545,7 +544,7 @@ export class TcpNat implements TcpFlowWire, HostResetter {
       gw.sendIcmpError(nf.containerMac, nf.containerIp, gw.ip, ICMP_DEST_UNREACH, net ? ICMP_UNREACH_NET : ICMP_UNREACH_HOST, 0, nf.synQuote, nf.synQuote.length);
       this.logConnectFailure(nf, code || err.message, net ? 'network unreachable' : 'host unreachable');
     }
-    nf.flow.close(`connect failed: ${code || err.message}`);
+    nf.flow.close(`${TCP_CLOSE_CONNECT_FAILED_PREFIX}${code || err.message}`);
   }
 
   /**
@@ -554,7 +553,7 @@ export class TcpNat implements TcpFlowWire, HostResetter {
    * failures came since the last line — never a line per connection, whatever the load.
    */
   private logConnectFailure(nf: TcpNatFlow, code: string, answer: string): void {
-    const now = this.clock();
+    const now = this.clock.now();
     if (now - this.lastConnectFailureLog < CONNECT_FAILURE_LOG_MS) {
       this.connectFailuresNotLogged++;
       return;
@@ -643,8 +642,8 @@ export class TcpNat implements TcpFlowWire, HostResetter {
     const e = nf.entry;
     if (flow.active && e !== null && e.state === TCP_SYN_SENT) {
       if (flow.state === FLOW_ESTABLISHED) this.stats.inboundEstablished++;
-      else if (flow.closeReason === 'refused by the container') this.stats.inboundRefused++;
-      else if (flow.closeReason === 'the container did not answer') this.stats.inboundUnanswered++;
+      else if (flow.closeReason === TcpCloseReason.RefusedByContainer) this.stats.inboundRefused++;
+      else if (flow.closeReason === TcpCloseReason.ContainerDidNotAnswer) this.stats.inboundUnanswered++;
     }
     if (flow.state === FLOW_CLOSED) {
       if (flow.resetDrainTimedOut) this.stats.resetDrainTimeoutsToContainer++;
@@ -652,7 +651,7 @@ export class TcpNat implements TcpFlowWire, HostResetter {
       nf.reset();
       if (e) {
         nf.entry = null;
-        this.ct.remove(e, flow.closeReason || 'closed');
+        this.ct.remove(e, flow.closeReason || TcpCloseReason.Closed);
       }
       return;
     }
@@ -674,13 +673,14 @@ export class TcpNat implements TcpFlowWire, HostResetter {
     if (!nf || nf.entry !== e) return;
     nf.entry = null;
     this.flows.delete(nf);
-    if (nf.connectTimer) clearTimeout(nf.connectTimer);
+    this.clock.clear(nf.connectTimer);
+    nf.connectTimer = null;
     if (nf.flow && nf.flow.state !== FLOW_CLOSED && nf.flow.state !== FLOW_TIME_WAIT) {
       // The peer on the host side sees a reset (after what the container sent it); the container
       // too, at once (the entry is gone, and with it the timer a delayed reset would need),
       // unless it is gone.
       nf.reset();
-      if (reason !== 'container gone') nf.flow.abort(this.clock(), reason);
+      if (reason !== RemovalReason.ContainerGone) nf.flow.abort(this.clock.now(), reason);
       else nf.flow.close(reason);
     } else {
       nf.reset();
@@ -701,8 +701,8 @@ export class TcpNat implements TcpFlowWire, HostResetter {
    */
   resetOrphan(gw: GatewayPort, cMac: number, containerIp: number, containerPort: number, remoteIp: number, remotePort: number): void {
     this.stats.orphansProbed++;
-    const seq = (Math.random() * 2 ** 32) >>> 0;
-    const ack = (Math.random() * 2 ** 32) >>> 0;
+    const seq = this.random.uint32();
+    const ack = this.random.uint32();
     this.sendRawRst(gw, cMac, remoteIp, containerIp, remotePort, containerPort, seq, ack, TCP_ACK);
     this.sendRawRst(gw, cMac, remoteIp, containerIp, remotePort, containerPort, (seq + 2 ** 31) >>> 0, ack, TCP_ACK);
   }
@@ -745,33 +745,29 @@ export class TcpNat implements TcpFlowWire, HostResetter {
    * RESET_DRAIN_MS (a peer that does not read) it is reset anyway, and counted. The socket keeps
    * reading meanwhile (its data goes nowhere), so a reset or close from the peer is noticed.
    */
-  resetWhenSent(s: Socket): void {
+  resetWhenSent(s: HostTcpSocket): void {
     this.stats.resetsToHost++;
     if (this.allAcknowledged(s)) {
       hardReset(s);
       return;
     }
     s.resume();
-    this.resetting.set(s, this.clock() + RESET_DRAIN_MS);
+    this.resetting.set(s, this.clock.now() + RESET_DRAIN_MS);
     s.once('close', () => this.resetting.delete(s));
-    if (!this.resetTimer) {
-      this.resetTimer = setInterval(() => this.pollResets(), RESET_POLL_MS);
-      this.resetTimer.unref();
-    }
+    if (!this.resetTimer) this.resetTimer = this.clock.setInterval(() => this.pollResets(), RESET_POLL_MS);
   }
 
   /** Whether the peer has every byte written to `s` (or there is no way left to know). */
-  private allAcknowledged(s: Socket): boolean {
+  private allAcknowledged(s: HostTcpSocket): boolean {
     // An end() still in progress (the container's FIN behind queued data) counts as unsent: the
     // FIN goes with the data, and libuv refuses SO_LINGER 0 while a shutdown is pending.
     if (s.writableLength !== 0 || (s.writableEnded && !s.writableFinished)) return false;
-    const fd = socketFd(s);
-    // No fd (the handle is closing) or an error from the ioctl: nothing more can be delivered.
-    return fd < 0 || ADDON.socketOutq(fd) <= 0;
+    // Unknown (the handle is closing, the ioctl failed): nothing more can be delivered.
+    return this.host.tcpUnacknowledged(s) <= 0;
   }
 
   private pollResets(): void {
-    const now = this.clock();
+    const now = this.clock.now();
     for (const [s, deadline] of this.resetting) {
       if (s.destroyed) {
         this.resetting.delete(s);
@@ -784,13 +780,13 @@ export class TcpNat implements TcpFlowWire, HostResetter {
       hardReset(s);
     }
     if (this.resetting.size === 0 && this.resetTimer) {
-      clearInterval(this.resetTimer);
+      this.clock.clear(this.resetTimer);
       this.resetTimer = null;
     }
   }
 
   /** Closes a finished flow's socket once it has written what is queued (bounded by LINGER_IDLE_MS). */
-  private retire(s: Socket): void {
+  private retire(s: HostTcpSocket): void {
     if (s.writableLength === 0) {
       s.destroy();
       return;
@@ -803,17 +799,16 @@ export class TcpNat implements TcpFlowWire, HostResetter {
 
   private ensureTimer(): void {
     if (this.timer) return;
-    this.timer = setInterval(() => this.tick(), TIMER_INTERVAL_MS);
-    this.timer.unref();
+    this.timer = this.clock.setInterval(() => this.tick(), TIMER_INTERVAL_MS);
   }
 
   private tick(): void {
     if (this.flows.size === 0) {
-      if (this.timer) clearInterval(this.timer);
+      this.clock.clear(this.timer);
       this.timer = null;
       return;
     }
-    const now = this.clock();
+    const now = this.clock.now();
     for (const nf of this.flows) {
       const f = nf.flow;
       if ((f.rtoAt !== 0 && now >= f.rtoAt) || (f.persistAt !== 0 && now >= f.persistAt) || (f.resetAt !== 0 && now >= f.resetAt)) f.tick(now);
@@ -826,13 +821,13 @@ export class TcpNat implements TcpFlowWire, HostResetter {
   }
 
   close(): void {
-    if (this.timer) clearInterval(this.timer);
+    this.clock.clear(this.timer);
     this.timer = null;
     for (const nf of [...this.flows]) nf.resetNow();
     this.flows.clear();
     for (const s of [...this.lingering]) s.destroy();
     this.lingering.clear();
-    if (this.resetTimer) clearInterval(this.resetTimer);
+    this.clock.clear(this.resetTimer);
     this.resetTimer = null;
     for (const s of [...this.resetting.keys()]) if (!s.destroyed) hardReset(s);
     this.resetting.clear();

@@ -19,39 +19,18 @@
  *  - ICMP errors the host receives about our datagrams (IP_RECVERR, read by the native reader)
  *    are sent to the container as ICMP errors quoting the datagram *as the container sent it*.
  *
- * Sockets are the addon's native datagram sockets (batched reads, no allocation per datagram,
- * the error queue): Node's dgram module has none of the three.
+ * Sockets are the host stack's NAT datagram sockets (on the real host, the addon's: batched reads,
+ * no allocation per datagram, the error queue; Node's dgram module has none of the three).
  */
 import type { Logger } from 'pino';
 import type { GatewayPort } from '../gateway/gateway.js';
 import { checksum } from '../packet/checksum.js';
 import { IPPROTO_UDP } from '../packet/ipv4.js';
-import {
-  DGRAM_ERR_DATA_LENGTH,
-  DGRAM_ERR_DATA_OFFSET,
-  DGRAM_ERR_DST_ADDR,
-  DGRAM_ERR_DST_PORT,
-  DGRAM_ERR_ERRNO,
-  DGRAM_ERR_ICMP_CODE,
-  DGRAM_ERR_ICMP_TYPE,
-  DGRAM_ERR_INFO,
-  DGRAM_ERR_OFFENDER,
-  DGRAM_ERR_ORIGIN,
-  DGRAM_ERR_ROW,
-  DGRAM_LENGTH,
-  DGRAM_OFFSET,
-  DGRAM_ROW,
-  DGRAM_SLOT,
-  DGRAM_SRC_ADDR,
-  DGRAM_SRC_PORT,
-  SO_EE_ORIGIN_ICMP,
-  native,
-  type DgramReaderHandle,
-} from '../native/addon.js';
+import { SO_EE_ORIGIN_ICMP } from '../native/addon.js';
+import { systemClock, type Clock } from '../platform/clock.js';
+import { systemHostStack, type HostStack, type NatDatagramError, type NatDatagramReceiver, type NatDatagramSocket } from '../platform/host-stack.js';
 import { Conntrack, PROTO_UDP, isRefusal, type ConntrackEntry } from './conntrack.js';
 
-const BUDGET = 64;
-const ERR_ROWS = 16;
 const QUOTE_MAX = 64;
 
 export type UdpFiltering = 'address-dependent' | 'endpoint-independent';
@@ -76,9 +55,8 @@ export interface UdpView {
   toContainerView(hostAddr: number): number;
 }
 
-class UdpMapping {
-  fd = -1;
-  reader: DgramReaderHandle | null = null;
+class UdpMapping implements NatDatagramReceiver {
+  socket: NatDatagramSocket | null = null;
   externalPort = 0;
   entries = 0;
   /** Remote addresses the container has sent to (address-dependent filtering). */
@@ -90,7 +68,17 @@ class UdpMapping {
     readonly containerPort: number,
     readonly container: string,
     readonly view: UdpView,
+    private readonly nat: UdpNat,
   ) {}
+  datagram(data: Uint8Array, off: number, len: number, src: number, sport: number): void {
+    this.nat.datagramIn(this, data, off, len, src, sport);
+  }
+  error(err: NatDatagramError): void {
+    this.nat.errorIn(this, err);
+  }
+  failed(): void {
+    this.nat.mappingFailed(this);
+  }
 }
 
 export class UdpNat {
@@ -109,12 +97,9 @@ export class UdpNat {
   private readonly mappings = new Map<number, UdpMapping>();
   /** Mappings by external port (every mapping binds the same address, so ports are unique). */
   private readonly byExternalPort = new Map<number, UdpMapping>();
-  private readonly slab = Buffer.allocUnsafeSlow(BUDGET * DGRAM_SLOT + ERR_ROWS * QUOTE_MAX * 2);
-  private readonly meta = new Int32Array(BUDGET * DGRAM_ROW);
-  private readonly errMeta = new Int32Array(ERR_ROWS * DGRAM_ERR_ROW);
   private readonly quote = Buffer.alloc(20 + 8 + QUOTE_MAX);
   private readonly quoteDv = new DataView(this.quote.buffer, this.quote.byteOffset, this.quote.length);
-  private lastFailureLog = 0;
+  private lastFailureLog = -Infinity;
 
   constructor(
     private readonly ct: Conntrack,
@@ -122,6 +107,8 @@ export class UdpNat {
     private readonly filtering: UdpFiltering,
     /** Local address for host sockets (--outbound-addr), 0 for any. */
     private readonly bindAddress: number,
+    private readonly clock: Clock = systemClock,
+    private readonly host: HostStack = systemHostStack,
   ) {}
 
   /**
@@ -175,25 +162,24 @@ export class UdpNat {
     m.remotes.add(hostDst);
     this.ct.touch(e, 0, len);
     this.stats.datagramsOut++;
-    const r = native().sendTo(m.fd, payload, off, len, hostDst, remotePort);
+    const r = m.socket !== null ? m.socket.sendTo(payload, off, len, hostDst, remotePort) : -9;
     if (r < 0) this.stats.sendErrors++;
     return true;
   }
 
   private openMapping(gw: GatewayPort, cMac: number, cIp: number, cPort: number, container: string, view: UdpView): UdpMapping | null {
-    const m = new UdpMapping(gw, cMac, cIp, cPort, container, view);
-    const addon = native();
-    let opened;
+    const m = new UdpMapping(gw, cMac, cIp, cPort, container, view, this);
+    let opened: NatDatagramSocket;
     try {
       // Keep the container's port when the host lets us (RFC 4787 REQ-3: port preservation).
-      opened = addon.dgramOpen({ kind: 'udp', bindAddress: this.bindAddress, bindPort: cPort });
+      opened = this.host.openNatDatagram({ kind: 'udp', bindAddress: this.bindAddress, bindPort: cPort }, m);
     } catch {
       try {
-        opened = addon.dgramOpen({ kind: 'udp', bindAddress: this.bindAddress, bindPort: 0 });
+        opened = this.host.openNatDatagram({ kind: 'udp', bindAddress: this.bindAddress, bindPort: 0 }, m);
         this.stats.portsNotPreserved++;
       } catch (err) {
         this.stats.socketFailures++;
-        const now = Date.now();
+        const now = this.clock.now();
         if (now - this.lastFailureLog > 10_000) {
           this.lastFailureLog = now;
           this.log.error({ err: (err as Error).message }, 'cannot open a host UDP socket: datagrams dropped (logged at most every 10 s)');
@@ -201,65 +187,56 @@ export class UdpNat {
         return null;
       }
     }
-    m.fd = opened.fd;
+    m.socket = opened;
     m.externalPort = opened.port;
-    m.reader = addon.startDgramReader(m.fd, this.slab, this.meta, BUDGET, (count, errors) => this.onBatch(m, count, errors), this.errMeta, true);
-    // A mapping alone must not keep the daemon alive (the control socket does).
-    addon.refDgramReader(m.reader, false);
     this.mappings.set(cIp * 65536 + cPort, m);
     this.byExternalPort.set(m.externalPort, m);
     this.stats.mappings++;
     return m;
   }
 
-  private onBatch(m: UdpMapping, count: number, errors: number): void {
-    if (count < 0) {
-      this.closeMapping(m);
-      return;
-    }
-    const meta = this.meta;
-    for (let i = 0; i < count; i++) {
-      const row = i * DGRAM_ROW;
-      const src = meta[row + DGRAM_SRC_ADDR] >>> 0;
-      const sport = meta[row + DGRAM_SRC_PORT];
-      if (this.filtering === 'address-dependent' && !m.remotes.has(src)) {
-        if (!this.isHairpin(m, src, sport)) {
-          this.stats.filtered++;
-          continue;
-        }
-        this.stats.hairpinned++;
+  /** The mapping's socket failed for good (EBADF...): it is gone. */
+  mappingFailed(m: UdpMapping): void {
+    m.socket = null;
+    this.closeMapping(m);
+  }
+
+  /** A datagram for mapping `m` from `src:sport`, in `data[off, off+len)` (valid during the call). */
+  datagramIn(m: UdpMapping, data: Uint8Array, off: number, len: number, src: number, sport: number): void {
+    if (this.filtering === 'address-dependent' && !m.remotes.has(src)) {
+      if (!this.isHairpin(m, src, sport)) {
+        this.stats.filtered++;
+        return;
       }
-      const viewSrc = m.view.toContainerView(src);
-      let e = this.ct.findOriginal(PROTO_UDP, m.containerIp, m.containerPort, viewSrc, sport);
-      if (!e) {
-        // A new remote port (address-dependent) or a new remote (endpoint-independent).
-        const added = this.ct.add({
-          proto: PROTO_UDP,
-          origSrc: m.containerIp,
-          origSport: m.containerPort,
-          origDst: viewSrc,
-          origDport: sport,
-          replySrc: src,
-          replySport: sport,
-          replyDst: this.bindAddress,
-          replyDport: m.externalPort,
-          container: m.container,
-          owner: m,
-        });
-        if (isRefusal(added)) {
-          this.stats.limitRefusals++;
-          continue;
-        }
-        e = added;
-        m.entries++;
-      }
-      const len = meta[row + DGRAM_LENGTH];
-      this.ct.touch(e, 1, len);
-      this.stats.datagramsIn++;
-      const off = meta[row + DGRAM_OFFSET];
-      m.gw.sendUdp(m.containerMac, m.containerIp, viewSrc, sport, m.containerPort, this.slab.subarray(off, off + len));
+      this.stats.hairpinned++;
     }
-    for (let i = 0; i < errors; i++) this.onError(m, i * DGRAM_ERR_ROW);
+    const viewSrc = m.view.toContainerView(src);
+    let e = this.ct.findOriginal(PROTO_UDP, m.containerIp, m.containerPort, viewSrc, sport);
+    if (!e) {
+      // A new remote port (address-dependent) or a new remote (endpoint-independent).
+      const added = this.ct.add({
+        proto: PROTO_UDP,
+        origSrc: m.containerIp,
+        origSport: m.containerPort,
+        origDst: viewSrc,
+        origDport: sport,
+        replySrc: src,
+        replySport: sport,
+        replyDst: this.bindAddress,
+        replyDport: m.externalPort,
+        container: m.container,
+        owner: m,
+      });
+      if (isRefusal(added)) {
+        this.stats.limitRefusals++;
+        return;
+      }
+      e = added;
+      m.entries++;
+    }
+    this.ct.touch(e, 1, len);
+    this.stats.datagramsIn++;
+    m.gw.sendUdp(m.containerMac, m.containerIp, viewSrc, sport, m.containerPort, data.subarray(off, off + len));
   }
 
   /**
@@ -269,26 +246,25 @@ export class UdpNat {
    */
   private isHairpin(m: UdpMapping, src: number, sport: number): boolean {
     const peer = this.byExternalPort.get(sport);
-    if (peer === undefined || peer.fd < 0) return false;
+    if (peer === undefined || peer.socket === null) return false;
     return this.ct.findOriginal(PROTO_UDP, peer.containerIp, peer.containerPort, peer.view.toContainerView(src), m.externalPort) !== undefined;
   }
 
   /** An ICMP error about one of our datagrams: the same error to the container, about its datagram. */
-  private onError(m: UdpMapping, row: number): void {
-    const em = this.errMeta;
-    if (em[row + DGRAM_ERR_ORIGIN] !== SO_EE_ORIGIN_ICMP) return;
-    const dst = em[row + DGRAM_ERR_DST_ADDR] >>> 0;
-    const dport = em[row + DGRAM_ERR_DST_PORT];
+  errorIn(m: UdpMapping, err: NatDatagramError): void {
+    if (err.origin !== SO_EE_ORIGIN_ICMP) return;
+    const dst = err.dstAddr;
+    const dport = err.dstPort;
     const viewDst = m.view.toContainerView(dst);
     const e = this.ct.findOriginal(PROTO_UDP, m.containerIp, m.containerPort, viewDst, dport);
     if (!e) return;
-    const qOff = em[row + DGRAM_ERR_DATA_OFFSET];
-    const qLen = Math.min(em[row + DGRAM_ERR_DATA_LENGTH], QUOTE_MAX);
+    const qOff = err.dataOffset;
+    const qLen = Math.min(err.dataLength, QUOTE_MAX);
     // The datagram as the container sent it: its addresses and ports, not ours.
     const q = this.quoteDv;
     q.setUint8(0, 0x45);
     q.setUint8(1, 0);
-    q.setUint16(2, 28 + em[row + DGRAM_ERR_DATA_LENGTH]);
+    q.setUint16(2, 28 + err.dataLength);
     q.setUint32(4, 0);
     q.setUint8(8, 64);
     q.setUint8(9, IPPROTO_UDP);
@@ -298,15 +274,13 @@ export class UdpNat {
     q.setUint16(10, checksum(q, 0, 20));
     q.setUint16(20, m.containerPort);
     q.setUint16(22, dport);
-    q.setUint16(24, 8 + em[row + DGRAM_ERR_DATA_LENGTH]);
+    q.setUint16(24, 8 + err.dataLength);
     q.setUint16(26, 0);
-    if (qLen > 0) this.quote.set(this.slab.subarray(qOff, qOff + qLen), 28);
-    const offender = em[row + DGRAM_ERR_OFFENDER] >>> 0;
+    if (qLen > 0) this.quote.set(err.data.subarray(qOff, qOff + qLen), 28);
+    const offender = err.offender;
     const from = offender ? m.view.toContainerView(offender) : viewDst;
-    const info = em[row + DGRAM_ERR_INFO];
     this.stats.icmpErrorsTranslated++;
-    m.gw.sendIcmpError(m.containerMac, m.containerIp, from, em[row + DGRAM_ERR_ICMP_TYPE], em[row + DGRAM_ERR_ICMP_CODE], info & 0xffff, this.quote, 28 + qLen);
-    void em[row + DGRAM_ERR_ERRNO];
+    m.gw.sendIcmpError(m.containerMac, m.containerIp, from, err.icmpType, err.icmpCode, err.info & 0xffff, this.quote, 28 + qLen);
   }
 
   /** Conntrack removed one of our entries. */
@@ -321,13 +295,9 @@ export class UdpNat {
     const key = m.containerIp * 65536 + m.containerPort;
     if (this.mappings.get(key) === m) this.mappings.delete(key);
     if (this.byExternalPort.get(m.externalPort) === m) this.byExternalPort.delete(m.externalPort);
-    if (m.reader) {
-      native().closeDgramReader(m.reader);
-      m.reader = null;
-    } else if (m.fd >= 0) {
-      native().closeFd(m.fd);
-    }
-    m.fd = -1;
+    const s = m.socket;
+    m.socket = null;
+    s?.close();
   }
 
   get active(): number {

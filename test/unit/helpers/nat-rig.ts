@@ -21,6 +21,9 @@ import { segmentGso } from '../../../src/packet/offload.js';
 import { ParseStatus } from '../../../src/packet/status.js';
 import { VNET_F_NEEDS_CSUM, VNET_GSO_NONE, VNET_GSO_TCPV4 } from '../../../src/packet/virtio-net.js';
 import { MAC_A, macBytes, naiveChecksum, naiveSum, pseudoHeader } from './frames.js';
+import { VirtualClock } from '../../../src/platform/clock.js';
+import { SeededRandom } from '../../../src/platform/random.js';
+import { MemoryOutside, type MemoryOutsideOptions } from '../../../src/outside/index.js';
 
 export const ip = parseIpv4;
 export const GW = ip('10.0.2.2');
@@ -408,7 +411,7 @@ export function parsePacket(rf: ReceivedFrame, problems: string[]): Packet | nul
 // The rig: a network with its gateway, the NAT behind it, one container
 
 export interface RigOptions {
-  nat?: Partial<Omit<NatOptions, 'log' | 'clock'>>;
+  nat?: Partial<Omit<NatOptions, 'log' | 'clock'>> & { clock?: NatOptions['clock'] };
   spec?: Partial<NetworkSpec>;
   /** More networks on the same NAT. */
   others?: NetworkSpec[];
@@ -513,10 +516,12 @@ export interface ConnOptions {
   wscale?: number;
   /** No options at all. */
   bare?: boolean;
+  /** The container's initial sequence number (default random: give one for a replayable run). */
+  iss?: number;
 }
 
 export class Conn {
-  readonly iss = 0x10000000 + Math.floor(Math.random() * 0x10000000);
+  readonly iss: number;
   sndNxt: number;
   rcvNxt = 0;
   irs = -1;
@@ -530,6 +535,7 @@ export class Conn {
     readonly o: ConnOptions = {},
   ) {
     this.dst = o.dst ?? GW;
+    this.iss = o.iss ?? 0x10000000 + Math.floor(Math.random() * 0x10000000);
     this.sndNxt = this.iss;
     this.start = r.mark();
   }
@@ -556,6 +562,15 @@ export class Conn {
   async synAck(): Promise<TcpSeg> {
     await until(() => this.segs.some((s) => s.flags & TCP_SYN), `SYN-ACK for port ${this.sport}`);
     const sa = this.segs.find((s) => s.flags & TCP_SYN)!;
+    this.irs = sa.seq;
+    this.rcvNxt = (sa.seq + 1) >>> 0;
+    return sa;
+  }
+
+  /** The SYN-ACK already received (virtual-clock tests: no waiting); throws if there is none. */
+  takeSynAck(): TcpSeg {
+    const sa = this.segs.find((s) => s.flags & TCP_SYN);
+    if (!sa) throw new Error(`no SYN-ACK for port ${this.sport}; ${describeState()}`);
     this.irs = sa.seq;
     this.rcvNxt = (sa.seq + 1) >>> 0;
     return sa;
@@ -788,3 +803,27 @@ export function icmpError(p: Packet): { type: number; code: number; quote: Buffe
   return { type: p.l4[0], code: p.l4[1], quote: p.l4.subarray(8) };
 }
 
+
+// ---------------------------------------------------------------------------------------------
+// The virtual rig: the same network and NAT on a VirtualClock and a SeededRandom, against a
+// MemoryOutside instead of the host's sockets. Nothing waits: the test advances the clock.
+
+export interface VirtualRig extends Rig {
+  vclock: VirtualClock;
+  random: SeededRandom;
+  outside: MemoryOutside;
+}
+
+export interface VirtualRigOptions extends Omit<RigOptions, 'nat'> {
+  seed?: number | string;
+  nat?: Partial<Omit<NatOptions, 'log' | 'clock' | 'random' | 'host'>>;
+  outside?: Partial<Omit<MemoryOutsideOptions, 'clock' | 'random'>>;
+}
+
+export function virtualRig(o: VirtualRigOptions = {}): VirtualRig {
+  const vclock = new VirtualClock();
+  const random = new SeededRandom(o.seed ?? 1);
+  const outside = new MemoryOutside({ clock: vclock, random, ...o.outside });
+  const r = rig({ ...o, nat: { ...o.nat, clock: vclock, random, host: outside } });
+  return Object.assign(r, { vclock, random, outside });
+}
