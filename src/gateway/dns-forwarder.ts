@@ -45,6 +45,9 @@
 import type { Logger } from 'pino';
 import { systemClock, type Clock, type Timer } from '../platform/clock.js';
 import { systemHostStack, type HostDatagramSocket, type HostStack } from '../platform/host-stack.js';
+
+/** The part of a HostStack the forwarder needs: datagram sockets to its upstreams. */
+export type DatagramHost = Pick<HostStack, 'createDatagramSocket'>;
 import { systemRandom, type Random } from '../platform/random.js';
 import { formatUpstream, sameUpstreams, type Upstream } from './upstream.js';
 import { InvalidArgumentError } from '../errors.js';
@@ -66,7 +69,8 @@ export interface DnsForwarderOptions {
   /** Transaction IDs. Default the system's cryptographic source. */
   random?: Random;
   /** Where the upstream sockets come from (`createDatagramSocket`). Default the host's own sockets. */
-  host?: HostStack;
+  /** Only its datagram sockets are used. */
+  host?: DatagramHost;
 }
 
 export interface DnsForwarderStats {
@@ -201,7 +205,7 @@ export class DnsForwarder {
   private readonly socketsClosing = new Set<Promise<void>>();
   private readonly clock: Clock;
   private readonly random: Random;
-  private readonly host: HostStack;
+  private readonly host: DatagramHost;
   /** Inside query(): a reply must then wait for a microtask, never be called synchronously. */
   private inQuery = false;
   private closed = false;

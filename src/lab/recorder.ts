@@ -47,7 +47,8 @@ export class Recorder implements FrameTap {
   private readonly ports: Port[] = [];
   private readonly interfaceOf = new Map<Port, number>();
   private readonly nameOf: (port: Port) => string;
-  private stopped = false;
+  /** True once stop() ran. */
+  stopped = false;
 
   constructor(
     private readonly clock: Clock,

@@ -213,7 +213,7 @@ class UpstreamSocket extends EventEmitter implements HostDatagramSocket {
   unref(): void {}
 }
 
-class TestUpstream implements HostStack {
+class TestUpstream implements Pick<HostStack, 'kind' | 'createDatagramSocket'> {
   readonly kind = 'memory' as const;
   /** Every query the forwarder sent upstream, in order (its bytes carry the forwarder's ID). */
   readonly queries: Array<{ socket: UpstreamSocket; bytes: Buffer }> = [];
