@@ -83,6 +83,11 @@ function reasonFrom(output) {
   return undefined;
 }
 
+/** In a project that depends on usernet, or in a checkout of usernet itself. */
+function howToRebuild() {
+  return ROOT.split(/[\\/]/).includes('node_modules') ? 'run "npm rebuild usernet" in your project' : `run "npm rebuild" (or "npm ci") in ${ROOT}`;
+}
+
 function warningText(reason) {
   return [
     `usernet: warning: the native addon was not built (node-gyp rebuild failed: ${reason}).`,
@@ -90,13 +95,17 @@ function warningText(reason) {
     'usernet: what needs it: TAP ports (real containers), real host sockets (the NAT, published ports) and the daemon;',
     'usernet: they throw a UsernetError with code ERR_NATIVE_NOT_BUILT until it is built.',
     'usernet: to build it later: install python3, make and a C compiler (Debian: apt-get install python3 make g++),',
-    `usernet: then run "npm rebuild usernet" in your project. node-gyp's output: ${LOG}`,
+    `usernet: then ${howToRebuild()}. node-gyp's output: ${LOG}`,
     '',
   ].join('\n');
 }
 
-/** Also to the terminal: npm hides a successful install script's output. */
+/**
+ * Also to the terminal when stderr is not it: npm hides a dependency's install script output
+ * when the script succeeds (a project's own scripts, as in `npm ci` in a checkout, it shows).
+ */
 function tellTerminal(text) {
+  if (process.stderr.isTTY) return;
   let fd;
   try {
     fd = openSync('/dev/tty', 'w');
