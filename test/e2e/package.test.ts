@@ -68,13 +68,12 @@ function userPath(): string {
  * The environment a user's shell would give npm: no npm_* variables from the `npm test` this runs
  * under (npm_config_local_prefix would point the scratch npm at the repo), no VITEST* variables.
  */
-function npmEnv(cache: string, path: string): NodeJS.ProcessEnv {
+function npmEnv(cache: string | undefined, path: string): NodeJS.ProcessEnv {
   const env: NodeJS.ProcessEnv = {
     HOME: process.env.HOME ?? '/root',
     PATH: path,
     LANG: 'C.UTF-8',
     NO_COLOR: '1',
-    npm_config_cache: cache,
     npm_config_offline: 'true',
     npm_config_audit: 'false',
     npm_config_fund: 'false',
@@ -82,6 +81,7 @@ function npmEnv(cache: string, path: string): NodeJS.ProcessEnv {
     npm_config_proxy: NOWHERE,
     npm_config_https_proxy: NOWHERE,
   };
+  if (cache !== undefined) env.npm_config_cache = cache;
   // The Node headers the repo's own build used (node-gyp would otherwise download them).
   const gypi = join(PROJECT, 'build', 'config.gypi');
   const nodedir = existsSync(gypi) ? /"nodedir": "([^"]+)"/.exec(readFileSync(gypi, 'utf8'))?.[1] : undefined;
@@ -129,7 +129,7 @@ describe('usernet from its npm pack tarball, in a scratch project', () => {
     expect(existsSync(join(PROJECT, 'dist', 'src', 'index.js')), 'dist/ is built (npm test builds it first)').toBe(true);
     work = rootTempDir('usernet-package-');
     // The cache npm ci filled, as the npm of this machine's user names it.
-    const cacheRoot = (await ok('npm config get cache', [npm, 'config', 'get', 'cache'], work, npmEnv('', userPath()))).stdout.trim();
+    const cacheRoot = (await ok('npm config get cache', [npm, 'config', 'get', 'cache'], work, npmEnv(undefined, userPath()))).stdout.trim();
     const cacache = join(cacheRoot, '_cacache');
     if (!existsSync(cacache)) throw new Error(`no npm cache at ${cacache}: run npm ci first (it fills the cache this test installs from)`);
     cache = join(work, 'npm-cache');
