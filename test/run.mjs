@@ -395,6 +395,13 @@ async function runInSandbox() {
   // ones into the original clone are moved to where the tests now see it.
   const args = userArgs.map((a) => (a.startsWith(`${PROJECT}/`) ? projectDir + a.slice(PROJECT.length) : a));
   const r = await runVitest(projectDir, args, env);
+  // The install script only warns when the addon cannot be built (a user's install must not fail
+  // for want of a compiler); the e2e tests need it, so its absence is a failure here, said once.
+  const addon = join(projectDir, 'build/Release/usernet_native.node');
+  if (!existsSync(addon)) {
+    r.notes.push(`the native addon is not built (${addon} is missing; see build/addon-build.log): the e2e tests cannot work without it; run npm ci or npm rebuild with python3, make and a C compiler installed`);
+    r.failed += 1;
+  }
   printSummary({ ...r, skippedDetail: 'skipped or todo' });
   process.exitCode = r.interrupted ? 130 : r.failed > 0 ? 1 : 0;
 }

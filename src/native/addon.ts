@@ -289,16 +289,46 @@ export function projectRoot(): string {
 
 let cached: NativeAddon | undefined;
 
-/** Loads the addon once. Throws ERR_NATIVE_NOT_BUILT with the fix when it is missing. */
+/**
+ * Where scripts/build-addon.mjs (the package's install script) leaves node-gyp's output when the
+ * build failed; the error below names it.
+ */
+const BUILD_LOG = join('build', 'addon-build.log');
+
+/** How to build the addon from where this copy of usernet is: a dependency, or a checkout. */
+function buildAdvice(root: string): string {
+  const needs = 'it needs python3, make and a C compiler (Debian: apt-get install python3 make g++)';
+  const log = join(root, BUILD_LOG);
+  const lastTry = existsSync(log) ? `; the last build's output is in ${log}` : '';
+  const how = root.split(/[\\/]/).includes('node_modules')
+    ? 'run "npm rebuild usernet" in the project that depends on usernet'
+    : `run "npm ci" or "npm rebuild" in ${root}`;
+  return `${how}; ${needs}${lastTry}`;
+}
+
+/**
+ * Loads the addon once, on first use: nothing loads it at import time, so `import('usernet')`
+ * works where it was never built (installed with --ignore-scripts, or without a compiler), and
+ * the in-memory switch, ports and codecs work there. What needs it — TAP ports, real host
+ * sockets (the NAT, published ports), the daemon — throws UsernetError ERR_NATIVE_NOT_BUILT,
+ * with the command that builds it, when the addon is missing or cannot be loaded.
+ */
 export function native(): NativeAddon {
   if (cached) return cached;
   const root = projectRoot();
   const path = join(root, 'build', 'Release', 'usernet_native.node');
+  const what = "usernet's native addon (TAP ports, real host sockets, the daemon)";
   if (!existsSync(path)) {
-    throw new UsernetError('ERR_NATIVE_NOT_BUILT', `the native TAP addon is not built (${path} is missing): run "npm ci" or "npm rebuild" in ${root}`);
+    throw new UsernetError('ERR_NATIVE_NOT_BUILT', `${what} is not built: ${path} is missing. To build it, ${buildAdvice(root)}`);
   }
   const require = createRequire(import.meta.url);
-  cached = require(path) as NativeAddon;
+  try {
+    cached = require(path) as NativeAddon;
+  } catch (err) {
+    // Built for another Node ABI or machine, or cut short: say so instead of dlopen's raw words.
+    const reason = (err instanceof Error ? err.message : String(err)).split('\n')[0];
+    throw new UsernetError('ERR_NATIVE_NOT_BUILT', `${what} at ${path} cannot be loaded (${reason}). To rebuild it, ${buildAdvice(root)}`, { cause: err });
+  }
   return cached;
 }
 
