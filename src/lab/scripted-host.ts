@@ -238,11 +238,12 @@ export class ScriptedTcpConnection {
           this.rcvNxt = (this.rcvNxt + 1) >>> 0;
           changed = true;
           if (this.state === 'ESTABLISHED') this.state = 'CLOSE_WAIT';
-          else if (this.state === 'FIN_WAIT' && this.finAcked()) this.closeNow();
         }
       }
-      // In order or not, say where we are (a duplicate ACK for a gap).
-      if (this.state !== 'CLOSED') this.host.sendTcp(this, TCP_ACK, this.sndNxt, Buffer.alloc(0));
+      // In order or not, say where we are (a duplicate ACK for a gap) — the peer's FIN included,
+      // before the connection is forgotten (our TIME_WAIT is not modelled: a late FIN gets a RST).
+      this.host.sendTcp(this, TCP_ACK, this.sndNxt, Buffer.alloc(0));
+      if (this.state === 'FIN_WAIT' && this.peerEnded && this.finAcked()) this.closeNow();
     }
     if (changed || (flags & TCP_ACK)) this.wake();
   }

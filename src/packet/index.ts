@@ -13,5 +13,6 @@ export * from './tcp.js';
 export * from './virtio-net.js';
 export * from './offload.js';
 export * from './pcap.js';
+export * from './pcapng.js';
 export * from './dhcp.js';
 export * from './dns.js';
