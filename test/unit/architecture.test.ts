@@ -55,6 +55,8 @@ function importsOf(file: string, text: string): ImportEdge[] {
 
 const DATA_PATH = ['packet', 'link', 'switch', 'gateway', 'nat'];
 const CONTROL = ['control', 'cli', 'slirp'];
+/** The library's composition root and the in-memory outside: tools for tests, never under the data path. */
+const LIBRARY = ['lab', 'outside'];
 /** Node modules that do I/O or start processes: never in the pure codecs. */
 const IO_BUILTINS = /^(node:)?(fs|fs\/promises|net|dgram|child_process|cluster|http|https|http2|tls|dns|worker_threads|os|process)$/;
 
@@ -81,6 +83,18 @@ const RULES: Rule[] = [
   {
     name: 'link/ never imports the layers above it (switch, gateway, nat)',
     check: (e) => (layerOf(e.from) === 'link' && e.target !== null && ['switch', 'gateway', 'nat'].includes(layerOf(e.target)) ? `link/ imports ${layerOf(e.target)}/` : null),
+  },
+  {
+    name: 'the data path never imports the library (lab, outside)',
+    check: (e) => (DATA_PATH.includes(layerOf(e.from)) && e.target !== null && LIBRARY.includes(layerOf(e.target)) ? `${layerOf(e.from)}/ imports ${layerOf(e.target)}/` : null),
+  },
+  {
+    name: 'outside/ is a HostStack: it imports only platform/, packet/ and errors.ts',
+    check: (e) => {
+      if (layerOf(e.from) !== 'outside' || e.target === null) return null;
+      const to = layerOf(e.target);
+      return ['outside', 'platform', 'packet', 'errors'].includes(to) ? null : `outside/ imports ${to}/`;
+    },
   },
   {
     name: 'platform/ imports nothing of the data path above packet, nor control',
@@ -134,6 +148,8 @@ describe('architecture: the import graph of src/', () => {
       ...importsOf('gateway/x.ts', "import { Daemon } from '../control/daemon.js';"),
       ...importsOf('nat/x.ts', "export { main } from '../cli/main.js';"),
       ...importsOf('switch/x.ts', "const m = await import('../slirp/main.js');"),
+      ...importsOf('nat/y.ts', "import { Lab } from '../lab/lab.js';"),
+      ...importsOf('outside/x.ts', "import type { Nat } from '../nat/nat.js';"),
       ...importsOf('packet/x.ts', "import '../link/frame.js';\nimport { readFileSync } from 'node:fs';\nimport type {\n  Socket,\n} from 'node:net';"),
       ...importsOf('link/x.ts', "import type { Switch } from '../switch/switch.js';"),
       ...importsOf('platform/x.ts', "import { GatewayPort } from '../gateway/gateway.js';"),
@@ -145,6 +161,8 @@ describe('architecture: the import graph of src/', () => {
       "src/gateway/x.ts: import '../control/daemon.js' — gateway/ imports control/ (rule: the data path never imports control, cli or slirp)",
       "src/nat/x.ts: import '../cli/main.js' — nat/ imports cli/ (rule: the data path never imports control, cli or slirp)",
       "src/switch/x.ts: import '../slirp/main.js' — switch/ imports slirp/ (rule: the data path never imports control, cli or slirp)",
+      "src/nat/y.ts: import '../lab/lab.js' — nat/ imports lab/ (rule: the data path never imports the library (lab, outside))",
+      "src/outside/x.ts: import '../nat/nat.js' — outside/ imports nat/ (rule: outside/ is a HostStack: it imports only platform/, packet/ and errors.ts)",
       "src/packet/x.ts: import 'node:fs' — packet/ imports the I/O module node:fs (rule: packet/ is pure codecs: it imports only packet/ and errors.ts, and no I/O module)",
       "src/packet/x.ts: import 'node:net' — packet/ imports the I/O module node:net (rule: packet/ is pure codecs: it imports only packet/ and errors.ts, and no I/O module)",
       "src/packet/x.ts: import '../link/frame.js' — packet/ imports link/ (rule: packet/ is pure codecs: it imports only packet/ and errors.ts, and no I/O module)",
