@@ -88,6 +88,7 @@ export const ERROR_CODES = {
 
   // --- The library's lab (src/lab/): tests that drive a network in-process ---
   ERR_LAB_TIMEOUT: code('other', 'Lab.run: what it waited for had not happened after its limit of virtual time, or nothing was left to happen.'),
+  ERR_LAB_CLOSED: code('other', 'A call on a Lab after close().'),
   ERR_VIRTUAL_CLOCK_NEEDED: code('other', 'A lab or probe call that runs the clock itself (run, advance, expect, expectNothing) was made on the system clock.'),
   ERR_PROBE_NO_MATCH: code('other', 'FrameProbe: no frame matching the test\'s predicate crossed the port in time; the message lists what did.'),
   ERR_PROBE_UNEXPECTED: code('other', 'FrameProbe.expectNothing: frames crossed the port that the test did not expect; the message lists them.'),

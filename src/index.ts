@@ -18,6 +18,8 @@ export { SeededRandom, SystemRandom, systemRandom, type Random } from './platfor
 export { SystemHostStack, systemHostStack, type HostStack } from './platform/host-stack.js';
 export { Network, type NetworkConfig, type NetworkSpec } from './gateway/network.js';
 export { Nat, type NatOptions } from './nat/nat.js';
+export type { PublishedPort } from './nat/publish.js';
+export type { ConntrackEntryJson, ConntrackTupleJson } from './nat/conntrack-format.js';
 export { Switch, fitsMtu, type SwitchOptions } from './switch/switch.js';
 export { Fdb, type FdbEntrySnapshot, type FdbOptions } from './switch/fdb.js';
 export { Port, PortKind, type FrameTap, type PortOptions } from './link/port.js';

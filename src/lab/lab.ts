@@ -8,7 +8,7 @@
  *   const lab = new Lab({ seed: 1 });
  *   const net = lab.addNetwork();                       // 10.0.2.0/24, gateway .2, DNS .3
  *   const c1 = net.addHost('c1');                       // a scripted container on a memory port
- *   lab.outside.host('203.0.113.10').serveHttp(80, () => 'hello');
+ *   lab.world.host('203.0.113.10').serveHttp(80, () => 'hello');
  *   await lab.run(c1.dhcp());
  *   const page = await lab.run(c1.httpGet('203.0.113.10', 80, '/'));
  *
@@ -18,7 +18,7 @@
 import pino, { type Logger } from 'pino';
 import { validateNetworkSpec } from '../control/network-spec.js';
 import { DEFAULT_NETWORK, DEFAULT_SUBNET, Network, type NetworkSpec } from '../gateway/network.js';
-import type { Upstream } from '../gateway/upstream.js';
+import { parseUpstream, type Upstream } from '../gateway/upstream.js';
 import { MemoryPort, type MemoryPortOptions } from '../link/memory-port.js';
 import { PortKind, type Port } from '../link/port.js';
 import { TapPort } from '../link/tap-port.js';
@@ -30,17 +30,37 @@ import { Nat } from '../nat/nat.js';
 import { publishSpecMappings, type PortMapping } from '../nat/publish-spec.js';
 import type { PublishedPort } from '../nat/publish.js';
 import type { UdpFiltering } from '../nat/udp-nat.js';
-import { MemoryOutside } from '../outside/memory-outside.js';
+import { MemoryOutside, type MemoryOutsideOptions } from '../outside/memory-outside.js';
 import { type Clock, systemClock, VirtualClock } from '../platform/clock.js';
 import { type HostStack, systemHostStack } from '../platform/host-stack.js';
 import { type Random, SeededRandom, systemRandom } from '../platform/random.js';
-import { ipv4ToString, parseIpv4 } from '../packet/ip-address.js';
+import { ipv4ToString, parseIpv4, tryParseIpv4 } from '../packet/ip-address.js';
 import { macFromBytes, macToString } from '../packet/mac.js';
-import { UsernetError } from '../errors.js';
+import { InvalidArgumentError, UsernetError } from '../errors.js';
 import type { FdbEntrySnapshot } from '../switch/fdb.js';
 import { FrameProbe, replayCapture, type ProbeOptions, type ReplayOptions } from './probe.js';
 import { Recorder, type RecorderOptions } from './recorder.js';
 import { ScriptedHost, type ScriptedHostOptions } from './scripted-host.js';
+
+/**
+ * Labs not closed yet. A process that exits with one still holding timers most likely awaited a
+ * lab's promise without lab.run(): nothing moves a virtual clock but the test, so the promise
+ * never settled and Node ended the process silently (exit 13, or node:test's "Promise
+ * resolution is still pending"). Say so.
+ */
+const openLabs = new Set<WeakRef<Lab>>();
+process.on('beforeExit', () => {
+  for (const ref of openLabs) {
+    const lab = ref.deref();
+    if (lab && !lab.isClosed && lab.clock instanceof VirtualClock && lab.clock.pending > 0) {
+      process.emitWarning(
+        `a usernet Lab is still open with ${lab.clock.pending} timers pending on its virtual clock: was a promise of the lab (dhcp(), ping(), connect(), httpGet(), publish(), replay()) awaited without lab.run()? Nothing moves a virtual clock but lab.run() and lab.advance().`,
+        { code: 'USERNET_LAB_PENDING' },
+      );
+      return;
+    }
+  }
+});
 
 export interface LabOptions {
   /** Seeds the random source (default 1). Ignored when `random` is given. */
@@ -64,8 +84,10 @@ export interface LabOptions {
     timeoutsMs?: Partial<ConntrackTimeouts>;
     outboundAddress?: string;
   };
-  /** Where the gateways forward DNS (default: nothing, every query gets SERVFAIL). */
+  /** Where the gateways forward DNS, `IP[:PORT]` (default: nowhere, every query gets SERVFAIL). */
   dnsUpstreams?: string[];
+  /** The in-memory outside's behaviour (with `host: 'memory'`): latency, unreachables, the host's address. */
+  outside?: Omit<MemoryOutsideOptions, 'clock' | 'random'>;
   /** The switch's FDB ageing time (default 300 s) and size (default 8192). */
   ageingTimeMs?: number;
   fdbMaxEntries?: number;
@@ -97,6 +119,7 @@ export class LabNetwork {
 
   /** A memory port plugged into this network's switch (frames in with inject(), out at onFrame). */
   addPort(name: string, options: Omit<MemoryPortOptions, 'name'> = {}): MemoryPort {
+    this.lab.checkOpen('addPort');
     this.checkName(name);
     const port = new MemoryPort({ name, mtu: this.network.config.mtu, ...options }).plug(this.network.sw);
     this.lab.portAdded(port);
@@ -163,9 +186,11 @@ export class LabNetwork {
   }
 
   /** Publishes container ports on the host side, Docker's `-p` syntax ("8080:80", "127.0.0.1:5353:53/udp"). */
-  publish(container: string | ScriptedHost, spec: string): Promise<PublishedPort[]> {
+  async publish(container: string | ScriptedHost, spec: string): Promise<PublishedPort[]> {
+    this.lab.checkOpen('publish');
     const ip = typeof container === 'string' ? container : container.address;
-    if (!ip) throw new UsernetError('ERR_INVALID_ARGUMENT', `publish ${spec}: the container has no address yet`);
+    if (!ip) throw new InvalidArgumentError(`publish ${spec}: ${typeof container === 'string' ? 'no address given' : `${container.name} has no address yet (dhcp() first, or give it one)`}`);
+    if (tryParseIpv4(ip) < 0) throw new InvalidArgumentError(`publish ${spec}: "${ip}" is not an IPv4 address (give the container's address or its ScriptedHost)`);
     const containerIp = parseIpv4(ip);
     const mappings: PortMapping[] = publishSpecMappings(spec);
     return this.lab.nat.publisher.publish({ name: typeof container === 'string' ? ip : container.name, network: this.name, gw: this.network.gateway, containerIp, container: `${this.name}/${ip}` }, mappings);
@@ -191,6 +216,12 @@ export class Lab {
   private readonly upstreams: Upstream[];
   private readonly options: LabOptions;
   private closed = false;
+  /** How the beforeExit check finds this lab without keeping it alive. */
+  private readonly ref = new WeakRef(this);
+
+  get isClosed(): boolean {
+    return this.closed;
+  }
 
   constructor(options: LabOptions = {}) {
     this.options = options;
@@ -199,16 +230,14 @@ export class Lab {
     this.random = options.random ?? (options.seed === undefined && options.host === 'system' ? systemRandom : new SeededRandom(options.seed ?? 1));
     this.log = options.log ?? pino({ level: 'silent' });
     if (memory) {
-      this.outside = new MemoryOutside({ clock: this.clock, random: this.random });
+      this.outside = new MemoryOutside({ ...options.outside, clock: this.clock, random: this.random });
       this.host = this.outside;
     } else {
-      this.outside = null;
       this.host = options.host === 'system' ? systemHostStack : (options.host as HostStack);
+      this.outside = this.host instanceof MemoryOutside ? this.host : null;
     }
-    this.upstreams = (options.dnsUpstreams ?? []).map((u) => {
-      const [address, port] = u.split(':');
-      return { address, port: Number(port ?? 53), family: 4 as const };
-    });
+    this.upstreams = (options.dnsUpstreams ?? []).map((u) => parseUpstream(u));
+    openLabs.add(this.ref);
     const n = options.nat ?? {};
     this.nat = new Nat({
       log: this.log,
@@ -225,12 +254,13 @@ export class Lab {
 
   /** The in-memory outside; throws if this lab uses real host sockets. */
   get world(): MemoryOutside {
-    if (!this.outside) throw new UsernetError('ERR_INVALID_ARGUMENT', 'this lab uses real host sockets: it has no in-memory outside');
+    if (!this.outside) throw new InvalidArgumentError('this lab has no in-memory outside (it was made with host: \'system\' or a HostStack of its own)');
     return this.outside;
   }
 
   /** Adds a network (default: "default", 10.0.2.0/24, as slirp4netns and the daemon). */
   addNetwork(spec: Partial<NetworkSpec> = {}): LabNetwork {
+    this.checkOpen('addNetwork');
     const full: NetworkSpec = { name: spec.name ?? (this.networks.size === 0 ? DEFAULT_NETWORK : `net${this.networks.size}`), subnet: spec.subnet ?? DEFAULT_SUBNET, ...spec } as NetworkSpec;
     const config = validateNetworkSpec(full, [...this.networks.values()].map((n) => n.network.config));
     const net = new Network(config, full, {
@@ -276,7 +306,13 @@ export class Lab {
    * every port added later (pcapng interfaces are "NETWORK/PORT" once there are two networks).
    */
   record(options: RecorderOptions & { ports?: Port[] } = {}): Recorder {
-    const rec = new Recorder(this.clock, { interfaceName: (p) => (this.networks.size > 1 ? `${this.networkOf(p)}/${p.name}` : p.name), ...options });
+    // Every port, both ways, would record each frame twice (where it came in, where it went out):
+    // a recording of everything takes each frame once, at the port it came in by.
+    const rec = new Recorder(this.clock, {
+      interfaceName: (p) => (this.networks.size > 1 ? `${this.networkOf(p)}/${p.name}` : p.name),
+      ...(options.ports ? {} : { direction: 'rx' as const }),
+      ...options,
+    });
     const ports = options.ports ?? [...this.networks.values()].flatMap((n) => n.network.sw.ports);
     for (const p of ports) rec.add(p);
     this.recorders.add(rec);
@@ -303,6 +339,7 @@ export class Lab {
 
   /** Moves the virtual clock on by `ms`, firing what falls due. */
   advance(ms: number): void {
+    this.checkOpen('advance');
     this.virtual('advance').advance(ms);
   }
 
@@ -313,6 +350,7 @@ export class Lab {
    */
   async run<T>(promise: Promise<T>, options: { maxMs?: number } = {}): Promise<T> {
     const clock = this.virtual('run');
+    if (!(promise instanceof Promise)) throw new InvalidArgumentError('Lab.run takes a promise (what a scripted host, publish or replay returns)');
     let settled = false;
     const watched = promise.finally(() => {
       settled = true;
@@ -340,6 +378,7 @@ export class Lab {
   async close(): Promise<void> {
     if (this.closed) return;
     this.closed = true;
+    openLabs.delete(this.ref);
     for (const r of this.recorders) r.stop();
     for (const p of this.probes) p.stop();
     this.nat.close();
@@ -351,6 +390,11 @@ export class Lab {
     })();
     if (this.clock instanceof VirtualClock) await this.run(closing, { maxMs: 60_000 });
     else await closing;
+  }
+
+  /** @internal Throws if the lab was closed. */
+  checkOpen(what: string): void {
+    if (this.closed) throw new UsernetError('ERR_LAB_CLOSED', `Lab.${what}: this lab was closed`);
   }
 
   private networkOf(port: Port): string {

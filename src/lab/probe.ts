@@ -23,7 +23,10 @@ export type FrameMatch = (f: FrameInfo) => boolean;
 export interface ProbeOptions {
   /**
    * Which way: 'out' (default) — frames the switch sends out of the port, i.e. what the container
-   * behind it receives; 'in' — what the container sends; 'both'.
+   * behind it receives; 'in' — what the container sends; 'both'. Frames are seen as they cross
+   * the port, before its software offloads: towards a port without offloads, a 64 KiB GSO frame
+   * from the NAT shows whole here (as tcpdump shows it on a host with TSO) though the container
+   * gets it as MSS-sized segments.
    */
   direction?: 'out' | 'in' | 'both';
 }
@@ -105,12 +108,12 @@ export class FrameProbe implements FrameTap {
     clock.advanceTo(deadline);
     const i = this.pending.findIndex(match);
     if (i >= 0) return this.pending.splice(i, 1)[0];
-    throw new ProbeError('ERR_PROBE_NO_MATCH', `${this.port.name}: no ${options.what ?? 'matching frame'} within ${options.withinMs ?? 1000} ms; ${this.describeQueue()}`);
+    throw new ProbeError('ERR_PROBE_NO_MATCH', `${this.port.name}: ${options.what !== undefined ? `${options.what}: none` : 'no matching frame'} within ${options.withinMs ?? 1000} ms; ${this.describeQueue()}`);
   }
 
   /** The next queued frame, whatever it is (running the clock up to `withinMs` for one). */
   next(options: { withinMs?: number } = {}): ProbedFrame {
-    return this.expect(() => true, { ...options, what: 'frame' });
+    return this.expect(() => true, { ...options, what: 'any frame' });
   }
 
   /** Runs the clock `withinMs` (default 0) and throws if any frame is queued: "nothing else was sent". */
@@ -135,7 +138,7 @@ export class FrameProbe implements FrameTap {
       };
       const timer = this.clock.setTimeout(() => {
         this.waiters.delete(w);
-        reject(new ProbeError('ERR_PROBE_NO_MATCH', `${this.port.name}: no ${options.what ?? 'matching frame'} within ${timeoutMs} ms; ${this.describeQueue()}`));
+        reject(new ProbeError('ERR_PROBE_NO_MATCH', `${this.port.name}: ${options.what !== undefined ? `${options.what}: none` : 'no matching frame'} within ${timeoutMs} ms; ${this.describeQueue()}`));
       }, timeoutMs);
       this.waiters.add(w);
     });

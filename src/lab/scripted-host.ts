@@ -30,14 +30,14 @@ import {
   writeDhcpRequest,
 } from '../packet/dhcp.js';
 import { ETH_HLEN, ETH_P_ARP, ETH_P_IPV4, EthernetView, writeEthernetHeader } from '../packet/ethernet.js';
-import { ICMP_ECHO_REPLY, ICMP_ECHO_REQUEST, IcmpView } from '../packet/icmp.js';
+import { ICMP_DEST_UNREACH, ICMP_ECHO_REPLY, ICMP_ECHO_REQUEST, IcmpView } from '../packet/icmp.js';
 import { ipv4ToString, parseIpv4, prefixToMask } from '../packet/ip-address.js';
 import { IPPROTO_ICMP, IPPROTO_TCP, IPPROTO_UDP, IPV4_MIN_HLEN, Ipv4View, writeIpv4Header } from '../packet/ipv4.js';
 import { BROADCAST_MAC } from '../packet/mac.js';
 import { ParseStatus } from '../packet/status.js';
 import { TCP_ACK, TCP_FIN, TCP_MIN_HLEN, TCP_PSH, TCP_RST, TCP_SYN, TcpOptions, TcpView, writeTcpHeader } from '../packet/tcp.js';
 import { UDP_HLEN, UdpView } from '../packet/udp.js';
-import { UsernetError } from '../errors.js';
+import { InvalidArgumentError, UsernetError } from '../errors.js';
 import { checksum } from '../packet/checksum.js';
 
 /** How long an ARP, DHCP, ping or connect attempt waits before trying again / failing. */
@@ -49,6 +49,21 @@ const TCP_SYN_TRIES = 5;
 const TCP_WINDOW = 65535;
 const EPHEMERAL_FIRST = 32768;
 const EPHEMERAL_COUNT = 28232;
+
+/** ICMP destination-unreachable codes in words (RFC 792, 1812). */
+const UNREACH_WORDS: Record<number, string> = {
+  0: 'network unreachable',
+  1: 'host unreachable',
+  2: 'protocol unreachable',
+  3: 'port unreachable',
+  4: 'fragmentation needed',
+  13: 'communication administratively prohibited',
+};
+
+/** Throws InvalidArgumentError unless `port` is a TCP/UDP port number (1-65535). */
+function checkPort(port: number, what: string): void {
+  if (!Number.isInteger(port) || port < 1 || port > 65535) throw new InvalidArgumentError(`${what}: ${port} is not a port number (1-65535)`);
+}
 
 /** What a scripted host failed at; `code` says which. */
 export class ScriptedHostError extends UsernetError {}
@@ -78,14 +93,17 @@ type Waiter = { resolve: (v: unknown) => void; reject: (e: Error) => void; timer
 /** One TCP connection of a scripted host. */
 export class ScriptedTcpConnection {
   state: 'SYN_SENT' | 'SYN_RECEIVED' | 'ESTABLISHED' | 'FIN_WAIT' | 'CLOSE_WAIT' | 'LAST_ACK' | 'CLOSED' = 'CLOSED';
-  /** Every byte received, in order. */
-  received: Buffer = Buffer.alloc(0);
+  private readonly receivedChunks: Buffer[] = [];
+  private receivedBytes = 0;
+  private receivedJoined: Buffer | null = Buffer.alloc(0);
   /** The peer sent FIN. */
   peerEnded = false;
   /** The peer reset the connection (or, with gaveUp, it never answered). */
   reset = false;
   /** The SYN went unanswered TCP_SYN_TRIES times. */
   gaveUp = false;
+  /** An ICMP error ended the connect ("ICMP host unreachable"), or null. */
+  icmpError: string | null = null;
   onData: ((data: Buffer) => void) | null = null;
   sndUna = 0;
   sndNxt = 0;
@@ -93,8 +111,9 @@ export class ScriptedTcpConnection {
   peerWindow = 0;
   peerMss = 536;
   private unsent: Buffer[] = [];
-  /** Sent and not yet acknowledged, from sndUna. */
-  private inFlight: Buffer = Buffer.alloc(0);
+  /** Sent and not yet acknowledged, from sndUna, in order (chunks: no copy per segment). */
+  private inFlight: Buffer[] = [];
+  private inFlightBytes = 0;
   private finQueued = false;
   private finSent = false;
   private rto: Timer | null = null;
@@ -110,6 +129,21 @@ export class ScriptedTcpConnection {
   ) {
     this.sndUna = iss;
     this.sndNxt = iss;
+  }
+
+  /** Every byte received, in order (joined on demand: receiving stays linear). */
+  get received(): Buffer {
+    if (this.receivedJoined === null || this.receivedJoined.length !== this.receivedBytes) {
+      this.receivedJoined = Buffer.concat(this.receivedChunks, this.receivedBytes);
+      this.receivedChunks.length = 0;
+      this.receivedChunks.push(this.receivedJoined);
+    }
+    return this.receivedJoined;
+  }
+
+  /** How many bytes have arrived. */
+  get receivedLength(): number {
+    return this.receivedBytes;
   }
 
   get remote(): string {
@@ -144,7 +178,7 @@ export class ScriptedTcpConnection {
 
   /** Resolves once at least `n` bytes have arrived. */
   readBytes(n: number): Promise<Buffer> {
-    return this.until(() => this.received.length >= n, `${n} bytes arrive`).then(() => this.received);
+    return this.until(() => this.receivedBytes >= n, `${n} bytes arrive`).then(() => this.received);
   }
 
   /** Resolves once the connection is closed both ways (or reset). */
@@ -228,7 +262,8 @@ export class ScriptedTcpConnection {
     if (payload.length > 0 || (flags & TCP_FIN)) {
       if (t.seq === this.rcvNxt) {
         if (payload.length > 0) {
-          this.received = Buffer.concat([this.received, payload]);
+          this.receivedChunks.push(payload);
+          this.receivedBytes += payload.length;
           this.rcvNxt = (this.rcvNxt + payload.length) >>> 0;
           changed = true;
           this.onData?.(payload);
@@ -261,8 +296,18 @@ export class ScriptedTcpConnection {
       return;
     }
     this.sndUna = ack;
-    const dataAcked = Math.min(acked, this.inFlight.length);
-    this.inFlight = this.inFlight.subarray(dataAcked);
+    let dataAcked = Math.min(acked, this.inFlightBytes);
+    this.inFlightBytes -= dataAcked;
+    while (dataAcked > 0) {
+      const head = this.inFlight[0];
+      if (head.length <= dataAcked) {
+        this.inFlight.shift();
+        dataAcked -= head.length;
+      } else {
+        this.inFlight[0] = head.subarray(dataAcked);
+        dataAcked = 0;
+      }
+    }
     if (this.sndUna === this.sndNxt) this.clearRto();
     else this.armRto();
     if (this.finAcked()) {
@@ -284,17 +329,22 @@ export class ScriptedTcpConnection {
       const seg = head.subarray(0, n);
       if (n === head.length) this.unsent.shift();
       else this.unsent[0] = head.subarray(n);
-      this.host.sendTcp(this, TCP_ACK | TCP_PSH, this.sndNxt, seg);
-      this.inFlight = Buffer.concat([this.inFlight, seg]);
+      // State first, then the send: its answer may come back before sendTcp returns (a NAT
+      // that ACKs at once), and must find the segment accounted for.
+      const seq = this.sndNxt;
+      this.inFlight.push(seg);
+      this.inFlightBytes += n;
       this.sndNxt = (this.sndNxt + n) >>> 0;
       this.armRto();
+      this.host.sendTcp(this, TCP_ACK | TCP_PSH, seq, seg);
     }
-    if (this.finQueued && !this.finSent && this.unsent.length === 0) {
+    if (this.finQueued && !this.finSent && this.unsent.length === 0 && (this.state === 'ESTABLISHED' || this.state === 'CLOSE_WAIT')) {
       this.finSent = true;
-      this.host.sendTcp(this, TCP_FIN | TCP_ACK, this.sndNxt, Buffer.alloc(0));
+      const seq = this.sndNxt;
       this.sndNxt = (this.sndNxt + 1) >>> 0;
       this.state = this.state === 'CLOSE_WAIT' ? 'LAST_ACK' : 'FIN_WAIT';
       this.armRto();
+      this.host.sendTcp(this, TCP_FIN | TCP_ACK, seq, Buffer.alloc(0));
     }
   }
 
@@ -321,16 +371,17 @@ export class ScriptedTcpConnection {
       this.sendSyn();
       return;
     }
-    // Go back N: everything unacknowledged goes again, then the FIN if it was sent.
-    const mss = Math.min(this.peerMss, this.host.mtu - IPV4_MIN_HLEN - TCP_MIN_HLEN);
+    // Go back N: everything unacknowledged goes again, then the FIN if it was sent. (The
+    // segments are those first sent: each chunk was at most one MSS.)
+    this.armRto();
     let seq = this.sndUna;
-    for (let off = 0; off < this.inFlight.length; off += mss) {
-      const seg = this.inFlight.subarray(off, Math.min(off + mss, this.inFlight.length));
+    for (const seg of [...this.inFlight]) {
+      if (this.state === 'CLOSED') return;
       this.host.sendTcp(this, TCP_ACK | TCP_PSH, seq, seg);
       seq = (seq + seg.length) >>> 0;
     }
-    if (this.finSent && this.sndUna !== this.sndNxt) this.host.sendTcp(this, TCP_FIN | TCP_ACK, seq, Buffer.alloc(0));
-    if (this.sndUna !== this.sndNxt) this.armRto();
+    if (this.finSent && this.sndUna !== this.sndNxt && this.state !== 'CLOSED') this.host.sendTcp(this, TCP_FIN | TCP_ACK, seq, Buffer.alloc(0));
+    if (this.sndUna === this.sndNxt) this.clearRto();
   }
 
   /** @internal */
@@ -362,6 +413,10 @@ export class ScriptedHost {
   private pingId: number;
   private pingSeq = 0;
   private readonly udpHandlers = new Map<number, (payload: Buffer, from: { address: string; port: number }) => void>();
+  /** udpRequest()s waiting, by source port: told of an ICMP error about their datagram. */
+  private readonly udpErrors = new Map<number, (why: string) => void>();
+  /** Next hops whose ARP went unanswered (until they are heard from). */
+  private readonly unresolved = new Set<number>();
   private readonly tcp = new Map<string, ScriptedTcpConnection>();
   private readonly listeners = new Map<number, (c: ScriptedTcpConnection) => void>();
   private dhcpState: { xid: number; waiter: Waiter; tries: number; offered: number; server: number } | null = null;
@@ -450,6 +505,8 @@ export class ScriptedHost {
 
   /** Sends one UDP datagram (from `srcPort`, default an ephemeral port). Returns the source port. */
   sendUdp(target: string, dstPort: number, payload: Uint8Array | string, srcPort = this.ephemeralPort()): number {
+    checkPort(dstPort, 'sendUdp: the destination port');
+    checkPort(srcPort, 'sendUdp: the source port');
     const data = Buffer.from(typeof payload === 'string' ? Buffer.from(payload) : payload);
     this.sendIp(parseIpv4(target), IPPROTO_UDP, (o, dv, at) => this.writeUdp(o, dv, at, srcPort, dstPort, data, parseIpv4(target)));
     return srcPort;
@@ -457,21 +514,31 @@ export class ScriptedHost {
 
   /** Handles datagrams to `port` (replacing any earlier handler). */
   onUdp(port: number, handler: (payload: Buffer, from: { address: string; port: number }) => void): void {
+    checkPort(port, 'onUdp');
     this.udpHandlers.set(port, handler);
   }
 
   /** Sends a datagram and resolves with the first datagram back to its source port. */
   udpRequest(target: string, dstPort: number, payload: Uint8Array | string, options: { timeoutMs?: number } = {}): Promise<Buffer> {
+    checkPort(dstPort, 'udpRequest');
     const srcPort = this.ephemeralPort();
     return new Promise((resolve, reject) => {
       const timer = this.clock.setTimeout(() => {
         this.udpHandlers.delete(srcPort);
+        this.udpErrors.delete(srcPort);
         reject(new ScriptedHostError('ERR_SCRIPTED_NO_ANSWER', `${this.name}: no answer from ${target}:${dstPort} within ${options.timeoutMs ?? 2 * RETRY_MS} ms`));
       }, options.timeoutMs ?? 2 * RETRY_MS);
       this.onUdp(srcPort, (answer) => {
         this.clock.clear(timer);
         this.udpHandlers.delete(srcPort);
+        this.udpErrors.delete(srcPort);
         resolve(answer);
+      });
+      this.udpErrors.set(srcPort, (why) => {
+        this.clock.clear(timer);
+        this.udpHandlers.delete(srcPort);
+        this.udpErrors.delete(srcPort);
+        reject(new ScriptedHostError('ERR_SCRIPTED_REFUSED', `${this.name}: ${target}:${dstPort} answered ${why}`));
       });
       this.sendUdp(target, dstPort, payload, srcPort);
     });
@@ -479,6 +546,8 @@ export class ScriptedHost {
 
   /** Opens a TCP connection; resolves once it is established (rejects on a reset or no answer). */
   connect(target: string, port: number, options: { srcPort?: number } = {}): Promise<ScriptedTcpConnection> {
+    checkPort(port, 'connect');
+    if (options.srcPort !== undefined) checkPort(options.srcPort, 'connect: srcPort');
     const c = new ScriptedTcpConnection(this, options.srcPort ?? this.ephemeralPort(), parseIpv4(target), port, this.random.uint32());
     this.tcp.set(this.tcpKey(c.localPort, c.remoteIp, c.remotePort), c);
     c.open();
@@ -487,7 +556,12 @@ export class ScriptedHost {
       .then(
         () => c,
         () => {
-          if (c.gaveUp) throw new ScriptedHostError('ERR_SCRIPTED_NO_ANSWER', `${this.name}: no answer from ${target}:${port} to ${TCP_SYN_TRIES} SYNs`);
+          if (c.icmpError) throw new ScriptedHostError('ERR_SCRIPTED_REFUSED', `${this.name}: connection to ${target}:${port} answered ${c.icmpError}`);
+          if (c.gaveUp) {
+            const hop = this.onLink(c.remoteIp) ? c.remoteIp : this.gateway;
+            if (this.unresolved.has(hop)) throw new ScriptedHostError('ERR_SCRIPTED_NO_ANSWER', `${this.name}: no ARP reply from ${ipv4ToString(hop)}, the next hop to ${target}`);
+            throw new ScriptedHostError('ERR_SCRIPTED_NO_ANSWER', `${this.name}: no answer from ${target}:${port} to ${TCP_SYN_TRIES} SYNs`);
+          }
           throw new ScriptedHostError('ERR_SCRIPTED_REFUSED', `${this.name}: connection to ${target}:${port} refused (reset)`);
         },
       );
@@ -495,6 +569,7 @@ export class ScriptedHost {
 
   /** Accepts TCP connections to `port` (published ports reach a container this way). */
   listen(port: number, onConnection: (c: ScriptedTcpConnection) => void): void {
+    checkPort(port, 'listen');
     this.listeners.set(port, onConnection);
   }
 
@@ -576,6 +651,7 @@ export class ScriptedHost {
 
   private learn(ip: number, mac: number): void {
     this.arpCache.set(ip, mac);
+    this.unresolved.delete(ip);
     const w = this.arpWaiting.get(ip);
     if (!w) return;
     this.arpWaiting.delete(ip);
@@ -604,6 +680,7 @@ export class ScriptedHost {
       });
       return;
     }
+    if (c.type === ICMP_DEST_UNREACH && this.icmpUnreachable(buf, dv, c)) return;
     if (c.type === ICMP_ECHO_REPLY && c.identifier === this.pingId) {
       const p = this.pings.get(c.sequence);
       if (!p) return void this.unhandled.push(f);
@@ -613,6 +690,38 @@ export class ScriptedHost {
       return;
     }
     this.unhandled.push(f);
+  }
+
+  /**
+   * An ICMP destination unreachable quoting a datagram of ours: a waiting udpRequest() or a
+   * connect() in SYN_SENT ends with it, as a kernel's would (ECONNREFUSED, EHOSTUNREACH …).
+   */
+  private icmpUnreachable(buf: Buffer, dv: DataView, c: IcmpView): boolean {
+    const qOff = c.payloadOffset;
+    const qLen = c.payloadLength;
+    if (qLen < IPV4_MIN_HLEN + 8) return false;
+    const ihl = (buf[qOff] & 15) * 4;
+    if (ihl < IPV4_MIN_HLEN || qLen < ihl + 8 || dv.getUint32(qOff + 12) !== this.ip) return false;
+    const proto = buf[qOff + 9];
+    const dst = dv.getUint32(qOff + 16);
+    const sport = dv.getUint16(qOff + ihl);
+    const dport = dv.getUint16(qOff + ihl + 2);
+    const why = `ICMP ${UNREACH_WORDS[c.code] ?? `destination unreachable (code ${c.code})`}`;
+    if (proto === IPPROTO_UDP) {
+      const e = this.udpErrors.get(sport);
+      if (!e) return false;
+      e(why);
+      return true;
+    }
+    if (proto === IPPROTO_TCP) {
+      const conn = this.tcp.get(this.tcpKey(sport, dst, dport));
+      if (!conn || conn.state !== 'SYN_SENT') return false;
+      conn.icmpError = why;
+      conn.reset = true;
+      conn.closeNow();
+      return true;
+    }
+    return false;
   }
 
   private handleTcp(buf: Buffer, dv: DataView, f: ReceivedFrame): void {
@@ -803,6 +912,7 @@ export class ScriptedHost {
     if (!w) return;
     if (w.tries >= ARP_TRIES) {
       this.arpWaiting.delete(ip);
+      this.unresolved.add(ip);
       return;
     }
     w.tries++;

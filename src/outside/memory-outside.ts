@@ -31,6 +31,7 @@
  * delivered whole after the latency, and "acknowledged" on arrival); a port is in use on a machine
  * whatever address it was bound to; IPv6 is not modelled ('::' binds behave as 0.0.0.0).
  */
+import { InvalidArgumentError } from '../errors.js';
 import type { Clock, Timer } from '../platform/clock.js';
 import type {
   HostDatagramOptions,
@@ -788,7 +789,7 @@ export class MemoryOutside implements HostStack {
     this.latencyMs = options.latencyMs ?? 1;
     this.hostAddress = options.hostAddress ?? '198.51.100.1';
     this.hostAddr = tryParseIpv4(this.hostAddress);
-    if (this.hostAddr < 0) throw new RangeError(`MemoryOutside: hostAddress ${this.hostAddress} is not an IPv4 address`);
+    if (this.hostAddr < 0) throw new InvalidArgumentError(`MemoryOutside: hostAddress ${this.hostAddress} is not an IPv4 address`);
     this.unreachable = options.unreachable ?? 'timeout';
     this.unreachableAfterMs = options.unreachableAfterMs ?? 3000;
     this.tracing = options.trace ?? false;
@@ -798,7 +799,7 @@ export class MemoryOutside implements HostStack {
   /** The scripted host at `address` (created on first use). */
   host(address: string): OutsideHost {
     const addr = tryParseIpv4(address);
-    if (addr < 0) throw new RangeError(`MemoryOutside.host: ${address} is not an IPv4 address`);
+    if (addr < 0) throw new InvalidArgumentError(`MemoryOutside.host: ${address} is not an IPv4 address (outside hosts are addressed by IPv4, e.g. 203.0.113.10)`);
     let h = this.hosts.get(addr);
     if (h) return h;
     if (addr >>> 24 === 127 || addr === this.hostAddr) return this.hosts.get(LOOPBACK) as OutsideHost;

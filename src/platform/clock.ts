@@ -8,6 +8,7 @@
  * Timers from a Clock never keep the process alive (the daemon's control socket does that), so
  * the system clock's are unref'd.
  */
+import { InvalidArgumentError } from '../errors.js';
 
 /** A pending timer; give it back to `Clock.clear` to cancel it. */
 export interface Timer {
@@ -141,7 +142,7 @@ export class VirtualClock implements Clock {
 
   /** Moves time forward by `ms`, firing what falls due on the way. Returns how many timers fired. */
   advance(ms: number): number {
-    if (!(ms >= 0)) throw new RangeError(`VirtualClock.advance: ${ms} is not a non-negative number of milliseconds`);
+    if (!(ms >= 0) || ms === Infinity) throw new InvalidArgumentError(`VirtualClock.advance: ${ms} is not a finite, non-negative number of milliseconds`);
     return this.advanceTo(this.time + ms);
   }
 

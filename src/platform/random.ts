@@ -5,6 +5,7 @@
  * choices, so a run can be replayed byte for byte.
  */
 import { randomFillSync } from 'node:crypto';
+import { InvalidArgumentError } from '../errors.js';
 
 export interface Random {
   /** A uniformly distributed integer in [0, 2^32). */
@@ -55,7 +56,14 @@ export class SeededRandom implements Random {
   private d: number;
   readonly seed: number | string;
 
+  /**
+   * `seed`: an integer 0 to 2^32 - 1, or a non-empty string. Anything else (NaN, a fraction, a
+   * negative or larger number, an empty string) is refused rather than quietly mapped onto
+   * another seed's sequence.
+   */
   constructor(seed: number | string) {
+    const ok = typeof seed === 'number' ? Number.isInteger(seed) && seed >= 0 && seed <= 0xffffffff : typeof seed === 'string' && seed.length > 0;
+    if (!ok) throw new InvalidArgumentError(`a seed must be an integer from 0 to 4294967295 or a non-empty string, not ${typeof seed === 'string' ? JSON.stringify(seed) : String(seed)}`);
     this.seed = seed;
     let s = typeof seed === 'number' ? seed >>> 0 : hashString(seed);
     const split = (): number => {

@@ -51,7 +51,7 @@ describe('determinism', () => {
     const two = await scenario(42);
     const other = await scenario(43);
     const frames = readPcapng(one).records.length;
-    expect(frames).toBeGreaterThan(100);
+    expect(frames).toBeGreaterThan(50);
     expect(createHash('sha256').update(two).digest('hex')).toBe(createHash('sha256').update(one).digest('hex'));
     expect(other.equals(one)).toBe(false);
   });

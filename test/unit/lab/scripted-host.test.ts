@@ -68,7 +68,7 @@ describe('ScriptedHost against a real gateway', () => {
     for (let i = 0; i < big.length; i++) big[i] = (i * 31) & 0xff;
     b.listen(7, (c) => {
       c.onData = () => {
-        if (c.received.length === big.length) {
+        if (c.receivedLength === big.length) {
           c.write(Buffer.from('got it'));
           c.end();
         }
@@ -91,5 +91,56 @@ describe('ScriptedHost against a real gateway', () => {
     const a = new ScriptedHost(new MemoryPort({ name: 'a', record: false }).plug(net.sw), { clock, random, address: '10.0.2.10/24' });
     new ScriptedHost(new MemoryPort({ name: 'b', record: false }).plug(net.sw), { clock, random, address: '10.0.2.11/24' });
     await expect(run(clock, a.connect('10.0.2.11', 9))).rejects.toThrow(/refused \(reset\)/);
+  });
+});
+
+describe('ScriptedHost through the NAT (a Lab)', () => {
+  it('sends many MSS worth through the NAT with every byte in order, both ways, and closes cleanly', async () => {
+    const { Lab } = await import('../../../src/lab/lab.js');
+    const lab = new Lab({ seed: 11 });
+    const srv = lab.world.host('203.0.113.10').listenTcp(80, (s) => s.on('data', (d: Buffer) => s.write(d)));
+    const c1 = lab.addNetwork().addHost('c1');
+    await lab.run(c1.dhcp());
+    const conn = await lab.run(c1.connect('203.0.113.10', 80));
+    const payload = Buffer.alloc(300_000);
+    for (let i = 0; i < payload.length; i++) payload[i] = (i * 7 + (i >> 11)) & 0xff;
+    conn.write(payload);
+    await lab.run(conn.readBytes(payload.length));
+    expect(srv.connections[0].received().equals(payload)).toBe(true);
+    expect(conn.received.equals(payload)).toBe(true);
+    conn.end();
+    srv.connections[0].end();
+    await lab.run(conn.closed());
+    expect(lab.conntrack().map((e) => e.state)).toEqual(['TIME_WAIT']);
+    await lab.close();
+  });
+
+  it('an ICMP port unreachable ends a udpRequest, a refused or unreachable connect says which', async () => {
+    const { Lab } = await import('../../../src/lab/lab.js');
+    const lab = new Lab({ seed: 12, outside: { unreachable: 'EHOSTUNREACH', unreachableAfterMs: 500 } });
+    lab.world.host('203.0.113.10');
+    const c1 = lab.addNetwork().addHost('c1');
+    await lab.run(c1.dhcp());
+    await expect(lab.run(c1.udpRequest('203.0.113.10', 9999, 'anyone?', { timeoutMs: 10_000 }))).rejects.toThrow(/203\.0\.113\.10:9999 answered ICMP port unreachable/);
+    await expect(lab.run(c1.connect('203.0.113.10', 81))).rejects.toThrow(expect.objectContaining({ code: 'ERR_SCRIPTED_REFUSED', message: expect.stringContaining('refused (reset)') }));
+    await expect(lab.run(c1.connect('203.0.113.77', 80))).rejects.toThrow(/answered ICMP host unreachable/);
+    expect(() => c1.sendUdp('203.0.113.10', 70_000, 'x')).toThrow(expect.objectContaining({ code: 'ERR_INVALID_ARGUMENT' }));
+    expect(() => c1.connect('203.0.113.10', 0)).toThrow(/not a port number/);
+    await lab.close();
+    expect(() => lab.addNetwork()).toThrow(expect.objectContaining({ code: 'ERR_LAB_CLOSED' }));
+  });
+
+  it('refuses bad lab inputs with coded errors', async () => {
+    const { Lab } = await import('../../../src/lab/lab.js');
+    expect(() => new Lab({ seed: Number('') + NaN })).toThrow(expect.objectContaining({ code: 'ERR_INVALID_ARGUMENT' }));
+    expect(() => new Lab({ dnsUpstreams: ['nonsense'] })).toThrow(/invalid DNS upstream "nonsense"/);
+    const lab = new Lab();
+    const net = lab.addNetwork();
+    const c1 = net.addHost('c1');
+    await expect(net.publish(c1, '8080:80')).rejects.toThrow(/c1 has no address yet/);
+    await expect(net.publish('web', '8080:80')).rejects.toThrow(/"web" is not an IPv4 address/);
+    expect(() => net.addHost('c1')).toThrow(expect.objectContaining({ code: 'ERR_NAME_IN_USE' }));
+    expect(() => lab.world.host('x')).toThrow(expect.objectContaining({ code: 'ERR_INVALID_ARGUMENT' }));
+    await lab.close();
   });
 });

@@ -61,7 +61,8 @@ describe('VirtualClock', () => {
     const c = new VirtualClock({ wallTimeAtZero: 1_000_000 });
     c.advance(500);
     expect(c.wallTime()).toBe(1_000_500);
-    expect(() => c.advance(-1)).toThrow(RangeError);
+    expect(() => c.advance(-1)).toThrow(expect.objectContaining({ code: 'ERR_INVALID_ARGUMENT' }));
+    expect(() => c.advance(Infinity)).toThrow(/finite/);
     c.advanceTo(100);
     expect(c.now()).toBe(500);
   });
@@ -98,6 +99,14 @@ describe('SeededRandom', () => {
     const sa = Array.from({ length: 8 }, () => a.uint32());
     expect(Array.from({ length: 8 }, () => b.uint32())).toEqual(sa);
     expect(Array.from({ length: 8 }, () => c.uint32())).not.toEqual(sa);
+  });
+
+  it('refuses seeds that would quietly alias another seed', () => {
+    for (const bad of [NaN, Infinity, -1, 1.5, 2 ** 32, '', null, undefined, {}]) {
+      expect(() => new SeededRandom(bad as unknown as number), String(bad)).toThrow(expect.objectContaining({ code: 'ERR_INVALID_ARGUMENT' }));
+    }
+    expect(new SeededRandom(0).uint32()).not.toBe(new SeededRandom(1).uint32());
+    expect(new SeededRandom(0xffffffff).uint32()).toBeTypeOf('number');
   });
 
   it('stays within range and fills buffers of any length', () => {
