@@ -581,16 +581,32 @@ export class TcpNat implements TcpFlowWire, HostResetter {
   segment(flow: TcpFlow, flags: number, seq: number, ack: number, window: number, payloadOffset: number, payloadLength: number, synOptions: boolean): void {
     const nf = flow.host as TcpNatFlow;
     if ((flags & TCP_RST) !== 0) this.stats.resetsToContainer++;
-    const o = this.out;
-    const dv = this.outDv;
     const optLen = synOptions ? (flow.rcvWscale > 0 ? 8 : 4) : 0;
     const tcpHl = 20 + optLen;
-    const eth = VNET_HDR_LEN;
+    const total = IPV4_MIN_HLEN + tcpHl + payloadLength;
+    // Built where it leaves from: while the switch is forwarding (an ACK, or data the container's
+    // window let out, in answer to its segment), in room at the end of the switch's egress queue,
+    // so the payload is copied once, from the send queue, and never again; otherwise in the
+    // gateway's buffer, forwarded at once. A SYN to a container not heard from yet goes through
+    // ARP (sendIpv4), from our own buffer.
+    let o: Buffer;
+    let dv: DataView;
+    let base: number;
+    if (nf.containerMac >= 0) {
+      const place = nf.gw.outputPlace(VNET_HDR_LEN + ETH_HLEN + total);
+      o = place.buf;
+      dv = place.dv;
+      base = place.off;
+    } else {
+      o = this.out;
+      dv = this.outDv;
+      base = 0;
+    }
+    const eth = base + VNET_HDR_LEN;
     const ip = eth + ETH_HLEN;
     const tcp = ip + IPV4_MIN_HLEN;
-    const total = IPV4_MIN_HLEN + tcpHl + payloadLength;
     const gso = payloadLength > flow.mss;
-    writeVnetHeader(dv, 0, VNET_F_NEEDS_CSUM, gso ? VNET_GSO_TCPV4 : VNET_GSO_NONE, ETH_HLEN + IPV4_MIN_HLEN + tcpHl, gso ? flow.mss : 0, ETH_HLEN + IPV4_MIN_HLEN, 16);
+    writeVnetHeader(dv, base, VNET_F_NEEDS_CSUM, gso ? VNET_GSO_TCPV4 : VNET_GSO_NONE, ETH_HLEN + IPV4_MIN_HLEN + tcpHl, gso ? flow.mss : 0, ETH_HLEN + IPV4_MIN_HLEN, 16);
     writeEthernetHeader(dv, eth, nf.containerMac < 0 ? 0 : nf.containerMac, nf.gw.mac, ETH_P_IPV4);
     dv.setUint8(ip, 0x45);
     dv.setUint8(ip + 1, 0);
@@ -634,7 +650,7 @@ export class TcpNat implements TcpFlowWire, HostResetter {
     }
     // Partial checksum: the pseudo-header sum; the receiving kernel (or the switch) finishes it.
     dv.setUint16(tcp + 16, pseudoHeaderSumV4(nf.remoteIp, nf.containerIp, IPPROTO_TCP, tcpHl + payloadLength));
-    nf.gw.emitVnet(o, dv, 0, ETH_HLEN + total);
+    nf.gw.emitVnet(o, dv, base, ETH_HLEN + total);
   }
 
   stateChanged(flow: TcpFlow): void {

@@ -144,3 +144,25 @@ describe('ScriptedHost through the NAT (a Lab)', () => {
     await lab.close();
   });
 });
+
+describe('the NAT builds its answers in the egress queue', () => {
+  it('a 2 MB download limited by the container window is copied once (into the frame), not again by the queue', async () => {
+    const { Lab } = await import('../../../src/lab/lab.js');
+    const lab = new Lab({ seed: 13 });
+    const body = Buffer.alloc(2_000_000, 0x61);
+    lab.world.host('203.0.113.10').listenTcp(80, (s) => s.on('data', () => s.end(body)));
+    const net = lab.addNetwork();
+    const c1 = net.addHost('c1');
+    await lab.run(c1.dhcp());
+    const conn = await lab.run(c1.connect('203.0.113.10', 80));
+    const egress = net.network.sw.egress.stats;
+    const before = { ...egress };
+    conn.write('GET\n');
+    const got = await lab.run(conn.readToEnd());
+    expect(got.equals(body)).toBe(true);
+    // The data segments the container's ACKs let out were built in place in the queue.
+    expect(egress.inPlace - before.inPlace).toBeGreaterThan(20);
+    expect(egress.copiedBytes - before.copiedBytes).toBeLessThan(body.length / 20);
+    await lab.close();
+  });
+});
