@@ -154,14 +154,16 @@ export class Switch implements FrameSink {
       return;
     }
     // A long batch whose answers pile up sends them before going on, so the queue stays small.
-    if (this.egress.bytesInUse >= this.egressDrainBytes) this.drain();
+    const egress = this.egress;
+    if (egress.length !== 0 && egress.bytesInUse >= this.egressDrainBytes) this.drain();
     this.depth = 1;
     try {
       this.forward(ingress, f);
     } finally {
       this.depth = 0;
     }
-    if (!this.inBatch) this.drain();
+    // (Nothing to drain on the common path: one read, no call.)
+    if (!this.inBatch && egress.length !== 0) this.drain();
   }
 
   /**

@@ -140,7 +140,7 @@ describe('usernet from its npm pack tarball, in a scratch project', () => {
     tarball = join(work, info.filename);
     const files = info.files.map((f) => f.path);
     // What the install needs, and nothing of the repo's own (sources, tests, benches, maps).
-    for (const f of ['package.json', 'binding.gyp', 'scripts/build-addon.mjs', 'dist/src/index.js', 'dist/src/index.d.ts', 'src/native/usernet_native.c', 'bin/usernet.js']) {
+    for (const f of ['package.json', 'LICENSE', 'binding.gyp', 'scripts/build-addon.mjs', 'dist/src/index.js', 'dist/src/index.d.ts', 'src/native/usernet_native.c', 'bin/usernet.js']) {
       expect(files, `the tarball holds ${f}`).toContain(f);
     }
     expect(files.filter((f) => /^(test|bench|docs|docker)\/|\.map$|\.ts$(?<!\.d\.ts)|^src\/(?!native\/[^/]+\.c$)/.test(f))).toEqual([]);
