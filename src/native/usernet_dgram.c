@@ -438,6 +438,7 @@ typedef struct dgram_reader {
   bool finalized; /* the JS handle is gone: free with the close */
   bool paused;
   bool failed;    /* a hard error stopped it for good */
+  bool hooked;    /* an env cleanup hook is registered for it */
   bool close_fd;
   uint8_t *slab;
   size_t slab_len;
@@ -490,9 +491,27 @@ static void dgram_deliver(dgram_reader_t *r, int count, int errors) {
 }
 
 /* libuv has released the handle: only now may the fd be closed. Then tell JS, if it asked. */
+/* The environment is being torn down (the process is exiting) with this reader still open, as
+ * an unref'd reader may be: stop polling, so that no batch is delivered into a dying env (a
+ * datagram still queued would otherwise call back into freed JS state). */
+static void dgram_reader_env_teardown(void *arg) {
+  dgram_reader_t *r = arg;
+  r->hooked = false;
+  if (r->closing || r->failed) return;
+  r->failed = true;
+  uv_poll_stop(&r->poll);
+}
+
+static void dgram_reader_unhook(dgram_reader_t *r) {
+  if (!r->hooked) return;
+  r->hooked = false;
+  napi_remove_env_cleanup_hook(r->env, dgram_reader_env_teardown, r);
+}
+
 static void dgram_reader_on_closed(uv_handle_t *h) {
   dgram_reader_t *r = h->data;
   napi_env env = r->env;
+  dgram_reader_unhook(r);
   if (r->close_fd && r->fd >= 0) close(r->fd);
   if (r->closed_ref) {
     napi_handle_scope scope;
@@ -816,6 +835,7 @@ static napi_value start_dgram_reader(napi_env env, napi_callback_info info) {
     throw_errno(env, -rc, "uv_poll_start", "startDgramReader");
     return NULL;
   }
+  if (napi_add_env_cleanup_hook(env, dgram_reader_env_teardown, r) == napi_ok) r->hooked = true;
   return ext;
 }
 
@@ -846,6 +866,7 @@ static napi_value close_dgram_reader(napi_env env, napi_callback_info info) {
       if (t == napi_function) napi_create_reference(env, argv[1], 1, &r->closed_ref);
     }
     r->closing = true;
+    dgram_reader_unhook(r);
     uv_poll_stop(&r->poll);
     uv_close((uv_handle_t *)&r->poll, dgram_reader_on_closed);
   }

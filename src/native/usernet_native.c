@@ -867,6 +867,7 @@ typedef struct reader {
   int fd;
   int closing;
   int stopped;
+  int hooked; /* an env cleanup hook is registered for it */
   int close_fd;
   uint8_t *slab;
   size_t slab_len;
@@ -883,9 +884,26 @@ typedef struct reader {
 
 /* libuv has released the handle: only now may the fd be closed (closing it while libuv still
  * knew it could make libuv act on a reused fd number). Then tell JS, if it asked. */
+/* The environment is being torn down (the process is exiting) with this reader still open:
+ * stop polling, so that no batch is delivered into a dying env. */
+static void reader_env_teardown(void *arg) {
+  reader_t *r = arg;
+  r->hooked = 0;
+  if (r->closing || r->stopped) return;
+  r->stopped = 1;
+  uv_poll_stop(&r->poll);
+}
+
+static void reader_unhook(reader_t *r) {
+  if (!r->hooked) return;
+  r->hooked = 0;
+  napi_remove_env_cleanup_hook(r->env, reader_env_teardown, r);
+}
+
 static void reader_on_closed(uv_handle_t *h) {
   reader_t *r = h->data;
   napi_env env = r->env;
+  reader_unhook(r);
   if (r->close_fd && r->fd >= 0) close(r->fd);
   if (r->closed_ref) {
     napi_handle_scope scope;
@@ -1041,6 +1059,7 @@ static napi_value start_reader(napi_env env, napi_callback_info info) {
     throw_errno(env, -rc, "uv_poll_start", "startReader");
     return NULL;
   }
+  if (napi_add_env_cleanup_hook(env, reader_env_teardown, r) == napi_ok) r->hooked = 1;
   napi_value ext;
   NAPI_CALL(env, napi_create_external(env, r, reader_finalize_external, NULL, &ext));
   return ext;
@@ -1071,6 +1090,7 @@ static napi_value close_reader(napi_env env, napi_callback_info info) {
       if (t == napi_function) napi_create_reference(env, argv[1], 1, &r->closed_ref);
     }
     r->closing = 1;
+    reader_unhook(r);
     uv_poll_stop(&r->poll);
     uv_close((uv_handle_t *)&r->poll, reader_on_closed);
   }

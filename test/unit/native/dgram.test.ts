@@ -743,3 +743,26 @@ describe('ICMP sockets', () => {
     expect(reply.data.subarray(ihl + 8).equals(payload)).toBe(true);
   });
 });
+
+describe('a process that exits with readers still open', () => {
+  it('exits cleanly, with datagrams still queued on an unref-ed datagram reader (no batch into a dying env)', async () => {
+    // Runs the built addon in a child: a datagram reader left open and unref'd, 256 datagrams
+    // queued on it, and the process ending (its event loop empty). Before the env cleanup hook,
+    // libuv delivered the queued batch during teardown: SIGSEGV (exit 139).
+    const addonJs = new URL('../../../src/native/addon.ts', import.meta.url).pathname.replace(/\/src\/native\/addon\.ts$/, '/dist/src/native/addon.js');
+    const script = `
+      import { native, DGRAM_ROW, DGRAM_SLOT, DGRAM_ERR_ROW } from ${JSON.stringify(addonJs)};
+      const addon = native();
+      const s = addon.dgramOpen({ kind: 'udp', bindAddress: 0x7f000001 });
+      const h = addon.startDgramReader(s.fd, Buffer.alloc(64 * DGRAM_SLOT), new Int32Array(64 * DGRAM_ROW), 64, () => {}, new Int32Array(16 * DGRAM_ERR_ROW), true);
+      addon.refDgramReader(h, false);
+      const tx = addon.dgramOpen({ kind: 'udp', bindAddress: 0x7f000001 });
+      for (let i = 0; i < 256; i++) addon.sendTo(tx.fd, Buffer.alloc(64), 0, 64, 0x7f000001, s.port);
+    `;
+    const child = spawn(process.execPath, ['--input-type=module', '-e', script], { stdio: ['ignore', 'ignore', 'pipe'] });
+    let stderr = '';
+    child.stderr?.on('data', (d: Buffer) => (stderr += d.toString()));
+    const [code, signal] = await new Promise<[number | null, NodeJS.Signals | null]>((resolve) => child.on('exit', (c, s) => resolve([c, s])));
+    expect({ code, signal, stderr }).toEqual({ code: 0, signal: null, stderr: '' });
+  });
+});
