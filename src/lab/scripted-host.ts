@@ -29,6 +29,7 @@ import {
   DhcpMessage,
   writeDhcpRequest,
 } from '../packet/dhcp.js';
+import { DNS_PORT, DNS_TYPE_A, readDnsMessage, writeDnsQuery } from '../packet/dns.js';
 import { ETH_HLEN, ETH_P_ARP, ETH_P_IPV4, EthernetView, writeEthernetHeader } from '../packet/ethernet.js';
 import { ICMP_DEST_UNREACH, ICMP_ECHO_REPLY, ICMP_ECHO_REQUEST, IcmpView } from '../packet/icmp.js';
 import { ipv4ToString, parseIpv4, prefixToMask } from '../packet/ip-address.js';
@@ -49,6 +50,9 @@ const TCP_SYN_TRIES = 5;
 const TCP_WINDOW = 65535;
 const EPHEMERAL_FIRST = 32768;
 const EPHEMERAL_COUNT = 28232;
+
+/** DNS response codes by name (RFC 1035, 2136). */
+const RCODE_NAMES: Record<number, string> = { 1: 'FORMERR', 2: 'SERVFAIL', 3: 'NXDOMAIN', 4: 'NOTIMP', 5: 'REFUSED' };
 
 /** ICMP destination-unreachable codes in words (RFC 792, 1812). */
 const UNREACH_WORDS: Record<number, string> = {
@@ -542,6 +546,24 @@ export class ScriptedHost {
       });
       this.sendUdp(target, dstPort, payload, srcPort);
     });
+  }
+
+  /**
+   * Looks `name` up (A records) at the DNS server DHCP gave (or `server`), as a stub resolver
+   * does: one UDP query to port 53. Resolves with the addresses; rejects with
+   * ERR_SCRIPTED_REFUSED on an error answer (NXDOMAIN, SERVFAIL…), ERR_SCRIPTED_NO_ANSWER on none.
+   */
+  async resolve(name: string, options: { server?: string; timeoutMs?: number } = {}): Promise<string[]> {
+    const server = options.server ?? (this.dnsServers[0] !== undefined ? ipv4ToString(this.dnsServers[0]) : '');
+    if (!server) throw new ScriptedHostError('ERR_SCRIPTED_STATE', `${this.name}: no DNS server (dhcp() first, or give one)`);
+    const id = this.random.below(65536);
+    const query = Buffer.alloc(300);
+    const len = writeDnsQuery(query, 0, id, name, DNS_TYPE_A);
+    const answer = await this.udpRequest(server, DNS_PORT, query.subarray(0, len), options.timeoutMs !== undefined ? { timeoutMs: options.timeoutMs } : {});
+    const m = readDnsMessage(answer, 0, answer.length);
+    if (!m || m.id !== id) throw new ScriptedHostError('ERR_SCRIPTED_BAD_RESPONSE', `${this.name}: the answer from ${server} for ${name} is not a DNS answer to the query`);
+    if (m.rcode !== 0) throw new ScriptedHostError('ERR_SCRIPTED_REFUSED', `${this.name}: ${server} answered ${RCODE_NAMES[m.rcode] ?? `rcode ${m.rcode}`} for ${name}`);
+    return m.answers.filter((a) => a.type === DNS_TYPE_A && a.data.length === 4).map((a) => `${a.data[0]}.${a.data[1]}.${a.data[2]}.${a.data[3]}`);
   }
 
   /** Opens a TCP connection; resolves once it is established (rejects on a reset or no answer). */

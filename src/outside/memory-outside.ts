@@ -31,6 +31,7 @@
  * delivered whole after the latency, and "acknowledged" on arrival); a port is in use on a machine
  * whatever address it was bound to; IPv6 is not modelled ('::' binds behave as 0.0.0.0).
  */
+import { buildDnsResponse, DNS_FLAG_QR, DNS_RCODE_FORMERR, DNS_RCODE_NOERROR, DNS_RCODE_NXDOMAIN, DNS_TYPE_A, readDnsMessage } from '../packet/dns.js';
 import { InvalidArgumentError } from '../errors.js';
 import type { Clock, Timer } from '../platform/clock.js';
 import type {
@@ -567,6 +568,35 @@ export class OutsideHost {
    * bytes waited for, and the handler's answer sent with its Content-Length, then the connection
    * is closed (HTTP/1.0: one request per connection). A malformed request gets 400.
    */
+  /**
+   * A DNS server on UDP `port` (default 53) answering A queries from `records` (name → IPv4
+   * addresses; names compared case-insensitively, without a trailing dot), NXDOMAIN for names
+   * it does not have, an empty answer for other types of names it has, FORMERR for what is not
+   * a query. Point a Lab's `dnsUpstreams` at it.
+   */
+  serveDns(records: Record<string, string[]>, port = 53, ttl = 60): OutsideUdpSocket {
+    const table = new Map<string, Uint8Array[]>();
+    for (const [name, addrs] of Object.entries(records)) {
+      table.set(name.toLowerCase().replace(/\.$/, ''), addrs.map((a) => {
+        const n = tryParseIpv4(a);
+        if (n < 0) throw new InvalidArgumentError(`serveDns: ${a} (for ${name}) is not an IPv4 address`);
+        return Uint8Array.of(n >>> 24, (n >>> 16) & 255, (n >>> 8) & 255, n & 255);
+      }));
+    }
+    return this.bindUdp(port, (d) => {
+      const q = readDnsMessage(d.data, 0, d.data.length);
+      if (!q || (q.flags & DNS_FLAG_QR) !== 0 || q.questions.length !== 1) {
+        if (q) d.reply(buildDnsResponse(q, DNS_RCODE_FORMERR, []));
+        return;
+      }
+      const question = q.questions[0];
+      const addrs = table.get(question.name.toLowerCase());
+      if (!addrs) return d.reply(buildDnsResponse(q, DNS_RCODE_NXDOMAIN, []));
+      const answers = question.type === DNS_TYPE_A ? addrs.map((data) => ({ name: question.name, type: DNS_TYPE_A, ttl, data })) : [];
+      d.reply(buildDnsResponse(q, DNS_RCODE_NOERROR, answers));
+    });
+  }
+
   serveHttp(port: number, handler: (req: HttpRequest) => HttpAnswer): OutsideTcpListener {
     return this.listenTcp(port, (c) => {
       let buf = Buffer.alloc(0);

@@ -15,6 +15,7 @@
  * Like the other views these return a ParseStatus (or a negative one where an offset is the
  * result) and never throw: a malformed query is something to count, not an exception.
  */
+import { InvalidArgumentError } from '../errors.js';
 import { ParseStatus } from './status.js';
 
 export const DNS_HLEN = 12;
@@ -315,4 +316,138 @@ export function buildServfail(query: Uint8Array, out?: Uint8Array): Buffer {
   // skipName refuses), so its bytes stand alone in the copy.
   if (qEnd > 0) buf.set(query.subarray(DNS_HLEN, qEnd), DNS_HLEN);
   return buf;
+}
+
+// ---------------------------------------------------------------------------------------------
+// Whole messages, for tools and tests (they allocate; the forwarder's path above does not)
+// ---------------------------------------------------------------------------------------------
+
+export interface DnsQuestion {
+  name: string;
+  type: number;
+  class: number;
+}
+
+export interface DnsRecord {
+  name: string;
+  type: number;
+  class: number;
+  ttl: number;
+  /** RDATA as sent (an A record's 4 bytes, say). */
+  data: Uint8Array;
+}
+
+export interface DnsMessageInfo {
+  id: number;
+  flags: number;
+  rcode: number;
+  questions: DnsQuestion[];
+  answers: DnsRecord[];
+}
+
+/** The name at `pos` as dotted text ("" for the root), or null if it is malformed. */
+export function readName(dv: DataView, msgOff: number, msgLen: number, pos: number): string | null {
+  const c = cursorB;
+  c.reset(dv, msgOff, msgLen, pos);
+  const labels: string[] = [];
+  let n: number;
+  while ((n = c.next()) > 0) {
+    let s = '';
+    for (let i = 0; i < n; i++) s += String.fromCharCode(dv.getUint8(c.labelPos + i));
+    labels.push(s);
+  }
+  return n < 0 ? null : labels.join('.');
+}
+
+/**
+ * Reads a whole DNS message: header, questions and the answer section (authority and additional
+ * sections are skipped). Null when any part is malformed or cut short.
+ */
+export function readDnsMessage(buf: Uint8Array, off: number, len: number): DnsMessageInfo | null {
+  const dv = new DataView(buf.buffer, buf.byteOffset, buf.byteLength);
+  if (len < DNS_HLEN || off + len > buf.byteLength) return null;
+  const info: DnsMessageInfo = { id: dnsId(dv, off), flags: dnsFlags(dv, off), rcode: dnsRcode(dv, off), questions: [], answers: [] };
+  let pos = off + DNS_HLEN;
+  const end = off + len;
+  for (let i = dnsQdcount(dv, off); i > 0; i--) {
+    const name = readName(dv, off, len, pos);
+    const after = skipName(dv, off, len, pos);
+    if (name === null || after < 0 || after + 4 > end) return null;
+    info.questions.push({ name, type: dv.getUint16(after), class: dv.getUint16(after + 2) });
+    pos = after + 4;
+  }
+  for (let i = dnsAncount(dv, off); i > 0; i--) {
+    const name = readName(dv, off, len, pos);
+    const after = skipName(dv, off, len, pos);
+    if (name === null || after < 0 || after + 10 > end) return null;
+    const rdlen = dv.getUint16(after + 8);
+    if (after + 10 + rdlen > end) return null;
+    info.answers.push({ name, type: dv.getUint16(after), class: dv.getUint16(after + 2), ttl: dv.getUint32(after + 4), data: buf.subarray(after + 10, after + 10 + rdlen) });
+    pos = after + 10 + rdlen;
+  }
+  return info;
+}
+
+/** Writes `name` in wire form at `at`; returns the offset after it. Throws on a name DNS cannot carry. */
+function writeName(out: Uint8Array, at: number, name: string): number {
+  const trimmed = name.endsWith('.') ? name.slice(0, -1) : name;
+  const labels = trimmed === '' ? [] : trimmed.split('.');
+  let total = 1;
+  for (const l of labels) {
+    if (l.length === 0 || l.length > 63 || !/^[\x21-\x7e]+$/.test(l)) throw new InvalidArgumentError(`"${name}" is not a DNS name (labels of 1-63 printable ASCII characters)`);
+    total += l.length + 1;
+  }
+  if (total > DNS_MAX_NAME) throw new InvalidArgumentError(`"${name}" is longer than a DNS name can be (255 bytes)`);
+  for (const l of labels) {
+    out[at++] = l.length;
+    for (let i = 0; i < l.length; i++) out[at++] = l.charCodeAt(i);
+  }
+  out[at++] = 0;
+  return at;
+}
+
+/** Writes a query (one question, class IN, RD set) at `off`; returns its length. */
+export function writeDnsQuery(out: Uint8Array, off: number, id: number, name: string, type: number): number {
+  const dv = new DataView(out.buffer, out.byteOffset, out.byteLength);
+  dv.setUint16(off, id & 0xffff);
+  dv.setUint16(off + 2, DNS_FLAG_RD);
+  dv.setUint16(off + 4, 1);
+  dv.setUint32(off + 6, 0);
+  dv.setUint16(off + 10, 0);
+  let at = writeName(out, off + DNS_HLEN, name);
+  dv.setUint16(at, type);
+  dv.setUint16(at + 2, DNS_CLASS_IN);
+  at += 4;
+  return at - off;
+}
+
+/**
+ * The answer to `query` (its ID and question echoed, QR, RD copied, RA set) with `rcode` and
+ * the given answer records (names written in full, no compression). For scripted servers.
+ */
+export function buildDnsResponse(query: DnsMessageInfo, rcode: number, answers: ReadonlyArray<{ name: string; type: number; ttl: number; data: Uint8Array }>): Buffer {
+  const out = Buffer.alloc(512 + answers.reduce((n, a) => n + 270 + a.data.length, 0));
+  const dv = new DataView(out.buffer, out.byteOffset, out.byteLength);
+  dv.setUint16(0, query.id);
+  dv.setUint16(2, DNS_FLAG_QR | (query.flags & DNS_FLAG_RD) | DNS_FLAG_RA | (rcode & 15));
+  dv.setUint16(4, query.questions.length);
+  dv.setUint16(6, answers.length);
+  dv.setUint32(8, 0);
+  let at = DNS_HLEN;
+  for (const q of query.questions) {
+    at = writeName(out, at, q.name);
+    dv.setUint16(at, q.type);
+    dv.setUint16(at + 2, q.class);
+    at += 4;
+  }
+  for (const a of answers) {
+    at = writeName(out, at, a.name);
+    dv.setUint16(at, a.type);
+    dv.setUint16(at + 2, DNS_CLASS_IN);
+    dv.setUint32(at + 4, a.ttl >>> 0);
+    dv.setUint16(at + 8, a.data.length);
+    out.set(a.data, at + 10);
+    at += 10 + a.data.length;
+  }
+  return out.subarray(0, at);
 }

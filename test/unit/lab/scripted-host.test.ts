@@ -166,3 +166,32 @@ describe('the NAT builds its answers in the egress queue', () => {
     await lab.close();
   });
 });
+
+describe('DNS through the gateway, to an outside server', () => {
+  it('resolves through 10.0.2.3 and the forwarder; NXDOMAIN and no-server are clear errors', async () => {
+    const { Lab } = await import('../../../src/lab/lab.js');
+    const lab = new Lab({ seed: 14, dnsUpstreams: ['203.0.113.53'] });
+    const server = lab.world.host('203.0.113.53').serveDns({ 'www.example.org': ['203.0.113.10', '203.0.113.11'] });
+    const c1 = lab.addNetwork().addHost('c1');
+    await expect(c1.resolve('www.example.org')).rejects.toThrow(/no DNS server/);
+    await lab.run(c1.dhcp());
+    expect(await lab.run(c1.resolve('WWW.example.org'))).toEqual(['203.0.113.10', '203.0.113.11']);
+    await expect(lab.run(c1.resolve('nowhere.example.org'))).rejects.toThrow(/answered NXDOMAIN for nowhere\.example\.org/);
+    expect(server.received.length).toBe(2);
+    await expect(c1.resolve('bad..name')).rejects.toThrow(/is not a DNS name/);
+    await lab.close();
+  });
+
+  it('the DNS message codec reads back what it writes', async () => {
+    const { writeDnsQuery, readDnsMessage, buildDnsResponse, DNS_TYPE_A, DNS_FLAG_QR } = await import('../../../src/packet/dns.js');
+    const q = Buffer.alloc(300);
+    const n = writeDnsQuery(q, 0, 0xbeef, 'a.b.example', DNS_TYPE_A);
+    const m = readDnsMessage(q, 0, n);
+    expect(m).toMatchObject({ id: 0xbeef, rcode: 0, questions: [{ name: 'a.b.example', type: 1, class: 1 }], answers: [] });
+    const r = buildDnsResponse(m!, 0, [{ name: 'a.b.example', type: DNS_TYPE_A, ttl: 30, data: Uint8Array.of(192, 0, 2, 1) }]);
+    const back = readDnsMessage(r, 0, r.length)!;
+    expect(back.flags & DNS_FLAG_QR).toBe(DNS_FLAG_QR);
+    expect(back.answers.map((a) => ({ ...a, data: [...a.data] }))).toEqual([{ name: 'a.b.example', type: 1, class: 1, ttl: 30, data: [192, 0, 2, 1] }]);
+    expect(readDnsMessage(r, 0, r.length - 1)).toBeNull();
+  });
+});

@@ -17,7 +17,7 @@ import {
   type DhcpReplyFields,
   type DhcpRequestFields,
 } from '../../../src/packet/dhcp.js';
-import { buildServfail, DNS_FLAG_QR, DnsQueryInfo, questionEnd, sameQuestion, skipName, validateQuery } from '../../../src/packet/dns.js';
+import { buildDnsResponse, buildServfail, DNS_FLAG_QR, DNS_TYPE_A, DnsQueryInfo, questionEnd, readDnsMessage, sameQuestion, skipName, validateQuery, writeDnsQuery } from '../../../src/packet/dns.js';
 import { ParseStatus } from '../../../src/packet/status.js';
 import { check, mac, throwsOnly, u16, u32, u8 } from './fc.js';
 
@@ -360,6 +360,39 @@ describe('DNS', () => {
         const r = buildServfail(msg);
         expect(r.length).toBeGreaterThanOrEqual(12);
         expect(buildServfail(longer.subarray(off, off + msg.length))).toEqual(r);
+      }),
+      500,
+    );
+  });
+});
+
+describe('DNS whole messages (writeDnsQuery, buildDnsResponse, readDnsMessage)', () => {
+  it('a query and a response built for it read back to what was written', () => {
+    check(
+      fc.property(u16, domain, fc.constantFrom(DNS_TYPE_A, 28, 16, 15), fc.array(fc.tuple(u32, fc.uint8Array({ minLength: 0, maxLength: 40 })), { maxLength: 5 }), fc.integer({ min: 0, max: 15 }), (id, name, type, records, rcode) => {
+        const q = Buffer.alloc(300);
+        const n = writeDnsQuery(q, 0, id, name, type);
+        const query = readDnsMessage(q, 0, n);
+        expect(query).not.toBeNull();
+        expect(query!.id).toBe(id);
+        expect(query!.questions).toEqual([{ name, type, class: 1 }]);
+        const answers = records.map(([ttl, data]) => ({ name, type, ttl, data }));
+        const r = buildDnsResponse(query!, rcode, answers);
+        const back = readDnsMessage(r, 0, r.length);
+        expect(back).not.toBeNull();
+        expect(back!.rcode).toBe(rcode);
+        expect(back!.flags & DNS_FLAG_QR).toBe(DNS_FLAG_QR);
+        expect(back!.answers.map((a) => [a.name, a.type, a.ttl, Buffer.from(a.data).toString('hex')])).toEqual(answers.map((a) => [a.name, a.type, a.ttl, Buffer.from(a.data).toString('hex')]));
+      }),
+    );
+  });
+
+  it('any bytes read to a message or null, never an exception, never past the length given', () => {
+    check(
+      fc.property(fc.uint8Array({ minLength: 0, maxLength: 600 }), fc.nat(), (bytes, cut) => {
+        const len = bytes.length === 0 ? 0 : cut % (bytes.length + 1);
+        const m = readDnsMessage(bytes, 0, len);
+        if (m !== null) for (const a of m.answers) expect(a.data.byteOffset + a.data.length).toBeLessThanOrEqual(bytes.byteOffset + len);
       }),
       500,
     );
