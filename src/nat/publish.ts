@@ -103,6 +103,12 @@ export class PublishedPort {
   get family(): 4 | 6 {
     return this.mapping.hostIp.includes(':') ? 6 : 4;
   }
+
+  /** What JSON.stringify shows: the mapping, where it leads, its state and counters (not its sockets). */
+  toJSON(): { mapping: PortMapping; target: { name: string; network: string; container: string }; listening: boolean; error: string | null; stats: PublishedPortStats } {
+    const t = this.target;
+    return { mapping: this.mapping, target: { name: t.name, network: t.network, container: t.container }, listening: this.listening, error: this.error, stats: this.stats };
+  }
 }
 
 /** A UDP client of a published port. */

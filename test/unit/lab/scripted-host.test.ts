@@ -139,6 +139,8 @@ describe('ScriptedHost through the NAT (a Lab)', () => {
     const c1 = net.addHost('c1');
     await expect(net.publish(c1, '8080:80')).rejects.toThrow(/c1 has no address yet/);
     await expect(net.publish('web', '8080:80')).rejects.toThrow(/"web" is not an IPv4 address/);
+    const [published] = await lab.run(net.publish('10.0.2.50', '127.0.0.1:8080:80'));
+    expect(JSON.parse(JSON.stringify(published))).toMatchObject({ mapping: { proto: 'tcp', hostIp: '127.0.0.1', hostPort: 8080, containerPort: 80 }, target: { network: 'default', container: 'default/10.0.2.50' }, listening: true });
     expect(() => net.addHost('c1')).toThrow(expect.objectContaining({ code: 'ERR_NAME_IN_USE' }));
     expect(() => lab.world.host('x')).toThrow(expect.objectContaining({ code: 'ERR_INVALID_ARGUMENT' }));
     await lab.close();
