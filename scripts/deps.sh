@@ -9,7 +9,8 @@ set -euo pipefail
 #   - traffic sources and sinks:            iperf3 ncat socat curl udhcpc busybox-static dnsmasq-base
 #                                           bind9-dnsutils python3-scapy
 #   - capture and inspection:               tcpdump tshark jq
-#   - the anchors we compare against:       slirp4netns passt vde2
+#   - the anchors we compare against:       slirp4netns passt vde2; sockperf (request/response
+#                                           latency, bench/e2e/nat-throughput.mjs)
 #   - RFC behaviour tests of the NAT:       coturn (turnutils_natdiscovery, the RFC 5780 NAT
 #                                           behaviour client, and turnserver, its two-address
 #                                           STUN server; test/e2e/nat-rfc.test.ts starts it in
@@ -22,7 +23,7 @@ set -euo pipefail
 PACKAGES=(
   iproute2 iputils-ping iperf3 ncat socat tcpdump tshark udhcpc busybox-static dnsmasq-base
   bind9-dnsutils slirp4netns vde2 python3-scapy passt arping curl jq procps psmisc util-linux
-  rootlesskit podman uidmap libcap2-bin coturn
+  rootlesskit podman uidmap libcap2-bin coturn sockperf
   make g++ python3
 )
 

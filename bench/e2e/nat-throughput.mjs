@@ -117,6 +117,8 @@ function usage(code) {
   --only LIST       comma-separated: ${ALL_IMPLS.join(',')} (default both)
   --jumbo-mtu N     MTU of the large-MTU runs (default 65520)
   --no-jumbo        skip the large-MTU runs
+  --latency-time N  seconds of each sockperf ping-pong (default 15: 10^5 samples or more)
+  --no-latency      skip the latency workloads (sockperf, ping)
   --json-only       print only the results JSON on stdout (progress is silenced)
   -h, --help        this text
 Runs inside a network sandbox (test/sandbox/netsandbox.sh); needs root, iperf3, iproute2,
@@ -126,7 +128,7 @@ util-linux (unshare, nsenter), slirp4netns; usernet built (npm install && npm ru
 }
 
 function parseArgs(argv) {
-  const o = { time: 10, connTime: 60, parallel: 32, only: ALL_IMPLS, jsonOnly: false, jumboMtu: 65520, jumbo: true };
+  const o = { time: 10, connTime: 60, parallel: 32, only: ALL_IMPLS, jsonOnly: false, jumboMtu: 65520, jumbo: true, latencyTime: 15, latency: true };
   const int = (flag, v, lo, hi) => {
     const n = Number(v);
     if (!Number.isInteger(n) || n < lo || n > hi) fail(`${flag} must be an integer ${lo}..${hi}`);
@@ -153,6 +155,8 @@ function parseArgs(argv) {
       }
       case '--jumbo-mtu': o.jumboMtu = int(flag, value(), 1501, 65520); break;
       case '--no-jumbo': o.jumbo = false; break;
+      case '--latency-time': o.latencyTime = int(flag, value(), 1, 3600); break;
+      case '--no-latency': o.latency = false; break;
       case '--json-only': o.jsonOnly = true; break;
       case '-h': case '--help': usage(0); break;
       default: fail(`unknown argument ${a}`);
@@ -338,10 +342,51 @@ async function probe(topo, ctx, id) {
     (id === 'usernet' ? '. Is usernet\'s outbound NAT (10.0.2.2 -> host loopback) implemented and wired into the daemon yet?' : ''));
 }
 
+// TCP request/response latency: sockperf ping-pong (TCP_NODELAY both ends, one message in
+// flight), server on the host's 127.0.0.1, client in the container to 10.0.2.2, for
+// --latency-time seconds after sockperf's warm-up; full round-trip times. 14 bytes is sockperf's
+// smallest message (its own header), so it stands for "1 byte".
+async function sockperfPingPong(topo, size) {
+  const scope = new Scope('sockperf');
+  try {
+    const port = await freePort();
+    const srv = scope.proc(new Proc('sockperf server', ['sockperf', 'sr', '--tcp', '-i', HOST_ADDR, '-p', String(port)]));
+    await srv.waitLine('stdout', (l) => l.includes('sockperf: Warmup') || l.includes('Ready to receive') || l.includes('[tid'), 10_000, 'sockperf server ready');
+    const argv = topo.container.exec(['sockperf', 'pp', '--tcp', '-i', GATEWAY, '-p', String(port), '-m', String(size), '-t', String(OPTS.latencyTime), '--full-rtt']);
+    const { r, natCpuPct } = await withCpu(topo.natPid, () => run(argv, { timeoutMs: (OPTS.latencyTime + 30) * 1000, allowFail: true, label: 'sockperf client' }));
+    const out = r.stdout + r.stderr;
+    const num = (re) => { const m = re.exec(out); return m ? Number(m[1]) : null; };
+    const p = (q) => num(new RegExp(`percentile ${q.toFixed(3).replace('.', '\\.')} =\\s+([0-9.]+)`));
+    const samples = num(/Total (\d+) observations/);
+    if (r.code !== 0 || samples === null) throw new Error(`sockperf client failed (status ${r.code}): ${firstLine(r.stderr || r.stdout)}`);
+    const rttUs = { avg: num(/avg-rtt=([0-9.]+)/), p50: p(50), p99: p(99), p999: p(99.9), max: num(/<MAX> observation =\s+([0-9.]+)/) };
+    return { bytes: size, samples, rttUs, p50Us: rttUs.p50, p99Us: rttUs.p99, p999Us: rttUs.p999, natCpuPct, cmd: cmdline(argv) };
+  } finally {
+    await scope.close();
+  }
+}
+
+// ICMP echo RTT to the gateway address (both implementations answer it themselves): 500 pings, 10 ms apart.
+async function pingRtt(topo) {
+  const argv = topo.container.exec(['ping', '-n', '-q', '-c', '500', '-i', '0.01', GATEWAY]);
+  const r = await run(argv, { timeoutMs: 60_000, allowFail: true, label: 'ping' });
+  const m = /= ([0-9.]+)\/([0-9.]+)\/([0-9.]+)\/([0-9.]+) ms/.exec(r.stdout);
+  const lost = /(\d+)% packet loss/.exec(r.stdout);
+  if (!m) throw new Error(`ping failed (status ${r.code}): ${firstLine(r.stderr || r.stdout)}`);
+  return { rttMs: { min: Number(m[1]), avg: Number(m[2]), max: Number(m[3]), mdev: Number(m[4]) }, avgMs: Number(m[2]), lossPct: lost ? Number(lost[1]) : null, cmd: cmdline(argv) };
+}
+
 const WORKLOADS = [
   { id: 'tcpUp', desc: 'TCP container->host', fn: tcpUp },
   { id: 'tcpDown', desc: 'TCP host->container (-R)', fn: tcpDown },
   { id: 'connRate', desc: 'connection rate', fn: connRate, mtu1500Only: true },
+  ...(OPTS.latency
+    ? [
+        { id: 'latency14', desc: 'TCP ping-pong latency, 14 B (sockperf)', fn: (topo) => sockperfPingPong(topo, 14), mtu1500Only: true, seconds: () => OPTS.latencyTime },
+        { id: 'latency1024', desc: 'TCP ping-pong latency, 1 KiB (sockperf)', fn: (topo) => sockperfPingPong(topo, 1024), mtu1500Only: true, seconds: () => OPTS.latencyTime },
+        { id: 'pingRtt', desc: 'ICMP echo RTT to 10.0.2.2', fn: pingRtt, mtu1500Only: true, seconds: () => 5 },
+      ]
+    : []),
 ];
 
 // Result keys: tcpUp1500, tcpDown1500, connRate, tcpUp<jumbo>, tcpDown<jumbo>.
@@ -378,7 +423,7 @@ async function runImpl(id, ctx) {
       }
       for (const w of planned(mtu)) {
         const key = resultKey(w, mtu);
-        const secs = w.id === 'connRate' ? OPTS.connTime : OPTS.time;
+        const secs = w.seconds ? w.seconds() : w.id === 'connRate' ? OPTS.connTime : OPTS.time;
         info(`${id} @${mtu}: ${w.desc} for ${secs} s`);
         try {
           out.results[key] = { mtu, ...(await w.fn(topo, ctx)) };
@@ -406,6 +451,8 @@ async function runImpl(id, ctx) {
 function summary(r) {
   const cpu = r.natCpuPct != null ? `, NAT process CPU ${r.natCpuPct}%` : '';
   if (r.gbps != null) return `${r.gbps} Gbit/s (sender retransmits ${r.retransmits}${cpu})`;
+  if (r.rttUs) return `${r.bytes} B round trip: p50 ${r.rttUs.p50} µs, p99 ${r.rttUs.p99} µs, p99.9 ${r.rttUs.p999} µs, max ${r.rttUs.max} µs over ${r.samples} samples${cpu}`;
+  if (r.rttMs) return `ping rtt min/avg/max/mdev ${r.rttMs.min}/${r.rttMs.avg}/${r.rttMs.max}/${r.rttMs.mdev} ms, loss ${r.lossPct}%`;
   if (r.connsPerSec != null) {
     const l = r.latencyMs;
     return `${r.connsPerSec} conn/s (${r.completed} in ${r.seconds} s, ${r.parallel} in flight), errors ${r.errors}` +
@@ -426,6 +473,15 @@ function columns() {
   }
   cols.push({ key: 'connRate', head: 'conn/s', field: 'connsPerSec', digits: 0 });
   cols.push({ key: 'connRate', head: 'conn errors', field: 'errors', digits: 0, noRatio: true });
+  if (OPTS.latency) {
+    // Latencies: lower is better, so no usernet/slirp4netns ratio in this row (see the JSON).
+    cols.push({ key: 'latency14', head: '14B rtt p50 µs', field: 'p50Us', digits: 1, noRatio: true });
+    cols.push({ key: 'latency14', head: 'p99', field: 'p99Us', digits: 1, noRatio: true });
+    cols.push({ key: 'latency14', head: 'p99.9', field: 'p999Us', digits: 1, noRatio: true });
+    cols.push({ key: 'latency1024', head: '1KiB p50', field: 'p50Us', digits: 1, noRatio: true });
+    cols.push({ key: 'latency1024', head: 'p99', field: 'p99Us', digits: 1, noRatio: true });
+    cols.push({ key: 'pingRtt', head: 'ping ms', field: 'avgMs', digits: 3, noRatio: true });
+  }
   return cols;
 }
 
@@ -454,7 +510,7 @@ async function main() {
   top.defer('remove temp dir', () => rmSync(tmp, { recursive: true, force: true }));
   try {
     await checkSandbox();
-    requireTools(['ip', 'ss', 'iperf3', 'ping', 'nsenter', 'unshare', 'getconf']);
+    requireTools(['ip', 'ss', 'iperf3', 'ping', 'nsenter', 'unshare', 'getconf', ...(OPTS.latency ? ['sockperf'] : [])]);
     info(`command: ${COMMAND}`);
     const started = new Date();
 
