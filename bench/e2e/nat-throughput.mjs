@@ -5,6 +5,7 @@
 //
 //   node bench/e2e/nat-throughput.mjs [--time N] [--conn-time N] [--only slirp4netns,usernet]
 //                                     [--no-jumbo] [--jumbo-mtu N] [--parallel N] [--json-only]
+//                                     [--latency-time N] [--no-latency]
 //
 // Implementations (both map 10.0.2.2 to the host's 127.0.0.1; the container gets 10.0.2.100,
 // default route via 10.0.2.2):
@@ -27,6 +28,8 @@
 //             TIME_WAIT states stay on the host side: the container's ephemeral ports (28k, not
 //             reusable without TCP timestamps, which libslirp lacks) would otherwise run out after
 //             about a minute at 470 conn/s and turn the test into a measure of that.
+//   latency   (MTU 1500) sockperf TCP ping-pong, 14 B and 1 KiB, --latency-time s each (default 15:
+//             10^5+ samples), p50/p99/p99.9 round trips; and ping -c 500 -i 0.01 10.0.2.2
 // Also reported: the NAT process's CPU (% of one core) during each workload.
 //
 // Safety: everything runs in a private network namespace whose default routes are blackholes.
