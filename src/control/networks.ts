@@ -102,17 +102,7 @@ export class Networks {
       dnsTimeoutMs: this.o.dnsTimeoutMs,
     });
     net.dhcp.onLeasesChanged = () => this.records.scheduleLeaseSave();
-    const upstreams = (): Upstream[] => config.dnsUpstream ?? this.dns.upstreams();
-    this.nat.addNetwork(net.gateway, {
-      name: spec.name,
-      gateway: config.gateway,
-      dns: config.dns,
-      network: config.network,
-      prefix: config.prefix,
-      disableHostLoopback: config.disableHostLoopback,
-      disableDns: config.disableDns,
-      dnsUpstreams: upstreams,
-    });
+    this.nat.addNetworkOf(net, (): Upstream[] => config.dnsUpstream ?? this.dns.upstreams());
     this.byName.set(spec.name, net);
     return net;
   }

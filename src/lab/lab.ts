@@ -273,16 +273,7 @@ export class Lab {
       random: this.random,
       host: this.host,
     });
-    this.nat.addNetwork(net.gateway, {
-      name: config.name,
-      gateway: config.gateway,
-      dns: config.dns,
-      network: config.network,
-      prefix: config.prefix,
-      disableHostLoopback: config.disableHostLoopback,
-      disableDns: config.disableDns,
-      dnsUpstreams: () => config.dnsUpstream ?? this.upstreams,
-    });
+    this.nat.addNetworkOf(net, () => config.dnsUpstream ?? this.upstreams);
     const ln = new LabNetwork(this, net);
     this.networks.set(config.name, ln);
     return ln;

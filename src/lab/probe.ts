@@ -9,11 +9,9 @@
  */
 import type { Clock } from '../platform/clock.js';
 import { VirtualClock } from '../platform/clock.js';
-import type { Frame } from '../link/frame.js';
+import { copyWireFrame, type Frame } from '../link/frame.js';
 import { DIRECTION_TX, type FrameTap, type Port } from '../link/port.js';
 import type { MemoryPort } from '../link/memory-port.js';
-import { completeChecksum } from '../packet/offload.js';
-import { VNET_F_NEEDS_CSUM } from '../packet/virtio-net.js';
 import { readCapture } from '../packet/pcapng.js';
 import { UsernetError } from '../errors.js';
 import { decodeFrame, type FrameInfo } from './frame-info.js';
@@ -62,10 +60,8 @@ export class FrameProbe implements FrameTap {
   onFrame(_port: Port, direction: number, f: Frame): boolean {
     const dir = direction === DIRECTION_TX ? 'out' : 'in';
     if (this.direction !== 'both' && dir !== this.direction) return true;
-    const bytes = Buffer.from(f.buf.subarray(f.off, f.off + f.len));
-    if (f.vnetOff >= 0 && (f.vnet.flags & VNET_F_NEEDS_CSUM) !== 0) {
-      completeChecksum(new DataView(bytes.buffer, bytes.byteOffset, bytes.length), 0, bytes.length, f.vnet.csumStart, f.vnet.csumOffset);
-    }
+    const bytes = Buffer.allocUnsafe(f.len);
+    copyWireFrame(f, bytes, new DataView(bytes.buffer, bytes.byteOffset, bytes.length), 0);
     const info: ProbedFrame = { ...decodeFrame(bytes), at: this.clock.now(), direction: dir, bytes };
     this.seen.push(info);
     if (this.ignored.some((m) => m(info))) return true;

@@ -10,9 +10,8 @@
  */
 import { writeFileSync } from 'node:fs';
 import type { Clock } from '../platform/clock.js';
-import type { Frame } from '../link/frame.js';
+import { copyWireFrame, type Frame } from '../link/frame.js';
 import { DIRECTION_RX, DIRECTION_TX, type FrameTap, type Port } from '../link/port.js';
-import { completeChecksum } from '../packet/offload.js';
 import { PCAP_GLOBAL_HEADER_LEN, PCAP_RECORD_HEADER_LEN, writePcapGlobalHeader, writePcapRecordHeader } from '../packet/pcap.js';
 import {
   finishPcapngPacket,
@@ -25,7 +24,6 @@ import {
   writePcapngPacketHeader,
   writePcapngSectionHeader,
 } from '../packet/pcapng.js';
-import { VNET_F_NEEDS_CSUM } from '../packet/virtio-net.js';
 
 export type CaptureFormat = 'pcap' | 'pcapng';
 export type CaptureDirection = 'rx' | 'tx' | 'both';
@@ -101,8 +99,7 @@ export class Recorder implements FrameTap {
       dv = new DataView(rec.buffer, rec.byteOffset, rec.length);
       at = writePcapngPacketHeader(dv, 0, this.interfaceOf.get(port) ?? 0, us, f.len, f.len);
     }
-    rec.set(f.buf.subarray(f.off, f.off + f.len), at);
-    if (f.vnetOff >= 0 && (f.vnet.flags & VNET_F_NEEDS_CSUM) !== 0) completeChecksum(dv, at, f.len, f.vnet.csumStart, f.vnet.csumOffset);
+    copyWireFrame(f, rec, dv, at);
     if (this.format === 'pcapng') finishPcapngPacket(rec, dv, at, f.len, direction === DIRECTION_RX ? PCAPNG_INBOUND : PCAPNG_OUTBOUND);
     this.chunks.push(rec);
     this.frames++;

@@ -496,14 +496,7 @@ export class ScriptedHost {
       data.writeUInt16BE(this.pingId, 0);
       data.writeUInt16BE(seq, 2);
       for (let i = 4; i < data.length; i++) data[i] = i & 0xff;
-      this.sendIp(dst, IPPROTO_ICMP, (o, dv, at) => {
-        dv.setUint8(at, ICMP_ECHO_REQUEST);
-        dv.setUint8(at + 1, 0);
-        dv.setUint16(at + 2, 0);
-        o.set(data, at + 4);
-        dv.setUint16(at + 2, checksum(dv, at, 4 + data.length));
-        return 4 + data.length;
-      });
+      this.sendEcho(dst, ICMP_ECHO_REQUEST, data);
     }) as Promise<number>;
   }
 
@@ -691,15 +684,7 @@ export class ScriptedHost {
     if (c.bind(dv, ip.payloadOffset, ip.payloadLength) !== ParseStatus.OK) return void this.unhandled.push(f);
     if (c.type === ICMP_ECHO_REQUEST) {
       const body = Buffer.from(buf.subarray(ip.payloadOffset + 4, ip.payloadOffset + ip.payloadLength));
-      const src = ip.src;
-      this.sendIp(src, IPPROTO_ICMP, (o, odv, at) => {
-        odv.setUint8(at, ICMP_ECHO_REPLY);
-        odv.setUint8(at + 1, 0);
-        odv.setUint16(at + 2, 0);
-        o.set(body, at + 4);
-        odv.setUint16(at + 2, checksum(odv, at, 4 + body.length));
-        return 4 + body.length;
-      });
+      this.sendEcho(ip.src, ICMP_ECHO_REPLY, body);
       return;
     }
     if (c.type === ICMP_DEST_UNREACH && this.icmpUnreachable(buf, dv, c)) return;
@@ -856,6 +841,18 @@ export class ScriptedHost {
   // ---------------------------------------------------------------------------------------
   // Sending
   // ---------------------------------------------------------------------------------------
+
+  /** An echo request or reply to `dst`; `rest` is the identifier, sequence and data. */
+  private sendEcho(dst: number, type: number, rest: Buffer): void {
+    this.sendIp(dst, IPPROTO_ICMP, (o, dv, at) => {
+      dv.setUint8(at, type);
+      dv.setUint8(at + 1, 0);
+      dv.setUint16(at + 2, 0);
+      o.set(rest, at + 4);
+      dv.setUint16(at + 2, checksum(dv, at, 4 + rest.length));
+      return 4 + rest.length;
+    });
+  }
 
   /** @internal */
   sendTcp(c: ScriptedTcpConnection, flags: number, seq: number, payload: Buffer, synOptions = false): void {

@@ -19,12 +19,10 @@
  * plane calls end() when the client half-closes (the CLI does on Ctrl-C), vanishes, or the port
  * goes away.
  */
-import type { Frame } from './frame.js';
+import { copyWireFrame, type Frame } from './frame.js';
 import type { FrameTap, Port } from './port.js';
 import { systemClock, type Clock, type Timer } from '../platform/clock.js';
-import { completeChecksum } from '../packet/offload.js';
 import { PCAP_RECORD_HEADER_LEN, writePcapGlobalHeader, writePcapRecordHeader, PCAP_GLOBAL_HEADER_LEN } from '../packet/pcap.js';
-import { VNET_F_NEEDS_CSUM } from '../packet/virtio-net.js';
 
 /** Room for four 64 KiB GSO frames, or ~170 full-size frames, between flushes. */
 export const STAGING_SIZE = 256 * 1024;
@@ -81,10 +79,7 @@ export class PcapStreamTap implements FrameTap {
     const sec = Math.floor(t / 1000);
     const usec = Math.floor((t - sec * 1000) * 1000);
     const at = writePcapRecordHeader(this.stagingDv, this.used, sec, usec, f.len, f.len);
-    this.staging.set(f.buf.subarray(f.off, f.off + f.len), at);
-    if (f.vnetOff >= 0 && (f.vnet.flags & VNET_F_NEEDS_CSUM) !== 0) {
-      completeChecksum(this.stagingDv, at, f.len, f.vnet.csumStart, f.vnet.csumOffset);
-    }
+    copyWireFrame(f, this.staging, this.stagingDv, at);
     this.used = at + f.len;
     this.frames++;
     if (this.limit > 0 && this.frames >= this.limit) this.end();

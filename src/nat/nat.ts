@@ -21,6 +21,7 @@
  */
 import type { Logger } from 'pino';
 import type { GatewayPort, IpRouter } from '../gateway/gateway.js';
+import type { NetworkConfig } from '../gateway/network.js';
 import type { Upstream } from '../gateway/upstream.js';
 import { pseudoHeaderSumV4, sum16 } from '../packet/checksum.js';
 import { ICMP_DEST_UNREACH, ICMP_UNREACH_ADMIN_PROHIBITED, ICMP_UNREACH_NET, ICMP_UNREACH_PROTOCOL } from '../packet/icmp.js';
@@ -167,6 +168,24 @@ export class Nat implements IpRouter {
   addNetwork(gw: GatewayPort, net: NatNetwork): void {
     this.networks.set(gw, net);
     gw.router = this;
+  }
+
+  /**
+   * Routes a network (gateway/network.ts) through the NAT as its configuration says; TCP to its
+   * DNS address goes to the first of `dnsUpstreams()`. What the daemon and a Lab both do.
+   */
+  addNetworkOf(network: { readonly config: NetworkConfig; readonly gateway: GatewayPort }, dnsUpstreams: () => Upstream[]): void {
+    const c = network.config;
+    this.addNetwork(network.gateway, {
+      name: c.name,
+      gateway: c.gateway,
+      dns: c.dns,
+      network: c.network,
+      prefix: c.prefix,
+      disableHostLoopback: c.disableHostLoopback,
+      disableDns: c.disableDns,
+      dnsUpstreams,
+    });
   }
 
   removeNetwork(gw: GatewayPort): void {

@@ -456,18 +456,7 @@ export function rig(o: RigOptions = {}): Rig {
   nets.push(network);
   for (const s of o.others ?? []) nets.push(makeNetwork(s, nets, log));
   const nat = new Nat({ log, clock: () => clock.now, ...o.nat });
-  for (const n of nets) {
-    const c = n.config;
-    nat.addNetwork(n.gateway, {
-      name: c.name,
-      gateway: c.gateway,
-      dns: c.dns,
-      network: c.network,
-      prefix: c.prefix,
-      disableHostLoopback: c.disableHostLoopback,
-      dnsUpstreams: () => c.dnsUpstream ?? [],
-    });
-  }
+  for (const n of nets) nat.addNetworkOf(n, () => n.config.dnsUpstream ?? []);
   const port = new MemoryPort({ name: 'c1', kind: 'container', offloads: true, record: false }).plug(network.sw);
   const packets: Packet[] = [];
   const problems: string[] = [];
