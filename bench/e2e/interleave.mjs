@@ -48,7 +48,7 @@ function runOnce(dir) {
   const flat = {};
   for (const [k, v] of Object.entries(res)) {
     if (v && typeof v === 'object' && !v.error) {
-      for (const [f, x] of Object.entries(v)) if (typeof x === 'number' && ['gbps', 'connsPerSec', 'kpps', 'natCpuPct'].includes(f)) flat[`${k}.${f}`] = x;
+      for (const [f, x] of Object.entries(v)) if (typeof x === 'number' && ['gbps', 'connsPerSec', 'kpps', 'natCpuPct', 'p50Us', 'p99Us', 'p999Us', 'avgMs'].includes(f)) flat[`${k}.${f}`] = x;
     }
   }
   return flat;

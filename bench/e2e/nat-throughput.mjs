@@ -122,6 +122,7 @@ function usage(code) {
   --no-jumbo        skip the large-MTU runs
   --latency-time N  seconds of each sockperf ping-pong (default 15: 10^5 samples or more)
   --no-latency      skip the latency workloads (sockperf, ping)
+  --workloads LIST  only these workloads: tcpUp,tcpDown,connRate,latency14,latency1024,pingRtt
   --json-only       print only the results JSON on stdout (progress is silenced)
   -h, --help        this text
 Runs inside a network sandbox (test/sandbox/netsandbox.sh); needs root, iperf3, iproute2,
@@ -160,6 +161,7 @@ function parseArgs(argv) {
       case '--no-jumbo': o.jumbo = false; break;
       case '--latency-time': o.latencyTime = int(flag, value(), 1, 3600); break;
       case '--no-latency': o.latency = false; break;
+      case '--workloads': o.workloads = value().split(',').map((x) => x.trim()).filter(Boolean); break;
       case '--json-only': o.jsonOnly = true; break;
       case '-h': case '--help': usage(0); break;
       default: fail(`unknown argument ${a}`);
@@ -398,7 +400,7 @@ const resultKey = (w, mtu) => (w.mtu1500Only ? w.id : `${w.id}${mtu}`);
 async function runImpl(id, ctx) {
   const impl = IMPLS[id];
   const out = { label: impl.label, commands: Object.fromEntries(MTUS.map((m) => [m, impl.describe(m)])), container: {}, results: {} };
-  const planned = (mtu) => WORKLOADS.filter((w) => !w.mtu1500Only || mtu === 1500);
+  const planned = (mtu) => WORKLOADS.filter((w) => (!w.mtu1500Only || mtu === 1500) && (!OPTS.workloads || OPTS.workloads.includes(w.id)));
   const failAll = (mtus, err) => { for (const m of mtus) for (const w of planned(m)) out.results[resultKey(w, m)] = { error: err.message, mtu: m }; };
   try {
     await impl.start();

@@ -58,7 +58,7 @@ runSuite('TcpFlow, per segment', {
     consume(up.wire.segments);
   },
   'host → container: 64 KiB of host data sent, then acknowledged': () => {
-    down.flow.hostData(chunk, 0);
+    down.flow.hostData(chunk, 0, chunk.length, 0);
     down.flow.segment(TCP_ACK, down.flow.rcvNxt, down.flow.sndNxt, 65535, empty, 0, 0, 0);
     consume(down.wire.segments);
   },

@@ -30,3 +30,6 @@ export class ChunkPool {
     return this.free.length;
   }
 }
+
+/** The pool the NAT's TCP flows share: host-socket writes and send queues. */
+export const sharedChunkPool = new ChunkPool();

@@ -34,8 +34,8 @@ import { Conntrack, PROTO_ICMP, PROTO_TCP, PROTO_UDP, type ConntrackEntry, type 
 import { IcmpNat } from './icmp-nat.js';
 import { Ipv4Reassembler, REASM_COMPLETE, type ReassemblyOptions, type ReassemblyStats } from './ipv4-reassembly.js';
 import { Publisher } from './publish.js';
-import { TcpNat, type TcpTarget } from './tcp-nat.js';
-import { UdpNat, type UdpFiltering } from './udp-nat.js';
+import { TcpNat, type TcpTarget, type TcpTargetSource } from './tcp-nat.js';
+import { UdpNat, type UdpFiltering, type UdpView } from './udp-nat.js';
 import { RemovalReason } from './reasons.js';
 import { systemClock, type Clock, type Timer } from '../platform/clock.js';
 import { systemHostStack, type HostStack } from '../platform/host-stack.js';
@@ -101,6 +101,17 @@ export interface NatNetwork {
   disableDns?: boolean;
 }
 
+/**
+ * A network as the NAT keeps it: its configuration, and the per-network objects route() hands
+ * to the protocol NATs, made once here so that routing a frame allocates nothing.
+ */
+interface RoutedNetwork extends NatNetwork {
+  /** How a host address is shown to the network's containers (the host's loopback as the gateway). */
+  readonly view: UdpView;
+  /** Where a new TCP connection from this network goes on the host. */
+  readonly tcpTargets: TcpTargetSource;
+}
+
 export interface NatStats {
   routed: number;
   special: number;
@@ -125,7 +136,7 @@ export class Nat implements IpRouter {
   /** IPv4 fragments from containers are put back together here before they are routed. */
   readonly reassembly: Ipv4Reassembler;
   readonly stats: NatStats;
-  private readonly networks = new Map<GatewayPort, NatNetwork>();
+  private readonly networks = new Map<GatewayPort, RoutedNetwork>();
   private readonly udpHeader = new UdpHeaderView();
   /** Bound to each reassembled datagram in turn. */
   private readonly reassembledIp = new Ipv4View();
@@ -166,7 +177,12 @@ export class Nat implements IpRouter {
 
   /** Routes a network's traffic through the NAT. */
   addNetwork(gw: GatewayPort, net: NatNetwork): void {
-    this.networks.set(gw, net);
+    const routed: RoutedNetwork = {
+      ...net,
+      view: { toContainerView: (hostAddr) => (hostAddr === LOOPBACK || (hostAddr >>> 24 === 127 && !net.disableHostLoopback) ? net.gateway : hostAddr) },
+      tcpTargets: { tcpTarget: (dst, hostDst, dv, tcpOff) => this.tcpTarget(routed, dst, hostDst, dv, tcpOff) },
+    };
+    this.networks.set(gw, routed);
     gw.router = this;
   }
 
@@ -317,22 +333,21 @@ export class Nat implements IpRouter {
       return true;
     }
     this.stats.routed++;
-    const toView = (hostAddr: number): number => (hostAddr === LOOPBACK || (hostAddr >>> 24 === 127 && !net.disableHostLoopback) ? net.gateway : hostAddr);
     if (proto === IPPROTO_TCP) {
-      this.tcp.segmentFromContainer(gw, buf, dv, ip.off, l4, l4Len, ethSrc, src, dst, () => this.tcpTarget(net, dst, hostDst, dv, l4), net.name);
+      this.tcp.segmentFromContainer(gw, buf, dv, ip.off, l4, l4Len, ethSrc, src, dst, hostDst, net.tcpTargets, net.name);
       return true;
     }
     if (proto === IPPROTO_UDP) {
       const u = this.udpHeader;
       if (u.bind(dv, l4, l4Len) !== ParseStatus.OK) return true;
       const refusals = this.udp.stats.limitRefusals;
-      this.udp.datagramFromContainer(gw, ethSrc, src, u.srcPort, dst, u.dstPort, hostDst, buf, u.payloadOffset, u.payloadLength, net.name, { toContainerView: toView });
+      this.udp.datagramFromContainer(gw, ethSrc, src, u.srcPort, dst, u.dstPort, hostDst, buf, u.payloadOffset, u.payloadLength, net.name, net.view);
       if (this.udp.stats.limitRefusals !== refusals) this.refuse(gw, net, buf, ip, ethSrc);
       return true;
     }
     if (proto === IPPROTO_ICMP) {
       const refusals = this.icmp.stats.limitRefusals;
-      this.icmp.echoFromContainer(gw, ethSrc, src, dst, hostDst, buf, dv, l4, l4Len, net.name, toView);
+      this.icmp.echoFromContainer(gw, ethSrc, src, dst, hostDst, buf, dv, l4, l4Len, net.name, net.view.toContainerView);
       if (this.icmp.stats.limitRefusals !== refusals) this.refuse(gw, net, buf, ip, ethSrc);
       return true;
     }
@@ -377,7 +392,7 @@ export class Nat implements IpRouter {
   }
 
   /** Where a new TCP connection goes on the host (null: refused with a reset). */
-  private tcpTarget(net: NatNetwork, dst: number, hostDst: number, dv: DataView, tcpOff: number): TcpTarget | null {
+  private tcpTarget(net: RoutedNetwork, dst: number, hostDst: number, dv: DataView, tcpOff: number): TcpTarget | null {
     const local = this.options.outboundAddress;
     if (dst === net.dns) {
       const up = net.dnsUpstreams()[0];

@@ -36,6 +36,8 @@
  */
 import { TCP_ACK, TCP_FIN, TCP_PSH, TCP_RST, TCP_SYN } from '../packet/tcp.js';
 import { TcpCloseReason } from './reasons.js';
+import { sharedChunkPool } from './chunk-pool.js';
+import { SendQueue } from './send-queue.js';
 
 /** The host side: a net.Socket in production, a fake in tests. */
 export interface TcpFlowHost {
@@ -126,9 +128,11 @@ export class TcpFlow {
   finSent = false;
   finAcked = false;
   // Send queue: host bytes from sndUna on.
-  private readonly queue: Buffer[] = [];
-  private queueHead = 0; // offset into queue[0] of sndUna
-  queued = 0; // bytes from sndUna
+  private readonly queue = new SendQueue(sharedChunkPool);
+  /** Bytes from sndUna on, waiting for the container's acknowledgement. */
+  get queued(): number {
+    return this.queue.length;
+  }
   private hostPaused = false;
   // Timers (absolute times from the owner's clock; 0 = not armed).
   rtoAt = 0;
@@ -218,12 +222,11 @@ export class TcpFlow {
     this.wire.stateChanged(this);
   }
 
-  /** Host data (owned by us from now on). */
-  hostData(data: Buffer, now: number): void {
+  /** Host data: `len` bytes of `data` from `off`, copied (the caller may reuse its buffer). */
+  hostData(data: Uint8Array, off: number, len: number, now: number): void {
     this.now = now;
-    if (this.state >= FLOW_TIME_WAIT || data.length === 0) return;
-    this.queue.push(data);
-    this.queued += data.length;
+    if (this.state >= FLOW_TIME_WAIT || len === 0) return;
+    this.queue.append(data, off, len);
     if (this.queued >= SEND_LIMIT && !this.hostPaused) {
       this.host.pause();
       this.hostPaused = true;
@@ -545,35 +548,14 @@ export class TcpFlow {
 
   /** Copies `len` queued bytes starting `offset` bytes after sndUna into `target` at `at`. */
   copyPayload(offset: number, len: number, target: Uint8Array, at: number): void {
-    let i = 0;
-    let pos = this.queueHead + offset;
-    while (i < this.queue.length && pos >= this.queue[i].length) {
-      pos -= this.queue[i].length;
-      i++;
-    }
-    while (len > 0 && i < this.queue.length) {
-      const b = this.queue[i];
-      const n = Math.min(len, b.length - pos);
-      target.set(b.subarray(pos, pos + n), at);
-      at += n;
-      len -= n;
-      pos = 0;
-      i++;
-    }
+    this.queue.copyOut(offset, len, target, at);
   }
 
   /** Drops `n` acknowledged bytes from the front of the send queue. */
   private consume(n: number): void {
-    this.queued -= n;
-    let head = this.queueHead + n;
-    let drop = 0;
-    while (drop < this.queue.length && head >= this.queue[drop].length) {
-      head -= this.queue[drop].length;
-      drop++;
-    }
-    if (drop) this.queue.splice(0, drop);
-    this.queueHead = this.queue.length ? head : 0;
+    this.queue.consume(n);
   }
+
 
   private armRto(): void {
     this.rtoAt = this.now + this.rto;
@@ -645,8 +627,7 @@ export class TcpFlow {
       this.state = FLOW_TIME_WAIT;
       this.clearRto();
       this.persistAt = 0;
-      this.queue.length = 0;
-      this.queued = 0;
+      this.queue.clear();
       this.closeReason = TcpCloseReason.Closed;
       this.wire.stateChanged(this);
     }
@@ -660,8 +641,7 @@ export class TcpFlow {
     this.rtoAt = 0;
     this.persistAt = 0;
     this.resetAt = 0;
-    this.queue.length = 0;
-    this.queued = 0;
+    this.queue.clear();
     this.wire.stateChanged(this);
   }
 

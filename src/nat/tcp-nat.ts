@@ -44,7 +44,7 @@ import {
   TCP_TIME_WAIT,
   type ConntrackEntry,
 } from './conntrack.js';
-import { CHUNK_SIZE, ChunkPool } from './chunk-pool.js';
+import { CHUNK_SIZE, sharedChunkPool } from './chunk-pool.js';
 import { IsnGenerator } from './isn.js';
 import { RemovalReason, TCP_CLOSE_CONNECT_FAILED_PREFIX, TCP_CLOSE_HOST_SOCKET_PREFIX, TcpCloseReason } from './reasons.js';
 import { errnoName } from '../native/addon.js';
@@ -53,7 +53,9 @@ import { systemHostStack, type HostStack, type HostTcpSocket } from '../platform
 import { systemRandom, type Random } from '../platform/random.js';
 import { FLOW_CLOSED, FLOW_CONNECTING, FLOW_ESTABLISHED, FLOW_TIME_WAIT, RESET_DRAIN_MS, TcpFlow, type TcpFlowHost, type TcpFlowWire } from './tcp-flow.js';
 
-const POOL = new ChunkPool();
+const POOL = sharedChunkPool;
+/** Where every outbound flow's host socket reads land (each read is copied out before the next). */
+const READ_BUFFER = Buffer.allocUnsafeSlow(CHUNK_SIZE);
 
 /**
  * Resets `s` (SO_LINGER 0, then close: RST). While its end() is still shutting down libuv refuses
@@ -214,6 +216,15 @@ export class TcpNatFlow implements TcpFlowHost {
   }
 }
 
+/** Where new TCP connections of a network go on the host (the NAT's routing, per network). */
+export interface TcpTargetSource {
+  /**
+   * The host end for a connection to `remoteIp` (as the container addressed it), `hostDst` as the
+   * NAT translated it; `dv`/`tcpOff`: the SYN's TCP header. Null: refused (reset).
+   */
+  tcpTarget(remoteIp: number, hostDst: number, dv: DataView, tcpOff: number): TcpTarget | null;
+}
+
 /** Where a TcpNatFlow's host socket goes to be reset (TcpNat). */
 export interface HostResetter {
   /** The host stack the flow's socket belongs to (for its direct writes). */
@@ -284,7 +295,8 @@ export class TcpNat implements TcpFlowWire, HostResetter {
     containerMac: number,
     containerIp: number,
     remoteIp: number,
-    target: () => TcpTarget | null,
+    hostDst: number,
+    targets: TcpTargetSource,
     network: string,
   ): void {
     const t = this.tcp;
@@ -320,7 +332,7 @@ export class TcpNat implements TcpFlowWire, HostResetter {
         }
         return;
       }
-      this.newConnection(gw, buf, dv, ipOff, containerMac, containerIp, sport, remoteIp, dport, target(), `${network}/${ipv4ToString(containerIp)}`, now);
+      this.newConnection(gw, buf, dv, ipOff, containerMac, containerIp, sport, remoteIp, dport, targets.tcpTarget(remoteIp, hostDst, dv, tcpOff), `${network}/${ipv4ToString(containerIp)}`, now);
       return;
     }
     this.ct.touch(entry, DIR_ORIGINAL, tcpLen);
@@ -379,7 +391,15 @@ export class TcpNat implements TcpFlowWire, HostResetter {
     this.ensureTimer();
     let socket: HostTcpSocket;
     try {
-      socket = this.host.createTcpConnection({ host: target.host, port: target.port, allowHalfOpen: true, noDelay: true, ...(target.localAddress ? { localAddress: target.localAddress } : {}) });
+      socket = this.host.createTcpConnection({
+        host: target.host,
+        port: target.port,
+        allowHalfOpen: true,
+        noDelay: true,
+        // Reads land in one buffer for all flows and are copied into the flow's send queue.
+        onread: { buffer: READ_BUFFER, callback: (n, buf) => this.hostRead(nf, DIR_REPLY, buf, n) },
+        ...(target.localAddress ? { localAddress: target.localAddress } : {}),
+      });
     } catch (err) {
       this.connectFailed(nf, err as NodeJS.ErrnoException);
       return;
@@ -445,6 +465,8 @@ export class TcpNat implements TcpFlowWire, HostResetter {
     }
     nf.entry = added;
     nf.socket = socket;
+    // (A server hands out sockets without onread: reads come as 'data' Buffers.)
+    socket.on('data', (data: Buffer) => this.hostRead(nf, DIR_ORIGINAL, data, data.length));
     this.wireSocket(nf, socket, DIR_ORIGINAL);
     this.flows.add(nf);
     this.ensureTimer();
@@ -453,15 +475,18 @@ export class TcpNat implements TcpFlowWire, HostResetter {
     return true;
   }
 
+  /** `n` bytes read from a flow's host socket into `buf` (lent: copied into the flow's queue). */
+  private hostRead(nf: TcpNatFlow, hostDir: number, buf: Uint8Array, n: number): boolean {
+    if (nf.entry) {
+      this.ct.touch(nf.entry, hostDir, n);
+      if (hostDir === DIR_REPLY) this.ct.markReply(nf.entry);
+    }
+    nf.flow.hostData(buf, 0, n, this.clock.now());
+    return true; // (the flow pauses the socket itself when its queue is full)
+  }
+
   /** The host socket's events, for both directions of flow. `hostDir`: its packets' conntrack direction. */
   private wireSocket(nf: TcpNatFlow, socket: HostTcpSocket, hostDir: number): void {
-    socket.on('data', (data: Buffer) => {
-      if (nf.entry) {
-        this.ct.touch(nf.entry, hostDir, data.length);
-        if (hostDir === DIR_REPLY) this.ct.markReply(nf.entry);
-      }
-      nf.flow.hostData(data, this.clock.now());
-    });
     socket.on('end', () => {
       // libuv ends the stream when POLLHUP follows a short read, without reading the error: a
       // reset that arrives with the peer's last bytes looks like a FIN here. The kernel knows

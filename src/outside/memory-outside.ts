@@ -174,11 +174,18 @@ export class MemoryTcpSocket extends Emitter implements HostTcpSocket {
   private paused = false;
   /** Arrivals held while paused, in order ('end' as null). */
   private held: Array<Buffer | null> = [];
+  /** The part of an arrival an `onread` callback paused in front of (already counted). */
+  private unread: Buffer | null = null;
   private idleMs = 0;
   private idleTimer: Timer | null = null;
   private idleCb: (() => void) | null = null;
   /** The connect in progress (cancelled by destroy). */
   pendingTimer: Timer | null = null;
+  /**
+   * Node's `onread` (HostTcpConnectOptions): arrivals are copied into its buffer, a buffer's
+   * length at a time, and handed to its callback instead of a 'data' event; `false` pauses.
+   */
+  onread: HostTcpConnectOptions['onread'] = undefined;
 
   constructor(
     private readonly outside: MemoryOutside,
@@ -236,7 +243,7 @@ export class MemoryTcpSocket extends Emitter implements HostTcpSocket {
   /** Closes: a FIN if not sent yet, or a RST when received data is left unread (as Linux does). */
   destroy(): this {
     if (this.destroyed) return this;
-    if (this.held.some((h) => h !== null)) return this.resetAndDestroy();
+    if (this.unread !== null || this.held.some((h) => h !== null)) return this.resetAndDestroy();
     if (!this.writableEnded && this.peer && this.connected) this.end();
     this.finishLocally();
     return this;
@@ -268,7 +275,7 @@ export class MemoryTcpSocket extends Emitter implements HostTcpSocket {
     if (!this.paused) return this;
     this.paused = false;
     // What arrived meanwhile is delivered on the clock, never inside resume() itself.
-    if (this.held.length > 0) this.outside.later(0, () => this.flushHeld());
+    if (this.held.length > 0 || this.unread !== null) this.outside.later(0, () => this.flushHeld());
     return this;
   }
 
@@ -314,7 +321,7 @@ export class MemoryTcpSocket extends Emitter implements HostTcpSocket {
       if (data !== null && !from.destroyed) this.outside.later(this.outside.latencyMs, () => from.arriveReset());
       return;
     }
-    if (this.paused || this.held.length > 0) {
+    if (this.paused || this.held.length > 0 || this.unread !== null) {
       this.held.push(data);
       return;
     }
@@ -322,6 +329,11 @@ export class MemoryTcpSocket extends Emitter implements HostTcpSocket {
   }
 
   private flushHeld(): void {
+    if (this.unread !== null && !this.paused && !this.destroyed) {
+      const rest = this.unread;
+      this.unread = null;
+      this.handToOnread(rest);
+    }
     while (!this.paused && this.held.length > 0 && !this.destroyed) this.deliver(this.held.shift() as Buffer | null);
   }
 
@@ -335,12 +347,29 @@ export class MemoryTcpSocket extends Emitter implements HostTcpSocket {
     }
     this.bytesReceived += data.length;
     if (this.record) this.chunks.push(data);
-    this.emit('data', data);
+    if (this.onread === undefined) this.emit('data', data);
+    else this.handToOnread(data);
+  }
+
+  private handToOnread(data: Buffer): void {
+    const { buffer, callback } = this.onread as NonNullable<HostTcpConnectOptions['onread']>;
+    for (let off = 0; off < data.length && !this.destroyed; ) {
+      const n = Math.min(buffer.length, data.length - off);
+      buffer.set(data.subarray(off, off + n), 0);
+      off += n;
+      if (callback(n, buffer) === false) {
+        // As Node does: reading stops; the rest of this arrival waits for resume().
+        this.paused = true;
+        if (off < data.length) this.unread = data.subarray(off);
+        return;
+      }
+    }
   }
 
   arriveReset(): void {
     if (this.destroyed) return;
     this.held = [];
+    this.unread = null;
     this.wasReset = true;
     const err = systemError('ECONNRESET', 'read');
     this.error = err;
@@ -864,7 +893,9 @@ export class MemoryOutside implements HostStack {
       this.later(0, () => s.failConnect(systemError('EADDRNOTAVAIL', 'connect', options.localAddress)));
       return s;
     }
-    return this.connect(this.local, from, options.host, options.port, false);
+    const s = this.connect(this.local, from, options.host, options.port, false);
+    s.onread = options.onread;
+    return s;
   }
 
   createTcpServer(options: HostTcpServerOptions): HostTcpServer {

@@ -115,6 +115,12 @@ export interface HostTcpConnectOptions {
   localAddress?: string;
   allowHalfOpen?: boolean;
   noDelay?: boolean;
+  /**
+   * Node's `onread`: each read lands in `buffer` and is handed to `callback` (bytes read, the
+   * buffer), synchronously, instead of a 'data' event with a fresh Buffer. The callback must copy
+   * what it keeps: the next read overwrites it. 'end', 'error', pause() and resume() as usual.
+   */
+  onread?: { buffer: Uint8Array; callback: (bytesRead: number, buf: Uint8Array) => boolean };
 }
 
 export interface HostTcpServerOptions {

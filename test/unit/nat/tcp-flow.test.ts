@@ -4,6 +4,7 @@
  */
 import { describe, expect, it } from 'vitest';
 import { TCP_ACK, TCP_FIN, TCP_PSH, TCP_RST, TCP_SYN } from '../../../src/packet/tcp.js';
+
 import {
   FLOW_CLOSED,
   FLOW_ESTABLISHED,
@@ -20,6 +21,9 @@ import {
   type TcpFlowHost,
   type TcpFlowWire,
 } from '../../../src/nat/tcp-flow.js';
+
+/** Host data as a socket read hands it over: all of `data`. */
+const hostData = (flow: TcpFlow, data: Uint8Array, now: number): void => flow.hostData(data, 0, data.length, now);
 
 class FakeHost implements TcpFlowHost {
   /** What the flow did to the host, in order ('write N', 'end', 'reset'). */
@@ -228,7 +232,7 @@ describe('TcpFlow: container → host', () => {
     expect(t.host.ended).toBe(true);
     expect(t.wire.take().at(-1)).toMatchObject({ flags: TCP_ACK, ack: IRS + 5 });
     expect(t.flow.conntrackState()).toBe('CLOSE_WAIT');
-    t.flow.hostData(Buffer.from('still here'), t.now);
+    hostData(t.flow, Buffer.from('still here'), t.now);
     const [seg] = t.wire.take();
     expect(seg.data.toString()).toBe('still here');
   });
@@ -246,7 +250,7 @@ describe('TcpFlow: host → container', () => {
     const t = handshake({ mss: 1448 });
     const data = Buffer.alloc(200_000);
     for (let i = 0; i < data.length; i++) data[i] = i & 255;
-    t.flow.hostData(data, t.now);
+    hostData(t.flow, data, t.now);
     const segs = t.wire.take();
     expect(segs.length).toBeGreaterThan(1);
     let seq = ISS + 1;
@@ -264,7 +268,7 @@ describe('TcpFlow: host → container', () => {
     const t = handshake();
     t.ack(ISS + 1, 10); // window 10 << 7 = 1280 bytes
     const data = Buffer.alloc(5000, 7);
-    t.flow.hostData(data, t.now);
+    hostData(t.flow, data, t.now);
     let segs = t.wire.take();
     expect(segs.reduce((n, s) => n + s.data.length, 0)).toBe(1280);
     t.ack(ISS + 1 + 1280, 10);
@@ -275,7 +279,7 @@ describe('TcpFlow: host → container', () => {
   it('pauses the host socket beyond the send limit and resumes as the container acknowledges', () => {
     const t = handshake();
     t.ack(ISS + 1, 0); // a closed window: nothing goes out
-    t.flow.hostData(Buffer.alloc(SEND_LIMIT, 1), t.now);
+    hostData(t.flow, Buffer.alloc(SEND_LIMIT, 1), t.now);
     expect(t.host.paused).toBe(true);
     t.ack(ISS + 1, 65535);
     const sent = t.wire.take().reduce((n, s) => n + s.data.length, 0);
@@ -286,7 +290,7 @@ describe('TcpFlow: host → container', () => {
   it('probes a zero window on the persist timer', () => {
     const t = handshake();
     t.ack(ISS + 1, 0);
-    t.flow.hostData(Buffer.from('waiting'), t.at(10));
+    hostData(t.flow, Buffer.from('waiting'), t.at(10));
     expect(t.wire.take()).toEqual([]);
     t.flow.tick(t.at(600));
     const [probe] = t.wire.take();
@@ -297,7 +301,7 @@ describe('TcpFlow: host → container', () => {
 
   it('retransmits from the oldest unacknowledged byte on RTO, backing off', () => {
     const t = handshake();
-    t.flow.hostData(Buffer.from('0123456789'), t.at(0));
+    hostData(t.flow, Buffer.from('0123456789'), t.at(0));
     t.wire.take();
     t.flow.tick(t.at(199));
     expect(t.wire.segs).toEqual([]);
@@ -313,7 +317,7 @@ describe('TcpFlow: host → container', () => {
 
   it('fast-retransmits on three duplicate ACKs', () => {
     const t = handshake({ mss: 1000 });
-    t.flow.hostData(Buffer.alloc(5000, 3), t.now);
+    hostData(t.flow, Buffer.alloc(5000, 3), t.now);
     t.wire.take();
     t.ack(ISS + 1 + 1000);
     t.ack(ISS + 1 + 1000);
@@ -325,7 +329,7 @@ describe('TcpFlow: host → container', () => {
 
   it('gives up after many retransmissions: both sides reset', () => {
     const t = handshake();
-    t.flow.hostData(Buffer.from('x'), t.at(0));
+    hostData(t.flow, Buffer.from('x'), t.at(0));
     let now = 0;
     for (let i = 0; i < 30 && t.flow.state !== FLOW_CLOSED; i++) {
       now += 20_000;
@@ -338,7 +342,7 @@ describe('TcpFlow: host → container', () => {
 
   it('sends FIN after the queued data when the host ends, and reaches TIME_WAIT', () => {
     const t = handshake();
-    t.flow.hostData(Buffer.from('last words'), t.now);
+    hostData(t.flow, Buffer.from('last words'), t.now);
     t.flow.hostEnd(t.now);
     const segs = t.wire.take();
     expect(segs.map((s) => s.flags)).toEqual([TCP_ACK | TCP_PSH, TCP_FIN | TCP_ACK]);
@@ -358,7 +362,7 @@ describe('TcpFlow: host → container', () => {
 
   it('answers a FIN that also acknowledges ours with one ACK and nothing more (TIME_WAIT, not a reset)', () => {
     const t = handshake();
-    t.flow.hostData(Buffer.from('GET / HTTP/1.1\r\n\r\n'), t.now);
+    hostData(t.flow, Buffer.from('GET / HTTP/1.1\r\n\r\n'), t.now);
     t.flow.hostEnd(t.now);
     expect(t.wire.take().map((s) => s.flags)).toEqual([TCP_ACK | TCP_PSH, TCP_FIN | TCP_ACK]);
     // The container answers, then acknowledges our FIN together with its own.
@@ -416,7 +420,7 @@ describe('TcpFlow: resets', () => {
     t.ack(ISS + 1, 10); // window 10 << 7 = 1280 bytes
     const data = Buffer.alloc(5000);
     for (let i = 0; i < data.length; i++) data[i] = (i * 7) & 255;
-    t.flow.hostData(data, t.at(10));
+    hostData(t.flow, data, t.at(10));
     let got = Buffer.concat(t.wire.take().map((s) => s.data));
     expect(got.length).toBe(1280);
     t.flow.hostReset(t.at(20), 'host socket: ECONNRESET');
@@ -448,7 +452,7 @@ describe('TcpFlow: resets', () => {
   it('a host FIN then reset: data and FIN first, then RST — not TIME_WAIT, even when the container closes too', () => {
     const t = handshake();
     t.ack(ISS + 1, 10);
-    t.flow.hostData(Buffer.alloc(2000, 1), t.now);
+    hostData(t.flow, Buffer.alloc(2000, 1), t.now);
     t.flow.hostEnd(t.now);
     t.flow.hostReset(t.now, 'host socket: ECONNRESET');
     t.flow.segment(TCP_FIN | TCP_ACK, IRS + 1, ISS + 1 + 1280, 10, EMPTY, 0, 0, t.now);
@@ -465,7 +469,7 @@ describe('TcpFlow: resets', () => {
   it(`a pending host reset goes at RESET_DRAIN_MS (${RESET_DRAIN_MS} ms) when the container does not take the data`, () => {
     const t = handshake();
     t.ack(ISS + 1, 0); // a closed window
-    t.flow.hostData(Buffer.alloc(3000, 2), t.at(100));
+    hostData(t.flow, Buffer.alloc(3000, 2), t.at(100));
     t.flow.hostReset(t.at(100), 'host socket: ECONNRESET');
     expect(t.flow.resetAt).toBe(100 + RESET_DRAIN_MS);
     t.flow.tick(t.at(100 + RESET_DRAIN_MS - 1));
@@ -479,7 +483,7 @@ describe('TcpFlow: resets', () => {
   it('a container RST during a pending host reset ends the flow at once', () => {
     const t = handshake();
     t.ack(ISS + 1, 0);
-    t.flow.hostData(Buffer.alloc(3000, 2), t.now);
+    hostData(t.flow, Buffer.alloc(3000, 2), t.now);
     t.flow.hostReset(t.now, 'host socket: ECONNRESET');
     t.flow.segment(TCP_RST, IRS + 1, 0, 0, EMPTY, 0, 0, t.now);
     expect(t.wire.take()).toEqual([]);
@@ -490,7 +494,7 @@ describe('TcpFlow: resets', () => {
   it('abort() (a flush, a timeout) resets at once, queued data or not', () => {
     const t = handshake();
     t.ack(ISS + 1, 0);
-    t.flow.hostData(Buffer.alloc(3000, 2), t.now);
+    hostData(t.flow, Buffer.alloc(3000, 2), t.now);
     t.flow.abort(t.now, 'flushed');
     expect(t.wire.take()).toMatchObject([{ flags: TCP_RST | TCP_ACK, seq: ISS + 1 }]);
     expect(t.flow.state).toBe(FLOW_CLOSED);
@@ -515,7 +519,7 @@ describe('TcpFlow: sequence wrap-around', () => {
     flow.segment(TCP_ACK, (irs + 1) >>> 0, 0xfffffff1, 1000, Buffer.from('wrapping'), 0, 8, 0);
     expect(host.bytes.toString()).toBe('wrapping');
     expect(flow.rcvNxt).toBe((irs + 9) >>> 0);
-    flow.hostData(Buffer.alloc(100, 1), 0);
+    hostData(flow, Buffer.alloc(100, 1), 0);
     flow.segment(TCP_ACK, flow.rcvNxt, (0xfffffff1 + 100) >>> 0, 1000, EMPTY, 0, 0, 0);
     expect(flow.sndUna).toBe((0xfffffff1 + 100) >>> 0);
     expect(flow.queued).toBe(0);
@@ -637,8 +641,8 @@ describe('TcpFlow: a wire that answers before segment() returns', () => {
     flow = new TcpFlow(host, wire, { seq: IRS, window: 65535, mss: 1460, wscale: 7 }, ISS, 0);
     flow.hostConnected(0);
     flow.segment(TCP_ACK, IRS + 1, ISS + 1, 65535, EMPTY, 0, 0, 0);
-    flow.hostData(Buffer.alloc(300_000, 1), 0);
-    flow.hostData(Buffer.alloc(200_000, 2), 0);
+    hostData(flow, Buffer.alloc(300_000, 1), 0);
+    hostData(flow, Buffer.alloc(200_000, 2), 0);
     let next = ISS + 1;
     for (const s of sent) {
       expect(s.seq).toBe(next);

@@ -98,6 +98,40 @@ describe('MemoryOutside', () => {
     expect(ev2).toEqual(['connect', 'end', 'error ECONNRESET', 'close']);
   });
 
+  it("honours Node's onread: reads land in the given buffer a buffer's length at a time, and false pauses until resume()", () => {
+    const { o, clock } = outside();
+    o.host('203.0.113.10').listenTcp(80, (c) => c.on('data', () => c.write('abcdefghij')));
+    const buffer = new Uint8Array(4);
+    const reads: string[] = [];
+    let pauseAfter = 2;
+    const s = o.createTcpConnection({
+      host: '203.0.113.10',
+      port: 80,
+      onread: {
+        buffer,
+        callback: (n, buf) => {
+          expect(buf).toBe(buffer);
+          reads.push(Buffer.from(buf.subarray(0, n)).toString());
+          return --pauseAfter !== 0;
+        },
+      },
+    });
+    const ev = events(s);
+    clock.advance(2);
+    s.write(Buffer.from('go'));
+    clock.advance(2);
+    expect(reads).toEqual(['abcd', 'efgh']);
+    s.write(Buffer.from('again'));
+    clock.advance(4);
+    expect(reads).toEqual(['abcd', 'efgh']); // paused: the rest and the next arrival wait
+    pauseAfter = -1;
+    s.resume();
+    expect(reads).toEqual(['abcd', 'efgh']); // never inside resume() itself
+    clock.advance(0);
+    expect(reads).toEqual(['abcd', 'efgh', 'ij', 'abcd', 'efgh', 'ij']);
+    expect(ev).toEqual(['connect']); // no 'data' events beside onread
+  });
+
   it('serves HTTP/1.0 with Content-Length, waits for a request body, and answers nonsense with 400', () => {
     const { o, clock } = outside();
     o.host('203.0.113.10').serveHttp(80, (req) => (req.path === '/missing' ? { status: 404, body: 'no\n' } : `${req.method} ${req.path} ${req.body.toString()}`));
