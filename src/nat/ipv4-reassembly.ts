@@ -34,6 +34,7 @@
 import { checksum } from '../packet/checksum.js';
 import type { Ipv4View } from '../packet/ipv4.js';
 import { InvalidArgumentError } from '../errors.js';
+import { copyBytes } from '../packet/bytes.js';
 
 export const REASM_PENDING = 0;
 export const REASM_COMPLETE = 1;
@@ -216,7 +217,7 @@ export class Ipv4Reassembler {
         s.buf = Buffer.allocUnsafeSlow(SLOT_BUFFER);
         s.dv = new DataView(s.buf.buffer, s.buf.byteOffset, s.buf.byteLength);
       }
-      copyBytes(buf, ip.payloadOffset, len, s.buf, HEADER_ROOM + start);
+      copyBytes(buf, ip.payloadOffset, s.buf, HEADER_ROOM + start, len);
       if (joinsLeft && joinsRight) {
         s.runEnd[i] = s.runEnd[i + 1];
         for (let k = i + 1; k + 1 < s.runs; k++) {
@@ -245,7 +246,7 @@ export class Ipv4Reassembler {
       // The reassembled datagram carries the first fragment's header, options and all (RFC 791).
       // (A first fragment has data: the buffer exists.)
       s.headerLength = hl;
-      copyBytes(buf, ip.off, hl, s.buf as Buffer, HEADER_ROOM - hl);
+      copyBytes(buf, ip.off, s.buf as Buffer, HEADER_ROOM - hl, hl);
     }
     if (s.end < 0 || s.headerLength === 0 || s.runs !== 1 || s.runStart[0] !== 0 || s.runEnd[0] !== s.end) return REASM_PENDING;
     // The first fragment's header may be longer than the one whose end was checked.
@@ -375,12 +376,6 @@ export class Ipv4Reassembler {
     if (this.last === s) this.last = null;
     this.free.push(s);
   }
-}
-
-/** Buffer#copy on any Uint8Array: no view object per fragment, unlike subarray() + set(). */
-const bufferCopy = Buffer.prototype.copy;
-function copyBytes(src: Uint8Array, srcOff: number, len: number, dst: Buffer, dstOff: number): void {
-  bufferCopy.call(src, dst, dstOff, srcOff, srcOff + len);
 }
 
 type DropReason = 'timeouts' | 'overMemory' | 'overLimit' | 'tooBig' | 'malformed' | 'tooManyHoles';

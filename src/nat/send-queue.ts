@@ -12,19 +12,8 @@
  * Invariants: every chunk but the last is full; the first byte is at `head` in the first chunk;
  * `length` bytes in all. An empty queue holds no chunk (an idle flow keeps no memory).
  */
+import { copyBytes } from '../packet/bytes.js';
 import { CHUNK_SIZE, type ChunkPool } from './chunk-pool.js';
-
-/** Below this many bytes a loop copies faster than making a view for TypedArray.set. */
-const SMALL_COPY = 48;
-
-/** Copies `n` bytes without allocating a view for short runs. */
-export function copyBytes(src: Uint8Array, srcOff: number, dst: Uint8Array, dstOff: number, n: number): void {
-  if (n <= SMALL_COPY) {
-    for (let i = 0; i < n; i++) dst[dstOff + i] = src[srcOff + i];
-  } else {
-    dst.set(src.subarray(srcOff, srcOff + n), dstOff);
-  }
-}
 
 export class SendQueue {
   private readonly chunks: Buffer[] = [];

@@ -556,7 +556,6 @@ export class TcpFlow {
     this.queue.consume(n);
   }
 
-
   private armRto(): void {
     this.rtoAt = this.now + this.rto;
   }

@@ -53,7 +53,6 @@ import { systemHostStack, type HostStack, type HostTcpSocket } from '../platform
 import { systemRandom, type Random } from '../platform/random.js';
 import { FLOW_CLOSED, FLOW_CONNECTING, FLOW_ESTABLISHED, FLOW_TIME_WAIT, RESET_DRAIN_MS, TcpFlow, type TcpFlowHost, type TcpFlowWire } from './tcp-flow.js';
 
-const POOL = sharedChunkPool;
 /** Where every outbound flow's host socket reads land (each read is copied out before the next). */
 const READ_BUFFER = Buffer.allocUnsafeSlow(CHUNK_SIZE);
 
@@ -181,10 +180,10 @@ export class TcpNatFlow implements TcpFlowHost {
     let ok = true;
     // Copied into pooled chunks, each given back when its write has reached the kernel.
     while (len > 0) {
-      const chunk = POOL.take();
+      const chunk = sharedChunkPool.take();
       const n = Math.min(len, CHUNK_SIZE);
       chunk.set(data.subarray(off, off + n), 0);
-      ok = s.write(chunk.subarray(0, n), () => POOL.give(chunk));
+      ok = s.write(chunk.subarray(0, n), () => sharedChunkPool.give(chunk));
       off += n;
       len -= n;
     }

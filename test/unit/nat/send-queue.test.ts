@@ -5,7 +5,8 @@
 import fc from 'fast-check';
 import { describe, expect, it } from 'vitest';
 import { CHUNK_SIZE, ChunkPool } from '../../../src/nat/chunk-pool.js';
-import { copyBytes, SendQueue } from '../../../src/nat/send-queue.js';
+import { copyBytes } from '../../../src/packet/bytes.js';
+import { SendQueue } from '../../../src/nat/send-queue.js';
 
 type Op = { kind: 'append'; len: number; seed: number } | { kind: 'consume'; len: number } | { kind: 'copy'; at: number; len: number };
 
