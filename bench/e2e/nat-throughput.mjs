@@ -79,7 +79,9 @@ import {
 
 const SCRIPT = fileURLToPath(import.meta.url);
 
-const ALL_IMPLS = ['slirp4netns', 'usernet'];
+const ALL_IMPLS = ['slirp4netns', 'pasta', 'pasta-splice', 'kernel', 'usernet'];
+// Baselines that usernet's ratios are taken against, when they ran.
+const BASELINES = ['slirp4netns', 'pasta', 'pasta-splice', 'kernel'];
 const GATEWAY = '10.0.2.2';
 const EXPECTED_IP = '10.0.2.100';
 const HOST_ADDR = '127.0.0.1';
@@ -110,6 +112,35 @@ const SLIRP = {
   readyTimeoutMs: 20_000,
 };
 
+// ---- pasta command line ----------------------------------------------------------------------
+// The wiring rootlesskit uses (pkg/network/pasta): the same 10.0.2.0/24 addresses as slirp4netns,
+// the gateway 10.0.2.2 mapped to the host's loopback (pasta's default; --no-map-gw turns it off),
+// no port forwarding, IPv4 only. Two additions the sandbox needs:
+//   --runas 0   pasta started as root drops to "nobody" by default, and nobody may not join the
+//               container's user namespace (owned by root here, by the user under rootlesskit, who
+//               also runs pasta): so it stays the namespace owner, as under rootlesskit.
+//   -f -P FILE  stay in the foreground (its PID is the one measured and stopped) and write the
+//               PID file once initialised: that is "ready".
+// pasta takes its template from the host interface with a default route and refuses to start
+// without one ("No external routable interface"); the sandbox's default route is a blackhole, so
+// main() adds an uplink veth to a dead-end namespace on 203.0.113.0/24 with a *second* default
+// route at metric 1000: pasta finds it, while the blackhole (metric 0) still wins every lookup.
+// PASTA_BIN (or --pasta-bin) picks another build, e.g. one built from passt's sources.
+const PASTA = {
+  args: ({ pid, mtu, pidFile, tcpNs = 'none' }) => ['--stderr', '-f', '-P', pidFile, '--runas', '0', '--ns-ifname=tap0', `--mtu=${mtu}`, '--config-net',
+    '--address=10.0.2.100', '--netmask=24', `--gateway=${GATEWAY}`, '--dns-forward=10.0.2.3', '--ipv4-only',
+    '--tcp-ports=none', '--udp-ports=none', '-T', String(tcpNs), '-U', 'none', String(pid)],
+  ifname: 'tap0',
+  readyTimeoutMs: 20_000,
+};
+
+// ---- the kernel's own path, for reference --------------------------------------------------
+// What rootful Docker does: a veth pair (container eth0 10.0.2.100/24, host end 10.0.2.2/24) and
+// an iptables DNAT in the host's PREROUTING from 10.0.2.2 to 127.0.0.1 (with route_localnet on
+// the host end, which loopback destinations from a non-loopback device need). No user space in
+// the path: the ceiling every user-mode NAT is measured against.
+const KERNEL = { hostIf: 'ubk-host', ifname: 'eth0' };
+
 // ---- arguments -----------------------------------------------------------------------------
 
 function usage(code) {
@@ -123,16 +154,22 @@ function usage(code) {
   --latency-time N  seconds of each sockperf ping-pong (default 15: 10^5 samples or more)
   --no-latency      skip the latency workloads (sockperf, ping)
   --workloads LIST  only these workloads: tcpUp,tcpDown,connRate,latency14,latency1024,pingRtt
+  --rotate N        start with the N-th implementation of the list (repeat.mjs varies it per run,
+                    so that no implementation always goes first)
+  --pasta-bin PATH  the pasta binary (default $PASTA_BIN or pasta)
+  --cc NAME         TCP congestion control in the sandbox and every container (default: the
+                    machine's, read from net.ipv4.tcp_congestion_control; must be allowed)
   --json-only       print only the results JSON on stdout (progress is silenced)
   -h, --help        this text
 Runs inside a network sandbox (test/sandbox/netsandbox.sh); needs root, iperf3, iproute2,
-util-linux (unshare, nsenter), slirp4netns; usernet built (npm install && npm run build).`;
+util-linux (unshare, nsenter), slirp4netns, pasta (passt), iptables; usernet built (npm install && npm run build).`;
   (code ? process.stderr : process.stdout).write(text + '\n');
   process.exit(code);
 }
 
 function parseArgs(argv) {
-  const o = { time: 10, connTime: 60, parallel: 32, only: ALL_IMPLS, jsonOnly: false, jumboMtu: 65520, jumbo: true, latencyTime: 15, latency: true };
+  const o = { time: 10, connTime: 60, parallel: 32, only: ALL_IMPLS, jsonOnly: false, jumboMtu: 65520, jumbo: true, latencyTime: 15, latency: true,
+    pastaBin: process.env.PASTA_BIN || 'pasta', cc: null };
   const int = (flag, v, lo, hi) => {
     const n = Number(v);
     if (!Number.isInteger(n) || n < lo || n > hi) fail(`${flag} must be an integer ${lo}..${hi}`);
@@ -162,6 +199,9 @@ function parseArgs(argv) {
       case '--latency-time': o.latencyTime = int(flag, value(), 1, 3600); break;
       case '--no-latency': o.latency = false; break;
       case '--workloads': o.workloads = value().split(',').map((x) => x.trim()).filter(Boolean); break;
+      case '--pasta-bin': o.pastaBin = value(); break;
+      case '--rotate': o.rotate = int(flag, value(), 0, 1000); break;
+      case '--cc': o.cc = value(); if (!/^[a-z0-9_]+$/.test(o.cc)) fail('--cc takes a congestion control name'); break;
       case '--json-only': o.jsonOnly = true; break;
       case '-h': case '--help': usage(0); break;
       default: fail(`unknown argument ${a}`);
@@ -217,6 +257,78 @@ const IMPLS = {
     },
   },
 
+  pasta: {
+    label: 'pasta',
+    describe: (mtu) => `${OPTS.pastaBin} ${cmdline(PASTA.args({ pid: 'PID', mtu, pidFile: 'pasta.pid' }))} (as root; container: ${cmdline(CONTAINER_ARGV)}; ` +
+      'host template: a veth uplink on 203.0.113.1/24 with a metric-1000 default route behind the blackhole)',
+    async start() {
+      requireTools([OPTS.pastaBin]);
+    },
+    async setup(scope, mtu, ctx) {
+      const dir = mkdtempSync(join(ctx.tmp, `pasta-${mtu}-`));
+      const pidFile = join(dir, 'pasta.pid');
+      const holder = await startContainer(scope, 'container');
+      const nat = scope.proc(new Proc('pasta', [OPTS.pastaBin, ...PASTA.args({ pid: holder.pid, mtu, pidFile })]));
+      await waitForFile(pidFile, nat, PASTA.readyTimeoutMs);
+      return { container: pidEndpoint(holder.pid, PASTA.ifname), natPid: nat.pid, nat };
+    },
+  },
+
+  // pasta's own fast path for local traffic: the container connects to ITS 127.0.0.1:PORT, which
+  // pasta (-T PORT) forwards to the host's 127.0.0.1:PORT by splice(2) between two sockets; no
+  // frames, no TAP. The best numbers pasta publishes are of this path; it covers only the ports
+  // named in advance and only loopback to loopback, so it is reported beside the gateway path,
+  // not instead of it. The ping row is still to the gateway over the TAP.
+  'pasta-splice': {
+    label: 'pasta (-T splice)',
+    describe: (mtu) => `${OPTS.pastaBin} ${cmdline(PASTA.args({ pid: 'PID', mtu, pidFile: 'pasta.pid', tcpNs: 'PORTS' }))} (as pasta, but the container ` +
+      `connects to its own 127.0.0.1:PORT, forwarded with -T to the host's 127.0.0.1:PORT)`,
+    async start() {
+      requireTools([OPTS.pastaBin]);
+    },
+    async setup(scope, mtu, ctx) {
+      const dir = mkdtempSync(join(ctx.tmp, `pasta-splice-${mtu}-`));
+      const pidFile = join(dir, 'pasta.pid');
+      const ports = [];
+      while (ports.length < 4) { const p = await freePort(); if (!ports.includes(p) && p !== ctx.connPort) ports.push(p); }
+      const holder = await startContainer(scope, 'container');
+      const tcpNs = [ctx.connPort, ...ports].join(',');
+      const nat = scope.proc(new Proc('pasta', [OPTS.pastaBin, ...PASTA.args({ pid: holder.pid, mtu, pidFile, tcpNs })]));
+      await waitForFile(pidFile, nat, PASTA.readyTimeoutMs);
+      return { container: pidEndpoint(holder.pid, PASTA.ifname), natPid: nat.pid, nat, target: HOST_ADDR, ports };
+    },
+  },
+
+  kernel: {
+    label: 'kernel (veth+DNAT)',
+    describe: (mtu) => `ip link add ${KERNEL.hostIf} mtu ${mtu} type veth peer name eth0 netns PID; ` +
+      `iptables -t nat -A PREROUTING -i ${KERNEL.hostIf} -d ${GATEWAY} -j DNAT --to-destination ${HOST_ADDR}; sysctl net.ipv4.conf.${KERNEL.hostIf}.route_localnet=1 ` +
+      `(container: ${cmdline(CONTAINER_ARGV)})`,
+    async start() {
+      requireTools(['iptables', 'sysctl']);
+    },
+    async setup(scope, mtu) {
+      const holder = await startContainer(scope, 'container');
+      const ns = `/proc/${holder.pid}/ns/net`;
+      const c = pidEndpoint(holder.pid, KERNEL.ifname);
+      const h = KERNEL.hostIf;
+      const rule = ['PREROUTING', '-i', h, '-d', GATEWAY, '-p', 'tcp', '-j', 'DNAT', '--to-destination', HOST_ADDR];
+      await run(['ip', 'link', 'add', h, 'mtu', String(mtu), 'type', 'veth', 'peer', 'name', KERNEL.ifname, 'mtu', String(mtu), 'netns', ns]);
+      scope.defer(`delete ${h}`, () => run(['ip', 'link', 'del', h], { allowFail: true }));
+      await run(['ip', 'addr', 'add', `${GATEWAY}/24`, 'dev', h]);
+      await run(['ip', 'link', 'set', h, 'up']);
+      await run(['sysctl', '-q', '-w', `net.ipv4.conf.${h}.route_localnet=1`]);
+      await run(['iptables', '-t', 'nat', '-A', ...rule]);
+      scope.defer('delete the DNAT rule', () => run(['iptables', '-t', 'nat', '-D', ...rule], { allowFail: true }));
+      await run(c.exec(['ip', 'addr', 'add', `${EXPECTED_IP}/24`, 'dev', KERNEL.ifname]));
+      await run(c.exec(['ip', 'link', 'set', KERNEL.ifname, 'up']));
+      await run(c.exec(['ip', 'route', 'add', 'default', 'via', GATEWAY]));
+      // The kernel answers ICMP to 10.0.2.2 itself (it is the host end's address): the
+      // counterpart of the gateway answering ping in the user-mode NATs.
+      return { container: c, natPid: null, nat: { label: 'kernel', exitInfo: null } };
+    },
+  },
+
   usernet: {
     label: 'usernet',
     describe: (mtu) => `node bin/usernet.js ${cmdline(USERNET.daemonArgs({ socket: 'S', stateDir: 'D', mtu }))}; ` +
@@ -247,6 +359,41 @@ const IMPLS = {
   },
 };
 
+// Waits until FILE exists (pasta writes its PID file once initialised), or the process exits.
+async function waitForFile(file, proc, timeoutMs) {
+  const deadline = Date.now() + timeoutMs;
+  while (!existsSync(file)) {
+    if (proc.exitInfo) throw new Error(`${proc.label} ${proc.describeExit()} before it was ready:\n${proc.tail(10)}`);
+    if (Date.now() > deadline) throw new Error(`${proc.label} not ready after ${timeoutMs} ms (no ${file}):\n${proc.tail(10)}`);
+    await new Promise((r) => setTimeout(r, 20));
+  }
+}
+
+// The template interface pasta insists on (see PASTA): a veth to a namespace of our own that has
+// no other link, on a documentation range, and a default route through it that the blackhole
+// outranks. Removed on exit.
+async function addPastaUplink(scope) {
+  await run(['ip', 'netns', 'add', 'ubench-uplink']);
+  scope.defer('delete the uplink namespace', () => run(['ip', 'netns', 'del', 'ubench-uplink'], { allowFail: true }));
+  await run(['ip', 'link', 'add', 'ubench-up', 'type', 'veth', 'peer', 'name', 'wan0', 'netns', 'ubench-uplink']);
+  scope.defer('delete the uplink veth', () => run(['ip', 'link', 'del', 'ubench-up'], { allowFail: true }));
+  await run(['ip', 'addr', 'add', '203.0.113.1/24', 'dev', 'ubench-up']);
+  await run(['ip', 'link', 'set', 'ubench-up', 'up']);
+  await run(['ip', '-n', 'ubench-uplink', 'addr', 'add', '203.0.113.254/24', 'dev', 'wan0']);
+  await run(['ip', '-n', 'ubench-uplink', 'link', 'set', 'wan0', 'up']);
+  await run(['ip', 'route', 'add', 'default', 'via', '203.0.113.254', 'dev', 'ubench-up', 'metric', '1000']);
+  const first = (await run(['ip', '-4', 'route', 'show', 'default'])).stdout.trim().split('\n')[0] ?? '';
+  if (!/^blackhole\b/.test(first)) throw new Error(`the blackhole default route no longer comes first: ${first}`);
+}
+
+// The port a workload's server listens on: any free one, unless the implementation forwards only
+// a fixed set (pasta-splice's -T list), then the next of those in turn.
+async function serverPort(topo) {
+  if (!topo.ports) return freePort();
+  const p = topo.ports[topo.nextPort++ % topo.ports.length];
+  return p;
+}
+
 // ---- workloads -------------------------------------------------------------------------------
 
 // One iperf3 TCP test: server on the host's 127.0.0.1 (waits for "Server listening"), client in
@@ -254,10 +401,10 @@ const IMPLS = {
 async function iperfTcp(topo, reverse) {
   const scope = new Scope('iperf3');
   try {
-    const port = await freePort();
+    const port = await serverPort(topo);
     const srv = scope.proc(new Proc('iperf3 server', ['iperf3', '-s', '-1', '--forceflush', '-B', HOST_ADDR, '-p', String(port)]));
     await srv.waitLine('stdout', (l) => l.includes('Server listening'), 10_000, '"Server listening"');
-    const argv = topo.container.exec(['iperf3', '-c', GATEWAY, '-p', String(port), '-t', String(OPTS.time), '-J', '--connect-timeout', '5000',
+    const argv = topo.container.exec(['iperf3', '-c', topo.target, '-p', String(port), '-t', String(OPTS.time), '-J', '--connect-timeout', '5000',
       ...(reverse ? ['-R'] : [])]);
     const { r, natCpuPct } = await withCpu(topo.natPid, () => run(argv, { timeoutMs: (OPTS.time + 40) * 1000, allowFail: true, label: 'iperf3 client' }));
     let json;
@@ -285,7 +432,7 @@ const tcpUp = (topo) => iperfTcp(topo, false);
 const tcpDown = (topo) => iperfTcp(topo, true);
 
 async function connClient(topo, ctx, { parallel, seconds, timeoutMs, count }) {
-  const argv = topo.container.exec([process.execPath, ctx.clientJs, GATEWAY, String(ctx.connPort), String(parallel), String(seconds), String(timeoutMs),
+  const argv = topo.container.exec([process.execPath, ctx.clientJs, topo.target, String(ctx.connPort), String(parallel), String(seconds), String(timeoutMs),
     ...(count ? [String(count)] : [])]);
   const r = await run(argv, { timeoutMs: (seconds + timeoutMs / 1000 + 30) * 1000, allowFail: true, label: 'conn client' });
   try { return { ...JSON.parse(r.stdout.trim().split('\n').pop()), cmd: cmdline(argv) }; } catch {
@@ -342,7 +489,7 @@ async function probe(topo, ctx, id) {
   if (r.completed === 1) return;
   const ping = await run(topo.container.exec(['ping', '-n', '-c', '1', '-w', '3', GATEWAY]), { allowFail: true, timeoutMs: 10_000, label: 'ping' });
   const kinds = Object.keys(r.errors).join(', ') || 'no answer';
-  throw new Error(`no TCP connection from the container to ${GATEWAY}:${ctx.connPort} (the host's ${HOST_ADDR}:${ctx.connPort}): ${kinds}; ` +
+  throw new Error(`no TCP connection from the container to ${topo.target}:${ctx.connPort} (the host's ${HOST_ADDR}:${ctx.connPort}): ${kinds}; ` +
     `ping ${GATEWAY} ${ping.code === 0 ? 'answers' : 'gets no answer'}` +
     (id === 'usernet' ? '. Is usernet\'s outbound NAT (10.0.2.2 -> host loopback) implemented and wired into the daemon yet?' : ''));
 }
@@ -354,10 +501,10 @@ async function probe(topo, ctx, id) {
 async function sockperfPingPong(topo, size) {
   const scope = new Scope('sockperf');
   try {
-    const port = await freePort();
+    const port = await serverPort(topo);
     const srv = scope.proc(new Proc('sockperf server', ['sockperf', 'sr', '--tcp', '-i', HOST_ADDR, '-p', String(port)]));
     await srv.waitLine('stdout', (l) => l.includes('sockperf: Warmup') || l.includes('Ready to receive') || l.includes('[tid'), 10_000, 'sockperf server ready');
-    const argv = topo.container.exec(['sockperf', 'pp', '--tcp', '-i', GATEWAY, '-p', String(port), '-m', String(size), '-t', String(OPTS.latencyTime), '--full-rtt']);
+    const argv = topo.container.exec(['sockperf', 'pp', '--tcp', '-i', topo.target, '-p', String(port), '-m', String(size), '-t', String(OPTS.latencyTime), '--full-rtt']);
     const { r, natCpuPct } = await withCpu(topo.natPid, () => run(argv, { timeoutMs: (OPTS.latencyTime + 30) * 1000, allowFail: true, label: 'sockperf client' }));
     const out = r.stdout + r.stderr;
     const num = (re) => { const m = re.exec(out); return m ? Number(m[1]) : null; };
@@ -417,6 +564,9 @@ async function runImpl(id, ctx) {
       let topo;
       try {
         topo = await impl.setup(scope, mtu, ctx);
+        topo.target ??= GATEWAY;
+        topo.nextPort = 0;
+        if (OPTS.cc) await run(topo.container.exec(['sysctl', '-q', '-w', `net.ipv4.tcp_congestion_control=${OPTS.cc}`]));
         out.container[mtu] = await inspectContainer(topo.container);
         info(`${id} @${mtu}: container ${out.container[mtu].ifname} ${out.container[mtu].address} mtu ${out.container[mtu].mtu} via ${GATEWAY}; probing TCP`);
         await probe(topo, ctx, id);
@@ -490,11 +640,30 @@ function columns() {
   return cols;
 }
 
+// usernet against each baseline that ran: throughput ratios (higher is better); the latency
+// ratios are in the JSON (latencyRatios, lower is better).
 function computeRatios(impls) {
-  if (!impls.usernet || !impls.slirp4netns) return {};
-  const r = {};
-  for (const c of columns()) if (!c.noRatio) r[c.key] = ratio(impls.usernet.results[c.key], impls.slirp4netns.results[c.key], c.field);
-  return { 'usernet/slirp4netns': r };
+  if (!impls.usernet) return {};
+  const out = {};
+  for (const b of BASELINES) {
+    if (!impls[b]) continue;
+    const r = {};
+    for (const c of columns()) if (!c.noRatio) r[c.key] = ratio(impls.usernet.results[c.key], impls[b].results[c.key], c.field);
+    out[`usernet/${b}`] = r;
+  }
+  return out;
+}
+
+function computeLatencyRatios(impls) {
+  if (!impls.usernet) return {};
+  const out = {};
+  for (const b of BASELINES) {
+    if (!impls[b]) continue;
+    const r = {};
+    for (const c of columns()) if (c.noRatio && c.field !== 'errors') r[`${c.key}.${c.field}`] = ratio(impls.usernet.results[c.key], impls[b].results[c.key], c.field);
+    out[`usernet/${b}`] = r;
+  }
+  return out;
 }
 
 function table(report) {
@@ -528,12 +697,21 @@ async function main() {
     connServer.child.stdin.on('error', () => {});
     const connPort = JSON.parse(await connServer.waitLine('stdout', (l) => l.startsWith('{"listening"'), 10_000, 'listening line')).listening;
     const ctx = { tmp, clientJs, connServer, connPort };
+    if (OPTS.only.some((i) => i.startsWith('pasta'))) {
+      await addPastaUplink(top);
+      // pasta answers ping to its gateway with the host's ICMP echo ("ping") sockets, which
+      // net.ipv4.ping_group_range must allow; systemd's default opens it to every group. This
+      // network namespace is the sandbox's own.
+      await run(['sysctl', '-q', '-w', 'net.ipv4.ping_group_range=0 2147483647']);
+    }
+    if (OPTS.cc) await run(['sysctl', '-q', '-w', `net.ipv4.tcp_congestion_control=${OPTS.cc}`]);
 
     const report = {
       benchmark: 'nat-throughput',
       date: started.toISOString(),
       command: COMMAND,
       cwd: process.cwd(),
+      congestionControl: OPTS.cc ?? spawnSync('sysctl', ['-n', 'net.ipv4.tcp_congestion_control'], { encoding: 'utf8' }).stdout.trim(),
       options: { time: OPTS.time, connTime: OPTS.connTime, parallel: OPTS.parallel, only: OPTS.only, mtus: MTUS },
       host: {
         kernel: spawnSync('uname', ['-r'], { encoding: 'utf8' }).stdout.trim(),
@@ -543,17 +721,20 @@ async function main() {
         iperf3: toolVersion(['iperf3', '--version'], /iperf (\S+)/),
         slirp4netns: toolVersion(['slirp4netns', '--version'], /slirp4netns version (\S+)/),
         libslirp: toolVersion(['slirp4netns', '--version'], /libslirp: (\S+)/),
+        pasta: OPTS.only.includes('pasta') ? { bin: OPTS.pastaBin, version: toolVersion([OPTS.pastaBin, '--version'], /pasta (\S+)/) } : undefined,
       },
       path: `container (${CONTAINER_ARGV.slice(0, 4).join(' ')}) -> ${GATEWAY} -> host ${HOST_ADDR}; conn server ${HOST_ADDR}:${connPort}`,
       implementations: {},
       ratios: {},
     };
-    for (const id of OPTS.only) {
+    const order = OPTS.only.map((_, i) => OPTS.only[(i + (OPTS.rotate ?? 0)) % OPTS.only.length]);
+    for (const id of order) {
       info(`=== ${id}`);
       report.implementations[id] = await runImpl(id, ctx);
     }
     await parkIfAborting();
     report.ratios = computeRatios(report.implementations);
+    report.latencyRatios = computeLatencyRatios(report.implementations);
     report.finished = new Date().toISOString();
     const failed = Object.entries(report.implementations).flatMap(([id, p]) => Object.entries(p.results).filter(([, r]) => r.error).map(([w]) => `${id}/${w}`));
     // "No refusals" is part of the requirement for usernet; slirp4netns's count is reported as measured.
