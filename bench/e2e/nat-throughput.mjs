@@ -20,6 +20,7 @@
 // Workloads (container -> 10.0.2.2 -> host 127.0.0.1, servers in the sandbox's root namespace):
 //   tcp up    iperf3 TCP, one stream, container -> host, receiver-side Gbit/s, at MTU 1500 and 65520
 //   tcp down  the same with `iperf3 -R` (host -> container over the container's connection)
+//   load1G/5G (MTU 1500) tcp up at a fixed offered load (iperf3 -b): CPU per GB below saturation
 //   conn/s    (MTU 1500) short TCP connections for --conn-time seconds (default 60): a node client
 //             in the container keeps --parallel (default 32) connections in flight; each one
 //             connects, sends "ping <n>\n", reads the reply and the server's FIN, closes. Reported:
@@ -153,7 +154,7 @@ function usage(code) {
   --no-jumbo        skip the large-MTU runs
   --latency-time N  seconds of each sockperf ping-pong (default 15: 10^5 samples or more)
   --no-latency      skip the latency workloads (sockperf, ping)
-  --workloads LIST  only these workloads: tcpUp,tcpDown,connRate,latency14,latency1024,pingRtt
+  --workloads LIST  only these workloads: tcpUp,tcpDown,connRate,load1G,load5G,latency14,latency1024,pingRtt
   --rotate N        start with the N-th implementation of the list (repeat.mjs varies it per run,
                     so that no implementation always goes first)
   --pasta-bin PATH  the pasta binary (default $PASTA_BIN or pasta)
@@ -270,7 +271,9 @@ const IMPLS = {
       const holder = await startContainer(scope, 'container');
       const nat = scope.proc(new Proc('pasta', [OPTS.pastaBin, ...PASTA.args({ pid: holder.pid, mtu, pidFile })]));
       await waitForFile(pidFile, nat, PASTA.readyTimeoutMs);
-      return { container: pidEndpoint(holder.pid, PASTA.ifname), natPid: nat.pid, nat };
+      const container = pidEndpoint(holder.pid, PASTA.ifname);
+      await waitForAddress(container, nat, PASTA.readyTimeoutMs);
+      return { container, natPid: nat.pid, nat };
     },
   },
 
@@ -295,7 +298,9 @@ const IMPLS = {
       const tcpNs = [ctx.connPort, ...ports].join(',');
       const nat = scope.proc(new Proc('pasta', [OPTS.pastaBin, ...PASTA.args({ pid: holder.pid, mtu, pidFile, tcpNs })]));
       await waitForFile(pidFile, nat, PASTA.readyTimeoutMs);
-      return { container: pidEndpoint(holder.pid, PASTA.ifname), natPid: nat.pid, nat, target: HOST_ADDR, ports };
+      const container = pidEndpoint(holder.pid, PASTA.ifname);
+      await waitForAddress(container, nat, PASTA.readyTimeoutMs);
+      return { container, natPid: nat.pid, nat, target: HOST_ADDR, ports };
     },
   },
 
@@ -369,6 +374,20 @@ async function waitForFile(file, proc, timeoutMs) {
   }
 }
 
+// pasta writes its PID file before --config-net has put the address on the interface (seen
+// here: a run in three found tap0 without one): wait for the address and the default route.
+async function waitForAddress(ep, proc, timeoutMs) {
+  const deadline = Date.now() + timeoutMs;
+  for (;;) {
+    const a = await run(ep.exec(['ip', '-4', '-o', 'addr', 'show', 'dev', ep.ifname]), { allowFail: true });
+    const r = await run(ep.exec(['ip', '-4', 'route', 'show', 'default']), { allowFail: true });
+    if (/inet /.test(a.stdout) && /default via/.test(r.stdout)) return;
+    if (proc.exitInfo) throw new Error(`${proc.label} ${proc.describeExit()} before configuring ${ep.ifname}:\n${proc.tail(10)}`);
+    if (Date.now() > deadline) throw new Error(`${proc.label}: ${ep.ifname} not configured after ${timeoutMs} ms`);
+    await new Promise((res) => setTimeout(res, 20));
+  }
+}
+
 // The template interface pasta insists on (see PASTA): a veth to a namespace of our own that has
 // no other link, on a documentation range, and a default route through it that the blackhole
 // outranks. Removed on exit.
@@ -398,14 +417,14 @@ async function serverPort(topo) {
 
 // One iperf3 TCP test: server on the host's 127.0.0.1 (waits for "Server listening"), client in
 // the container to 10.0.2.2, JSON result; reverse = `-R` (the server sends).
-async function iperfTcp(topo, reverse) {
+async function iperfTcp(topo, reverse, rate = null) {
   const scope = new Scope('iperf3');
   try {
     const port = await serverPort(topo);
     const srv = scope.proc(new Proc('iperf3 server', ['iperf3', '-s', '-1', '--forceflush', '-B', HOST_ADDR, '-p', String(port)]));
     await srv.waitLine('stdout', (l) => l.includes('Server listening'), 10_000, '"Server listening"');
     const argv = topo.container.exec(['iperf3', '-c', topo.target, '-p', String(port), '-t', String(OPTS.time), '-J', '--connect-timeout', '5000',
-      ...(reverse ? ['-R'] : [])]);
+      ...(reverse ? ['-R'] : []), ...(rate ? ['-b', rate] : [])]);
     const { r, natCpuPct } = await withCpu(topo.natPid, () => run(argv, { timeoutMs: (OPTS.time + 40) * 1000, allowFail: true, label: 'iperf3 client' }));
     let json;
     try { json = JSON.parse(r.stdout); } catch { throw new Error(`iperf3 client gave no JSON (status ${r.code}): ${firstLine(r.stderr || r.stdout)}`); }
@@ -421,6 +440,9 @@ async function iperfTcp(topo, reverse) {
       // iperf3 reports the server's (host loopback) count, which says little about the NAT.
       retransmits: tx.retransmits ?? null,
       natCpuPct,
+      // The NAT process's CPU seconds per GB delivered: CPU share / (GB per second).
+      cpuSecPerGB: natCpuPct != null && rx.bits_per_second > 0 ? round(natCpuPct / 100 / (rx.bits_per_second / 8e9), 3) : null,
+      offered: rate,
       cmd: cmdline(argv),
     };
   } finally {
@@ -532,6 +554,10 @@ const WORKLOADS = [
   { id: 'tcpUp', desc: 'TCP container->host', fn: tcpUp },
   { id: 'tcpDown', desc: 'TCP host->container (-R)', fn: tcpDown },
   { id: 'connRate', desc: 'connection rate', fn: connRate, mtu1500Only: true },
+  // Fixed offered loads, for CPU per GB below saturation (a NAT that saturates below the rate
+  // reports what it delivered).
+  { id: 'load1G', desc: 'TCP container->host at iperf3 -b 1G', fn: (topo) => iperfTcp(topo, false, '1G'), mtu1500Only: true },
+  { id: 'load5G', desc: 'TCP container->host at iperf3 -b 5G', fn: (topo) => iperfTcp(topo, false, '5G'), mtu1500Only: true },
   ...(OPTS.latency
     ? [
         { id: 'latency14', desc: 'TCP ping-pong latency, 14 B (sockperf)', fn: (topo) => sockperfPingPong(topo, 14), mtu1500Only: true, seconds: () => OPTS.latencyTime },
