@@ -31,6 +31,10 @@
 //   tcp1500   iperf3 TCP at MTU 1500, receiver-side Gbit/s
 //   udp64     iperf3 UDP, 64-byte payloads, `-b 0` (unlimited) by default: received packets/s, loss %
 //   tcpJumbo  iperf3 TCP at MTU 65520 (vde_switch: unsupported, its frames stop at 1500 bytes)
+//   latency14 (MTU 1500) sockperf TCP ping-pong A -> B, 14 B (sockperf's smallest message), for
+//             --latency-time s (default 10): p50/p99/p99.9 round trips, container to container
+//   pingRtt   (MTU 1500) ping -c 500 -i 0.01 A -> B
+// For TCP, cpuSecPerGB is the switch process's CPU seconds per GB received (CPU % / 100 / GB/s).
 //
 // Safety: everything runs in a private network namespace whose default routes are blackholes.
 // Unless USERNET_SANDBOX=1 (or NETSANDBOX=1 from ../shared/tools/netsandbox) is set, the script
@@ -106,6 +110,9 @@ function usage(code) {
   --udp-rate RATE   iperf3 -b for the UDP test (default 0 = unlimited)
   --jumbo-mtu N     MTU of the third workload (default 65520)
   --no-jumbo        skip the large-MTU workload
+  --latency-time N  seconds of the sockperf ping-pong (default 10)
+  --no-latency      skip latency14 and pingRtt
+  --rotate N        start with the N-th path of the list (bench/e2e/repeat.mjs varies it per run)
   -h, --help        this text
 Runs inside a network sandbox (test/sandbox/netsandbox.sh); needs root, iperf3, iproute2, vde2.`;
   (code ? process.stderr : process.stdout).write(text + '\n');
@@ -113,7 +120,7 @@ Runs inside a network sandbox (test/sandbox/netsandbox.sh); needs root, iperf3, 
 }
 
 function parseArgs(argv) {
-  const o = { time: 10, only: DEFAULT_PATHS, jsonOnly: false, udpRate: '0', jumboMtu: 65520, jumbo: true };
+  const o = { time: 10, only: DEFAULT_PATHS, jsonOnly: false, udpRate: '0', jumboMtu: 65520, jumbo: true, latencyTime: 10, latency: true, rotate: 0 };
   for (let i = 0; i < argv.length; i++) {
     const a = argv[i];
     const [flag, inline] = a.startsWith('--') && a.includes('=') ? [a.slice(0, a.indexOf('=')), a.slice(a.indexOf('=') + 1)] : [a, undefined];
@@ -135,6 +142,9 @@ function parseArgs(argv) {
       case '--udp-rate': o.udpRate = value(); if (!/^\d+(\.\d+)?[KMGkmg]?$/.test(o.udpRate)) fail('--udp-rate: like 0, 500M, 2G'); break;
       case '--jumbo-mtu': o.jumboMtu = Number(value()); if (!Number.isInteger(o.jumboMtu) || o.jumboMtu < 1501 || o.jumboMtu > 65535) fail('--jumbo-mtu must be 1501..65535'); break;
       case '--no-jumbo': o.jumbo = false; break;
+      case '--latency-time': o.latencyTime = Number(value()); if (!Number.isInteger(o.latencyTime) || o.latencyTime < 1 || o.latencyTime > 3600) fail('--latency-time must be an integer 1..3600'); break;
+      case '--no-latency': o.latency = false; break;
+      case '--rotate': o.rotate = Number(value()); if (!Number.isInteger(o.rotate) || o.rotate < 0) fail('--rotate must be an integer ≥ 0'); break;
       case '-h': case '--help': usage(0); break;
       default: fail(`unknown argument ${a}`);
     }
@@ -363,7 +373,41 @@ async function tcpTest(topo, sw) {
     senderCpuPct: round(json.end.cpu_utilization_percent?.host_total, 0),
     receiverCpuPct: round(json.end.cpu_utilization_percent?.remote_total, 0),
     switchCpuPct,
+    cpuSecPerGB: switchCpuPct != null && rx.bits_per_second > 0 ? round(switchCpuPct / 100 / (rx.bits_per_second / 8e9), 3) : null,
   };
+}
+
+// sockperf ping-pong, server in B, client in A: round trips container to container.
+async function latencyTest(topo, switchPid) {
+  const scope = new Scope('sockperf');
+  try {
+    const port = 11111;
+    const srv = scope.proc(new Proc('sockperf server', topo.b.exec(['sockperf', 'sr', '--tcp', '-i', topo.b.ip, '-p', String(port)])));
+    await srv.waitLine('stdout', (l) => l.includes('sockperf: Warmup') || l.includes('Ready to receive') || l.includes('[tid'), 10_000, 'sockperf server ready');
+    const argv = topo.a.exec(['sockperf', 'pp', '--tcp', '-i', topo.b.ip, '-p', String(port), '-m', '14', '-t', String(OPTS.latencyTime), '--full-rtt']);
+    const t0 = cpuTicks(switchPid);
+    const w0 = process.hrtime.bigint();
+    const r = await run(argv, { timeoutMs: (OPTS.latencyTime + 30) * 1000, allowFail: true, label: 'sockperf client' });
+    const wall = Number(process.hrtime.bigint() - w0) / 1e9;
+    const t1 = cpuTicks(switchPid);
+    const out = r.stdout + r.stderr;
+    const num = (re) => { const m = re.exec(out); return m ? Number(m[1]) : null; };
+    const p = (q) => num(new RegExp(`percentile ${q.toFixed(3).replace('.', '\\.')} =\\s+([0-9.]+)`));
+    const samples = num(/Total (\d+) observations/);
+    if (r.code !== 0 || samples === null) throw new Error(`sockperf client failed (status ${r.code}): ${firstLine(r.stderr || r.stdout)}`);
+    return { bytes: 14, samples, p50Us: p(50), p99Us: p(99), p999Us: p(99.9), maxUs: num(/<MAX> observation =\s+([0-9.]+)/),
+      switchCpuPct: t0 != null && t1 != null ? round((100 * (t1 - t0)) / CLK_TCK / wall, 0) : null, cmd: cmdline(argv) };
+  } finally {
+    await scope.close();
+  }
+}
+
+async function pingTest(topo) {
+  const argv = topo.a.exec(['ping', '-n', '-q', '-c', '500', '-i', '0.01', topo.b.ip]);
+  const r = await run(argv, { timeoutMs: 60_000, allowFail: true, label: 'ping' });
+  const m = /= ([0-9.]+)\/([0-9.]+)\/([0-9.]+)\/([0-9.]+) ms/.exec(r.stdout);
+  if (!m) throw new Error(`ping failed (status ${r.code}): ${firstLine(r.stderr || r.stdout)}`);
+  return { avgMs: Number(m[2]), minMs: Number(m[1]), maxMs: Number(m[3]), mdevMs: Number(m[4]), cmd: cmdline(argv) };
 }
 
 async function udpTest(topo, sw) {
@@ -394,12 +438,14 @@ const WORKLOADS = [
   { id: 'tcp1500', mtu: 1500, desc: 'TCP @1500', fn: tcpTest },
   { id: 'udp64', mtu: 1500, desc: 'UDP 64B', fn: udpTest },
   { id: 'tcpJumbo', mtu: null /* OPTS.jumboMtu */, desc: 'TCP @jumbo', fn: tcpTest },
+  { id: 'latency14', mtu: 1500, desc: 'TCP ping-pong 14 B (sockperf)', fn: latencyTest, latency: true },
+  { id: 'pingRtt', mtu: 1500, desc: 'ping', fn: pingTest, latency: true },
 ];
 
 async function runPath(id, ctx) {
   const path = PATHS[id];
   const out = { label: path.label, wiring: path.wiring, results: {} };
-  const workloads = WORKLOADS.filter((w) => w.id !== 'tcpJumbo' || OPTS.jumbo).map((w) => ({ ...w, mtu: w.mtu ?? OPTS.jumboMtu }));
+  const workloads = WORKLOADS.filter((w) => (w.id !== 'tcpJumbo' || OPTS.jumbo) && (!w.latency || OPTS.latency)).map((w) => ({ ...w, mtu: w.mtu ?? OPTS.jumboMtu }));
   const pathScope = new Scope(id);
   try {
     try {
@@ -459,6 +505,8 @@ async function runPath(id, ctx) {
 function summary(r) {
   const cpu = r.switchCpuPct != null ? `, switch process CPU ${r.switchCpuPct}%` : '';
   if (r.gbps != null) return `${r.gbps} Gbit/s (retransmits ${r.retransmits}${cpu})`;
+  if (r.p50Us != null) return `14 B round trip p50 ${r.p50Us} µs, p99 ${r.p99Us} µs, p99.9 ${r.p999Us} µs over ${r.samples} samples${cpu}`;
+  if (r.avgMs != null) return `ping avg ${r.avgMs} ms (min ${r.minMs}, max ${r.maxMs})`;
   if (r.kpps != null) return `${r.kpps} kpps received of ${r.sentKpps} kpps sent, loss ${r.lossPct}%${cpu ? ` (${cpu.slice(2)})` : ''}`;
   return JSON.stringify(r);
 }
@@ -522,7 +570,8 @@ async function main() {
       paths: {},
       ratios: {},
     };
-    for (const id of OPTS.only) {
+    const order = OPTS.only.map((_, i) => OPTS.only[(i + OPTS.rotate) % OPTS.only.length]);
+    for (const id of order) {
       info(`=== ${id} (${PATHS[id].wiring})`);
       report.paths[id] = await runPath(id, { tmp });
     }
