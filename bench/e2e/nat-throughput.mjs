@@ -20,6 +20,7 @@
 // Workloads (container -> 10.0.2.2 -> host 127.0.0.1, servers in the sandbox's root namespace):
 //   tcp up    iperf3 TCP, one stream, container -> host, receiver-side Gbit/s, at MTU 1500 and 65520
 //   tcp down  the same with `iperf3 -R` (host -> container over the container's connection)
+//   crr       (MTU 1500) connect+request+close one at a time for --latency-time s: p50/p99 ms
 //   load1G/5G (MTU 1500) tcp up at a fixed offered load (iperf3 -b): CPU per GB below saturation
 //   conn/s    (MTU 1500) short TCP connections for --conn-time seconds (default 60): a node client
 //             in the container keeps --parallel (default 32) connections in flight; each one
@@ -154,7 +155,7 @@ function usage(code) {
   --no-jumbo        skip the large-MTU runs
   --latency-time N  seconds of each sockperf ping-pong (default 15: 10^5 samples or more)
   --no-latency      skip the latency workloads (sockperf, ping)
-  --workloads LIST  only these workloads: tcpUp,tcpDown,connRate,load1G,load5G,latency14,latency1024,pingRtt
+  --workloads LIST  only these workloads: tcpUp,tcpDown,connRate,load1G,load5G,latency14,latency1024,pingRtt,crr
   --rotate N        start with the N-th implementation of the list (repeat.mjs varies it per run,
                     so that no implementation always goes first)
   --pasta-bin PATH  the pasta binary (default $PASTA_BIN or pasta)
@@ -550,6 +551,13 @@ async function pingRtt(topo) {
   return { rttMs: { min: Number(m[1]), avg: Number(m[2]), max: Number(m[3]), mdev: Number(m[4]) }, avgMs: Number(m[2]), lossPct: lost ? Number(lost[1]) : null, cmd: cmdline(argv) };
 }
 
+// Connect + request + close, one connection at a time, for --latency-time s: each connection's
+// time from connect() to the server's FIN (the conn client's latency), p50/p99 in ms.
+async function crr(topo, ctx) {
+  const { r, natCpuPct } = await withCpu(topo.natPid, () => connClient(topo, ctx, { parallel: 1, seconds: OPTS.latencyTime, timeoutMs: 10_000 }));
+  return { completed: r.completed, errors: r.errorCount, crrP50Ms: r.latencyMs.p50, crrP99Ms: r.latencyMs.p99, connsPerSec: round(r.connsPerSec, 0), natCpuPct, cmd: r.cmd };
+}
+
 const WORKLOADS = [
   { id: 'tcpUp', desc: 'TCP container->host', fn: tcpUp },
   { id: 'tcpDown', desc: 'TCP host->container (-R)', fn: tcpDown },
@@ -563,6 +571,7 @@ const WORKLOADS = [
         { id: 'latency14', desc: 'TCP ping-pong latency, 14 B (sockperf)', fn: (topo) => sockperfPingPong(topo, 14), mtu1500Only: true, seconds: () => OPTS.latencyTime },
         { id: 'latency1024', desc: 'TCP ping-pong latency, 1 KiB (sockperf)', fn: (topo) => sockperfPingPong(topo, 1024), mtu1500Only: true, seconds: () => OPTS.latencyTime },
         { id: 'pingRtt', desc: 'ICMP echo RTT to 10.0.2.2', fn: pingRtt, mtu1500Only: true, seconds: () => 5 },
+        { id: 'crr', desc: 'connect+request+close, one at a time', fn: crr, mtu1500Only: true, seconds: () => OPTS.latencyTime },
       ]
     : []),
 ];
@@ -630,6 +639,8 @@ async function runImpl(id, ctx) {
 }
 
 function summary(r) {
+  if (r.crrP50Ms != null) return `connect+request+close p50 ${r.crrP50Ms} ms, p99 ${r.crrP99Ms} ms over ${r.completed} connections, errors ${r.errors}`;
+  if (r.p50Us != null && r.rttUs == null) return `${r.bytes} B round trip: p50 ${r.p50Us} µs, p99 ${r.p99Us} µs, p99.9 ${r.p999Us} µs over ${r.samples} samples`;
   const cpu = r.natCpuPct != null ? `, NAT process CPU ${r.natCpuPct}%` : '';
   if (r.gbps != null) return `${r.gbps} Gbit/s (sender retransmits ${r.retransmits}${cpu})`;
   if (r.rttUs) return `${r.bytes} B round trip: p50 ${r.rttUs.p50} µs, p99 ${r.rttUs.p99} µs, p99.9 ${r.rttUs.p999} µs, max ${r.rttUs.max} µs over ${r.samples} samples${cpu}`;

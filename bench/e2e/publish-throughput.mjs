@@ -23,6 +23,11 @@
 //   conn/s    (MTU 1500) short connections for --conn-time seconds (default 30), --parallel
 //             (default 32) in flight: connect, "ping n", read "pong n" and the server's FIN, close.
 //             Every refusal, reset or timeout is counted (usernet's requirement: zero).
+//   latency   (MTU 1500) sockperf TCP ping-pong through the published port, 14 B and 1 KiB, for
+//             --latency-time s each (default 10): p50/p99/p99.9 round trips (server in the
+//             container, client on the host)
+//   crr       (MTU 1500) connect + request + close, one at a time, for --latency-time s: each
+//             connection's time from connect() to the server's FIN, p50/p99 (ms)
 // Also reported: the NAT process's CPU (% of one core) during each workload.
 //
 // Safety: as the other e2e benchmarks: inside a private network namespace whose default routes
@@ -120,6 +125,9 @@ function usage(code) {
   --only LIST       comma-separated: ${ALL_IMPLS.join(',')} (default both)
   --jumbo-mtu N     MTU of the large-MTU runs (default 65520)
   --no-jumbo        skip the large-MTU runs
+  --latency-time N  seconds of each sockperf ping-pong and of the crr test (default 10)
+  --no-latency      skip latency14, latency1024 and crr
+  --rotate N        start with the N-th implementation (bench/e2e/repeat.mjs varies it per run)
   --json-only       print only the results JSON on stdout
   -h, --help        this text
 Runs inside a network sandbox (test/sandbox/netsandbox.sh); needs root, iperf3, iproute2,
@@ -134,7 +142,7 @@ function fail(msg) {
 }
 
 function parseArgs(argv) {
-  const o = { time: 10, connTime: 30, parallel: 32, only: ALL_IMPLS, jsonOnly: false, jumboMtu: 65520, jumbo: true };
+  const o = { time: 10, connTime: 30, parallel: 32, only: ALL_IMPLS, jsonOnly: false, jumboMtu: 65520, jumbo: true, latencyTime: 10, latency: true, rotate: 0 };
   const int = (flag, v, lo, hi) => {
     const n = Number(v);
     if (!Number.isInteger(n) || n < lo || n > hi) fail(`${flag} must be an integer ${lo}..${hi}`);
@@ -162,6 +170,9 @@ function parseArgs(argv) {
       case '--jumbo-mtu': o.jumboMtu = int(flag, value(), 1501, 65520); break;
       case '--no-jumbo': o.jumbo = false; break;
       case '--json-only': o.jsonOnly = true; break;
+      case '--latency-time': o.latencyTime = Number(value()); if (!Number.isInteger(o.latencyTime) || o.latencyTime < 1 || o.latencyTime > 3600) fail('--latency-time must be an integer 1..3600'); break;
+      case '--no-latency': o.latency = false; break;
+      case '--rotate': o.rotate = Number(value()); if (!Number.isInteger(o.rotate) || o.rotate < 0) fail('--rotate must be an integer ≥ 0'); break;
       case '-h': case '--help': usage(0); break;
       default: fail(`unknown argument ${a}`);
     }
@@ -278,10 +289,41 @@ async function connRate(topo, ctx) {
   };
 }
 
+// sockperf ping-pong through the published port: server in the container on IPERF_PORT (free
+// between iperf3 tests), client on the host to 127.0.0.1:P.
+async function sockperfPingPong(topo, ctx, size) {
+  const scope = new Scope('sockperf');
+  try {
+    const srv = scope.proc(new Proc('sockperf server', topo.container.exec(['sockperf', 'sr', '--tcp', '-i', '0.0.0.0', '-p', String(IPERF_PORT)])));
+    await srv.waitLine('stdout', (l) => l.includes('sockperf: Warmup') || l.includes('Ready to receive') || l.includes('[tid'), 10_000, 'sockperf server ready');
+    const argv = ['sockperf', 'pp', '--tcp', '-i', HOST_ADDR, '-p', String(ctx.iperfHostPort), '-m', String(size), '-t', String(OPTS.latencyTime), '--full-rtt'];
+    const { r, natCpuPct } = await withCpu(topo.natPid, () => run(argv, { timeoutMs: (OPTS.latencyTime + 30) * 1000, allowFail: true, label: 'sockperf client' }));
+    const out = r.stdout + r.stderr;
+    const num = (re) => { const m = re.exec(out); return m ? Number(m[1]) : null; };
+    const p = (q) => num(new RegExp(`percentile ${q.toFixed(3).replace('.', '\\.')} =\\s+([0-9.]+)`));
+    const samples = num(/Total (\d+) observations/);
+    if (r.code !== 0 || samples === null) throw new Error(`sockperf client failed (status ${r.code}): ${firstLine(r.stderr || r.stdout)}`);
+    return { bytes: size, samples, p50Us: p(50), p99Us: p(99), p999Us: p(99.9), natCpuPct, cmd: cmdline(argv) };
+  } finally {
+    await scope.close();
+  }
+}
+
+// Connect + request + close, one connection at a time: each one's latency, from the conn client.
+async function crr(topo, ctx) {
+  const { r, natCpuPct } = await withCpu(topo.natPid, () => connClient(ctx, { parallel: 1, seconds: OPTS.latencyTime, timeoutMs: 10_000 }));
+  return { completed: r.completed, errors: r.errorCount, crrP50Ms: r.latencyMs.p50, crrP99Ms: r.latencyMs.p99, connsPerSec: round(r.connsPerSec, 0), natCpuPct, cmd: r.cmd };
+}
+
 const WORKLOADS = [
   { id: 'tcpIn', desc: 'TCP host->container', fn: (t, c) => iperfTcp(t, c, false) },
   { id: 'tcpOut', desc: 'TCP container->host (-R)', fn: (t, c) => iperfTcp(t, c, true) },
   { id: 'connRate', desc: 'connection rate', fn: connRate, mtu1500Only: true },
+  ...(OPTS.latency ? [
+    { id: 'latency14', desc: 'TCP ping-pong 14 B (sockperf)', fn: (t, c) => sockperfPingPong(t, c, 14), mtu1500Only: true },
+    { id: 'latency1024', desc: 'TCP ping-pong 1 KiB (sockperf)', fn: (t, c) => sockperfPingPong(t, c, 1024), mtu1500Only: true },
+    { id: 'crr', desc: 'connect+request+close, one at a time', fn: crr, mtu1500Only: true },
+  ] : []),
 ];
 const resultKey = (w, mtu) => (w.mtu1500Only ? w.id : `${w.id}${mtu}`);
 
@@ -347,6 +389,8 @@ async function runImpl(id, ctx) {
 }
 
 function summary(r) {
+  if (r.crrP50Ms != null) return `connect+request+close p50 ${r.crrP50Ms} ms, p99 ${r.crrP99Ms} ms over ${r.completed} connections, errors ${r.errors}`;
+  if (r.p50Us != null && r.rttUs == null) return `${r.bytes} B round trip: p50 ${r.p50Us} µs, p99 ${r.p99Us} µs, p99.9 ${r.p999Us} µs over ${r.samples} samples`;
   const cpu = r.natCpuPct != null ? `, NAT process CPU ${r.natCpuPct}%` : '';
   if (r.gbps != null) return `${r.gbps} Gbit/s (sender retransmits ${r.retransmits}${cpu})`;
   if (r.connsPerSec != null) {
@@ -422,7 +466,8 @@ async function main() {
       implementations: {},
       ratios: {},
     };
-    for (const id of OPTS.only) {
+    const order = OPTS.only.map((_, i) => OPTS.only[(i + OPTS.rotate) % OPTS.only.length]);
+    for (const id of order) {
       info(`=== ${id}`);
       report.implementations[id] = await runImpl(id, ctx);
     }

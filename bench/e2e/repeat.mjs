@@ -15,8 +15,8 @@ import { join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 
 const ROOT = resolve(fileURLToPath(new URL('../..', import.meta.url)));
-const FIELDS = ['gbps', 'kpps', 'connsPerSec', 'natCpuPct', 'p50Us', 'p99Us', 'p999Us', 'avgMs', 'cpuSecPerGB', 'jain', 'aggregateGbps'];
-const LOWER_IS_BETTER = new Set(['natCpuPct', 'p50Us', 'p99Us', 'p999Us', 'avgMs', 'cpuSecPerGB']);
+const FIELDS = ['gbps', 'kpps', 'connsPerSec', 'crrP50Ms', 'crrP99Ms', 'natCpuPct', 'p50Us', 'p99Us', 'p999Us', 'avgMs', 'cpuSecPerGB', 'jain', 'aggregateGbps'];
+const LOWER_IS_BETTER = new Set(['crrP50Ms', 'crrP99Ms', 'natCpuPct', 'p50Us', 'p99Us', 'p999Us', 'avgMs', 'cpuSecPerGB']);
 
 const argv = process.argv.slice(2);
 const sep = argv.indexOf('--');
