@@ -403,6 +403,24 @@ export function runInSandbox(script, name, command, main) {
   child.on('exit', (code, sig) => process.exit(code ?? (sig ? 128 + (signalNumber(sig) ?? 1) : 1)));
 }
 
+// ---- sockperf -------------------------------------------------------------------------------
+
+/** The sockperf server's "ready" lines (its versions differ in which one they print). */
+export const sockperfReady = (l) => l.includes('sockperf: Warmup') || l.includes('Ready to receive') || l.includes('[tid');
+
+/**
+ * The round trips of a `sockperf pp --full-rtt` run, from its output: { samples, avg, p50, p99,
+ * p999, max } in µs; throws with sockperf's first line when it failed or printed no summary.
+ */
+export function parseSockperf(r) {
+  const out = r.stdout + r.stderr;
+  const num = (re) => { const m = re.exec(out); return m ? Number(m[1]) : null; };
+  const p = (q) => num(new RegExp(`percentile ${q.toFixed(3).replace('.', '\\.')} =\\s+([0-9.]+)`));
+  const samples = num(/Total (\d+) observations/);
+  if (r.code !== 0 || samples === null) throw new Error(`sockperf client failed (status ${r.code}): ${firstLine(r.stderr || r.stdout)}`);
+  return { samples, avg: num(/avg-rtt=([0-9.]+)/), p50: p(50), p99: p(99), p999: p(99.9), max: num(/<MAX> observation =\s+([0-9.]+)/) };
+}
+
 // ---- reporting -------------------------------------------------------------------------------
 
 /** One measured value for a table: the field of a result, or why there is none. */

@@ -77,6 +77,8 @@ import {
   warn,
   withCpu,
   writeResults,
+  parseSockperf,
+  sockperfReady,
 } from './lib.mjs';
 
 const SCRIPT = fileURLToPath(import.meta.url);
@@ -526,15 +528,11 @@ async function sockperfPingPong(topo, size) {
   try {
     const port = await serverPort(topo);
     const srv = scope.proc(new Proc('sockperf server', ['sockperf', 'sr', '--tcp', '-i', HOST_ADDR, '-p', String(port)]));
-    await srv.waitLine('stdout', (l) => l.includes('sockperf: Warmup') || l.includes('Ready to receive') || l.includes('[tid'), 10_000, 'sockperf server ready');
+    await srv.waitLine('stdout', sockperfReady, 10_000, 'sockperf server ready');
     const argv = topo.container.exec(['sockperf', 'pp', '--tcp', '-i', topo.target, '-p', String(port), '-m', String(size), '-t', String(OPTS.latencyTime), '--full-rtt']);
     const { r, natCpuPct } = await withCpu(topo.natPid, () => run(argv, { timeoutMs: (OPTS.latencyTime + 30) * 1000, allowFail: true, label: 'sockperf client' }));
-    const out = r.stdout + r.stderr;
-    const num = (re) => { const m = re.exec(out); return m ? Number(m[1]) : null; };
-    const p = (q) => num(new RegExp(`percentile ${q.toFixed(3).replace('.', '\\.')} =\\s+([0-9.]+)`));
-    const samples = num(/Total (\d+) observations/);
-    if (r.code !== 0 || samples === null) throw new Error(`sockperf client failed (status ${r.code}): ${firstLine(r.stderr || r.stdout)}`);
-    const rttUs = { avg: num(/avg-rtt=([0-9.]+)/), p50: p(50), p99: p(99), p999: p(99.9), max: num(/<MAX> observation =\s+([0-9.]+)/) };
+    const rttUs = parseSockperf(r);
+    const samples = rttUs.samples;
     return { bytes: size, samples, rttUs, p50Us: rttUs.p50, p99Us: rttUs.p99, p999Us: rttUs.p999, natCpuPct, cmd: cmdline(argv) };
   } finally {
     await scope.close();
@@ -640,7 +638,6 @@ async function runImpl(id, ctx) {
 
 function summary(r) {
   if (r.crrP50Ms != null) return `connect+request+close p50 ${r.crrP50Ms} ms, p99 ${r.crrP99Ms} ms over ${r.completed} connections, errors ${r.errors}`;
-  if (r.p50Us != null && r.rttUs == null) return `${r.bytes} B round trip: p50 ${r.p50Us} µs, p99 ${r.p99Us} µs, p99.9 ${r.p999Us} µs over ${r.samples} samples`;
   const cpu = r.natCpuPct != null ? `, NAT process CPU ${r.natCpuPct}%` : '';
   if (r.gbps != null) return `${r.gbps} Gbit/s (sender retransmits ${r.retransmits}${cpu})`;
   if (r.rttUs) return `${r.bytes} B round trip: p50 ${r.rttUs.p50} µs, p99 ${r.rttUs.p99} µs, p99.9 ${r.rttUs.p999} µs, max ${r.rttUs.max} µs over ${r.samples} samples${cpu}`;
@@ -677,31 +674,21 @@ function columns() {
   return cols;
 }
 
-// usernet against each baseline that ran: throughput ratios (higher is better); the latency
-// ratios are in the JSON (latencyRatios, lower is better).
-function computeRatios(impls) {
+// usernet against each baseline that ran, column by column: the throughput columns in `ratios`
+// (higher is better, shown in the table), the latency columns in `latencyRatios` (lower is
+// better, in the JSON only).
+function usernetRatios(impls, wanted) {
   if (!impls.usernet) return {};
   const out = {};
-  for (const b of BASELINES) {
-    if (!impls[b]) continue;
+  for (const b of BASELINES.filter((x) => impls[x])) {
     const r = {};
-    for (const c of columns()) if (!c.noRatio) r[c.key] = ratio(impls.usernet.results[c.key], impls[b].results[c.key], c.field);
+    for (const c of columns().filter(wanted)) r[c.noRatio ? `${c.key}.${c.field}` : c.key] = ratio(impls.usernet.results[c.key], impls[b].results[c.key], c.field);
     out[`usernet/${b}`] = r;
   }
   return out;
 }
-
-function computeLatencyRatios(impls) {
-  if (!impls.usernet) return {};
-  const out = {};
-  for (const b of BASELINES) {
-    if (!impls[b]) continue;
-    const r = {};
-    for (const c of columns()) if (c.noRatio && c.field !== 'errors') r[`${c.key}.${c.field}`] = ratio(impls.usernet.results[c.key], impls[b].results[c.key], c.field);
-    out[`usernet/${b}`] = r;
-  }
-  return out;
-}
+const computeRatios = (impls) => usernetRatios(impls, (c) => !c.noRatio);
+const computeLatencyRatios = (impls) => usernetRatios(impls, (c) => c.noRatio && c.field !== 'errors');
 
 function table(report) {
   const cols = columns();

@@ -71,6 +71,8 @@ import {
   warn,
   withCpu,
   writeResults,
+  parseSockperf,
+  sockperfReady,
 } from './lib.mjs';
 
 const SCRIPT = fileURLToPath(import.meta.url);
@@ -295,15 +297,11 @@ async function sockperfPingPong(topo, ctx, size) {
   const scope = new Scope('sockperf');
   try {
     const srv = scope.proc(new Proc('sockperf server', topo.container.exec(['sockperf', 'sr', '--tcp', '-i', '0.0.0.0', '-p', String(IPERF_PORT)])));
-    await srv.waitLine('stdout', (l) => l.includes('sockperf: Warmup') || l.includes('Ready to receive') || l.includes('[tid'), 10_000, 'sockperf server ready');
+    await srv.waitLine('stdout', sockperfReady, 10_000, 'sockperf server ready');
     const argv = ['sockperf', 'pp', '--tcp', '-i', HOST_ADDR, '-p', String(ctx.iperfHostPort), '-m', String(size), '-t', String(OPTS.latencyTime), '--full-rtt'];
     const { r, natCpuPct } = await withCpu(topo.natPid, () => run(argv, { timeoutMs: (OPTS.latencyTime + 30) * 1000, allowFail: true, label: 'sockperf client' }));
-    const out = r.stdout + r.stderr;
-    const num = (re) => { const m = re.exec(out); return m ? Number(m[1]) : null; };
-    const p = (q) => num(new RegExp(`percentile ${q.toFixed(3).replace('.', '\\.')} =\\s+([0-9.]+)`));
-    const samples = num(/Total (\d+) observations/);
-    if (r.code !== 0 || samples === null) throw new Error(`sockperf client failed (status ${r.code}): ${firstLine(r.stderr || r.stdout)}`);
-    return { bytes: size, samples, p50Us: p(50), p99Us: p(99), p999Us: p(99.9), natCpuPct, cmd: cmdline(argv) };
+    const t = parseSockperf(r);
+    return { bytes: size, samples: t.samples, p50Us: t.p50, p99Us: t.p99, p999Us: t.p999, natCpuPct, cmd: cmdline(argv) };
   } finally {
     await scope.close();
   }

@@ -73,6 +73,8 @@ import {
   toolVersion,
   warn,
   writeResults,
+  parseSockperf,
+  sockperfReady,
 } from './lib.mjs';
 
 const SCRIPT = fileURLToPath(import.meta.url);
@@ -383,19 +385,15 @@ async function latencyTest(topo, switchPid) {
   try {
     const port = 11111;
     const srv = scope.proc(new Proc('sockperf server', topo.b.exec(['sockperf', 'sr', '--tcp', '-i', topo.b.ip, '-p', String(port)])));
-    await srv.waitLine('stdout', (l) => l.includes('sockperf: Warmup') || l.includes('Ready to receive') || l.includes('[tid'), 10_000, 'sockperf server ready');
+    await srv.waitLine('stdout', sockperfReady, 10_000, 'sockperf server ready');
     const argv = topo.a.exec(['sockperf', 'pp', '--tcp', '-i', topo.b.ip, '-p', String(port), '-m', '14', '-t', String(OPTS.latencyTime), '--full-rtt']);
     const t0 = cpuTicks(switchPid);
     const w0 = process.hrtime.bigint();
     const r = await run(argv, { timeoutMs: (OPTS.latencyTime + 30) * 1000, allowFail: true, label: 'sockperf client' });
     const wall = Number(process.hrtime.bigint() - w0) / 1e9;
     const t1 = cpuTicks(switchPid);
-    const out = r.stdout + r.stderr;
-    const num = (re) => { const m = re.exec(out); return m ? Number(m[1]) : null; };
-    const p = (q) => num(new RegExp(`percentile ${q.toFixed(3).replace('.', '\\.')} =\\s+([0-9.]+)`));
-    const samples = num(/Total (\d+) observations/);
-    if (r.code !== 0 || samples === null) throw new Error(`sockperf client failed (status ${r.code}): ${firstLine(r.stderr || r.stdout)}`);
-    return { bytes: 14, samples, p50Us: p(50), p99Us: p(99), p999Us: p(99.9), maxUs: num(/<MAX> observation =\s+([0-9.]+)/),
+    const t = parseSockperf(r);
+    return { bytes: 14, samples: t.samples, p50Us: t.p50, p99Us: t.p99, p999Us: t.p999, maxUs: t.max,
       switchCpuPct: t0 != null && t1 != null ? round((100 * (t1 - t0)) / CLK_TCK / wall, 0) : null, cmd: cmdline(argv) };
   } finally {
     await scope.close();
