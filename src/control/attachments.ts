@@ -468,6 +468,8 @@ export class Attachments {
         },
       );
       port.plug(net.sw);
+      // Pings to the gateway are answered in the reader, without waking JS (tap-port.ts).
+      port.answerGatewayEcho(net.gateway.echoTarget);
     } catch (err) {
       // Nothing of a failed open stays: a TAP this call created stops being persistent (so it
       // goes with its fd), and the fd is closed.

@@ -30,7 +30,8 @@
 import type { Logger } from 'pino';
 import { LRUCache } from 'lru-cache';
 import { Frame } from '../link/frame.js';
-import { Port, PortKind } from '../link/port.js';
+import { FAST_PATH_ECHOES, FAST_PATH_IP_ID, FAST_PATH_OPEN, Port, PortKind } from '../link/port.js';
+import type { GatewayEchoTarget } from '../link/tap-port.js';
 import { RX_BYTES, RX_FRAMES } from '../link/counters.js';
 import type { Switch } from '../switch/switch.js';
 import { EgressPlace } from '../switch/egress-queue.js';
@@ -113,6 +114,8 @@ export interface GatewayStats {
   arp_ignored: number;
   arp_malformed: number;
   icmp_echo_replies: number;
+  /** Of icmp_echo_replies, those answered in the TAP reader without JS (tap-port.ts). */
+  readonly icmp_echo_replies_in_reader: number;
   icmp_errors_sent: number;
   tcp_resets_sent: number;
   errors_rate_limited: number;
@@ -127,6 +130,41 @@ export interface GatewayStats {
   dhcp_messages: number;
   neighbours_resolved: number;
   neighbour_failures: number;
+}
+
+function newGatewayStats(fastPath: Float64Array): GatewayStats {
+  // Echo replies counted in JS plus those answered natively (FAST_PATH_ECHOES): an accessor, so
+  // `stats.icmp_echo_replies++`, spreading and JSON all see the sum.
+  let repliedHere = 0;
+  return {
+    arp_requests: 0,
+    arp_replies_sent: 0,
+    arp_ignored: 0,
+    arp_malformed: 0,
+    get icmp_echo_replies(): number {
+      return repliedHere + fastPath[FAST_PATH_ECHOES];
+    },
+    set icmp_echo_replies(value: number) {
+      repliedHere = value - fastPath[FAST_PATH_ECHOES];
+    },
+    get icmp_echo_replies_in_reader(): number {
+      return fastPath[FAST_PATH_ECHOES];
+    },
+    icmp_errors_sent: 0,
+    tcp_resets_sent: 0,
+    errors_rate_limited: 0,
+    ipv4_malformed: 0,
+    fragments_dropped: 0,
+    ipv6_dropped: 0,
+    other_dropped: 0,
+    no_route: 0,
+    dns_queries: 0,
+    dns_malformed: 0,
+    dns_disabled: 0,
+    dhcp_messages: 0,
+    neighbours_resolved: 0,
+    neighbour_failures: 0,
+  };
 }
 
 class NeighbourEntry {
@@ -146,27 +184,8 @@ export class GatewayPort extends Port implements FragmentSink {
   readonly mac: number;
   readonly ip: number;
   readonly dnsIp: number;
-  readonly stats: GatewayStats = {
-    arp_requests: 0,
-    arp_replies_sent: 0,
-    arp_ignored: 0,
-    arp_malformed: 0,
-    icmp_echo_replies: 0,
-    icmp_errors_sent: 0,
-    tcp_resets_sent: 0,
-    errors_rate_limited: 0,
-    ipv4_malformed: 0,
-    fragments_dropped: 0,
-    ipv6_dropped: 0,
-    other_dropped: 0,
-    no_route: 0,
-    dns_queries: 0,
-    dns_malformed: 0,
-    dns_disabled: 0,
-    dhcp_messages: 0,
-    neighbours_resolved: 0,
-    neighbour_failures: 0,
-  };
+  /** Counters; icmp_echo_replies includes the echoes the TAP readers answered natively. */
+  readonly stats: GatewayStats = newGatewayStats(this.fastPath);
   dhcp: DhcpServer | null;
   dns: DnsForwarder | null;
   private sw: Switch | null = null;
@@ -177,7 +196,6 @@ export class GatewayPort extends Port implements FragmentSink {
   private readonly pending = new Map<number, PendingResolution>();
   private tokens = ERROR_RATE;
   private tokensAt = 0;
-  private ipId = 1;
   private closed = false;
   // Parsing (reused per frame) and building (one output frame at a time).
   private readonly eth = new EthernetView();
@@ -212,6 +230,7 @@ export class GatewayPort extends Port implements FragmentSink {
     this.dns = options.dns;
     this.clock = options.clock ?? systemClock;
     this.mask = options.prefix === 0 ? 0 : (0xffffffff << (32 - options.prefix)) >>> 0;
+    this.fastPath[FAST_PATH_IP_ID] = 1;
   }
 
   /** Plugs into the switch with its MAC as a static entry (frames claiming it are dropped). */
@@ -224,6 +243,7 @@ export class GatewayPort extends Port implements FragmentSink {
 
   close(): void {
     this.closed = true;
+    this.fastPath[FAST_PATH_OPEN] = 0;
     for (const p of this.pending.values()) this.clock.clear(p.timer);
     this.pending.clear();
     if (this.sw) {
@@ -547,9 +567,19 @@ export class GatewayPort extends Port implements FragmentSink {
     return { dstMac, srcMac: this.mac, srcIp, dstIp, id: this.nextId() };
   }
 
+  /** The IPv4 identification of the next datagram; shared with native echo replies. */
   private nextId(): number {
-    this.ipId = (this.ipId + 1) & 0xffff;
-    return this.ipId;
+    const id = (this.fastPath[FAST_PATH_IP_ID] + 1) & 0xffff;
+    this.fastPath[FAST_PATH_IP_ID] = id;
+    return id;
+  }
+
+  /**
+   * What native code needs to answer echo requests to this gateway on its own (the TAP reader:
+   * TapPort.answerGatewayEcho), with the arrays it counts into.
+   */
+  get echoTarget(): GatewayEchoTarget {
+    return { mac: this.mac, ip: this.ip, dnsIp: this.dnsIp, fastPath: this.fastPath, counters: this.counters, learnNeighbour: (ip, mac) => this.learn(ip, mac) };
   }
 
   // ------------------------------------------------------------------------------------------

@@ -157,6 +157,7 @@ export class LabNetwork {
     const port = new TapPort({ name: options.name, kind: PortKind.CONTAINER, fd: opened.fd, vnetHdrLen: opened.vnetHdrLen, mtu: opened.mtu, ifname: opened.ifname });
     if (ip) this.network.pool.hold(ip, macFromBytes(opened.mac), HOLD_ATTACHMENT, Infinity, true);
     port.plug(this.network.sw);
+    port.answerGatewayEcho(this.network.gateway.echoTarget);
     this.lab.portAdded(port);
     return port;
   }

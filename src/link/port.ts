@@ -41,6 +41,24 @@ export type PortKind = (typeof PortKind)[keyof typeof PortKind];
 export const DIRECTION_RX = 0;
 export const DIRECTION_TX = 1;
 
+/**
+ * Slots of a port's `fastPath` array: what native code that answers some frames without JS
+ * (the TAP reader answering the gateway's echo, src/native/usernet_echo.c) reads and counts
+ * into. The numbers are mirrored in src/native/usernet_native.c.
+ */
+/** 1 while nothing but the switch must see the port's frames (no capture tap, no loss knob). */
+export const FAST_PATH_OPEN = 0;
+/** The port's MTU. */
+export const FAST_PATH_MTU = 1;
+/** Echo requests answered natively: from this (TAP) port, or by this (gateway) port. */
+export const FAST_PATH_ECHOES = 2;
+/** The source MAC and IPv4 address of the last one (for the switch's and gateway's learning). */
+export const FAST_PATH_LAST_MAC = 3;
+export const FAST_PATH_LAST_IP = 4;
+/** The gateway's IPv4 identification counter, shared by its JS and native replies. */
+export const FAST_PATH_IP_ID = 5;
+export const FAST_PATH_SLOTS = 6;
+
 /** Something watching the frames of a port (a pcap capture). Must copy what it keeps. */
 export interface FrameTap {
   /**
@@ -74,18 +92,14 @@ export abstract class Port implements SegmentSink {
   id = -1;
   readonly name: string;
   readonly kind: PortKind;
-  /** Largest L3 packet this port's link takes (Ethernet payload). */
-  mtu: number;
   /** Whether this port's link takes virtio-net headers (partial checksums, GSO frames). */
   readonly offloads: boolean;
   readonly counters = new Float64Array(COUNTER_COUNT);
-  /** Frame taps (captures) watching this port; empty on the fast path. */
-  taps: FrameTap[] = [];
-  /**
-   * Probability (0..1) of dropping each frame sent out of this port, on purpose: a knob for
-   * testing how the TCP endpoints recover from loss (`usernet ports set NAME --tx-loss P`).
-   */
-  lossRate = 0;
+  /** Shared with native code that answers frames without JS (FAST_PATH_*). */
+  readonly fastPath = new Float64Array(FAST_PATH_SLOTS);
+  private tapList: readonly FrameTap[] = Object.freeze([]);
+  private loss = 0;
+  private linkMtu: number;
   private readonly random: Random;
   private scratch: Buffer | null = null;
   private scratchDv: DataView | null = null;
@@ -93,9 +107,55 @@ export abstract class Port implements SegmentSink {
   constructor(options: PortOptions) {
     this.name = options.name;
     this.kind = options.kind ?? PortKind.CONTAINER;
-    this.mtu = options.mtu ?? 1500;
+    this.linkMtu = options.mtu ?? 1500;
     this.offloads = options.offloads ?? false;
     this.random = options.random ?? systemRandom;
+    this.fastPath[FAST_PATH_MTU] = this.linkMtu;
+    this.fastPath[FAST_PATH_OPEN] = 1;
+  }
+
+  /** Largest L3 packet this port's link takes (Ethernet payload). */
+  get mtu(): number {
+    return this.linkMtu;
+  }
+  set mtu(value: number) {
+    this.linkMtu = value;
+    this.fastPath[FAST_PATH_MTU] = value;
+  }
+
+  /** Frame taps (captures) watching this port; empty on the fast path. Assign a new array to change. */
+  get taps(): readonly FrameTap[] {
+    return this.tapList;
+  }
+  set taps(value: readonly FrameTap[]) {
+    this.tapList = Object.freeze([...value]);
+    this.updateFastPath();
+  }
+
+  /**
+   * Probability (0..1) of dropping each frame sent out of this port, on purpose: a knob for
+   * testing how the TCP endpoints recover from loss (`usernet ports set NAME --tx-loss P`).
+   */
+  get lossRate(): number {
+    return this.loss;
+  }
+  set lossRate(value: number) {
+    this.loss = value;
+    this.updateFastPath();
+  }
+
+  /**
+   * Called by the switch before each ageing sweep: if native code answered frames of this port
+   * without the switch since the last call, the source MAC to learn again (so that a container
+   * heard only through them does not age out), else -1. Ports without such code: always -1.
+   */
+  takeBypassedSource(): number {
+    return -1;
+  }
+
+  /** Native answers may bypass this port only while nothing else must see its frames. */
+  private updateFastPath(): void {
+    this.fastPath[FAST_PATH_OPEN] = this.tapList.length === 0 && this.loss === 0 ? 1 : 0;
   }
 
   /**
@@ -110,11 +170,11 @@ export abstract class Port implements SegmentSink {
 
   /** Sends a frame out of this port, adapting offloads to what the link takes. */
   transmit(f: Frame): void {
-    if (this.lossRate !== 0 && this.random.float() < this.lossRate) {
+    if (this.loss !== 0 && this.random.float() < this.loss) {
       this.counters[DROP_INJECTED]++;
       return;
     }
-    if (this.taps.length !== 0) this.tapFrame(DIRECTION_TX, f);
+    if (this.tapList.length !== 0) this.tapFrame(DIRECTION_TX, f);
     if (this.offloads) {
       if (f.vnetOff >= 0) this.account(this.writeLink(f.buf, f.vnetOff, f.len + VNET_HDR_LEN), f.len);
       else this.account(this.writeLink2(EMPTY_VNET_HDR, 0, VNET_HDR_LEN, f.buf, f.off, f.len), f.len);
@@ -178,11 +238,11 @@ export abstract class Port implements SegmentSink {
    */
   tapFrame(direction: number, f: Frame): void {
     let dropped = false;
-    for (const tap of this.taps) {
+    for (const tap of this.tapList) {
       try {
         if (!tap.onFrame(this, direction, f)) dropped = true;
       } catch {
-        this.taps = this.taps.filter((t) => t !== tap);
+        this.taps = this.tapList.filter((t) => t !== tap);
       }
     }
     if (dropped) this.counters[DROP_CAPTURE]++;

@@ -11,7 +11,7 @@ import { native, errnoName, type ReaderHandle } from '../native/addon.js';
 import { ParseStatus } from '../packet/status.js';
 import { DROP_BAD_OFFLOAD, DROP_INTERNAL, DROP_RUNT, RX_FRAMES } from './counters.js';
 import { Frame } from './frame.js';
-import { Port, type PortOptions } from './port.js';
+import { FAST_PATH_ECHOES, FAST_PATH_LAST_IP, FAST_PATH_LAST_MAC, Port, type PortOptions } from './port.js';
 import type { FrameSink } from './sink.js';
 
 /** Room for the largest frame a TAP can hand over: 64 KiB GSO + VLAN tags + virtio-net header. */
@@ -25,6 +25,18 @@ export interface TapPortOptions extends PortOptions {
   vnetHdrLen: number;
   /** Interface name inside the container. */
   ifname: string;
+}
+
+/** A gateway whose ICMP echo the TAP reader may answer natively (GatewayPort.echoTarget). */
+export interface GatewayEchoTarget {
+  mac: number;
+  ip: number;
+  dnsIp: number;
+  /** The gateway port's FAST_PATH_* slots and counters, which the native answers count into. */
+  fastPath: Float64Array;
+  counters: Float64Array;
+  /** The gateway's neighbour learning, for senders heard only through native answers. */
+  learnNeighbour(ip: number, mac: number): void;
 }
 
 export interface TapPortEvents {
@@ -48,6 +60,8 @@ export class TapPort extends Port {
   private closing: Promise<void> = Promise.resolve();
   private readonly events: TapPortEvents;
   private readonly addon = native();
+  private echoTarget: GatewayEchoTarget | null = null;
+  private echoesSeen = 0;
 
   constructor(options: TapPortOptions, events: TapPortEvents = {}) {
     super({ ...options, offloads: options.vnetHdrLen > 0 });
@@ -65,6 +79,42 @@ export class TapPort extends Port {
     this.sink = sink;
     this.reader = native().startReader(this.fd, this.slab, this.meta, TAP_MAX_FRAME, BATCH_BUDGET, this.onBatch, true);
     return this;
+  }
+
+  /**
+   * Lets the reader answer ICMP echo requests to `gateway` itself, in native code, without
+   * waking JavaScript (src/native/usernet_echo.c: the same reply, counters and IP IDs as the
+   * gateway's own; frames it is unsure of still come here). It does so only while neither
+   * port has a capture or a loss knob (FAST_PATH_OPEN). Both ports must be on the same switch;
+   * null turns it off.
+   */
+  answerGatewayEcho(gateway: GatewayEchoTarget | null): void {
+    if (this.reader === null) return;
+    this.echoTarget = gateway;
+    this.addon.readerFastEcho(
+      this.reader,
+      gateway === null
+        ? null
+        : {
+            vnetHdrLen: this.vnetHdrLen,
+            macHi: Math.floor(gateway.mac / 2 ** 32),
+            macLo: gateway.mac >>> 0,
+            ip: gateway.ip >>> 0,
+            dnsIp: gateway.dnsIp >>> 0,
+            portFastPath: this.fastPath,
+            portCounters: this.counters,
+            gatewayFastPath: gateway.fastPath,
+            gatewayCounters: gateway.counters,
+          },
+    );
+  }
+
+  override takeBypassedSource(): number {
+    const fp = this.fastPath;
+    if (fp[FAST_PATH_ECHOES] === this.echoesSeen) return -1;
+    this.echoesSeen = fp[FAST_PATH_ECHOES];
+    this.echoTarget?.learnNeighbour(fp[FAST_PATH_LAST_IP], fp[FAST_PATH_LAST_MAC]);
+    return fp[FAST_PATH_LAST_MAC];
   }
 
   private readonly onBatch = (count: number, error: number): void => {
@@ -138,6 +188,7 @@ export class TapPort extends Port {
   close(): Promise<void> {
     if (this.closed) return this.closing;
     this.closed = true;
+    this.echoTarget = null;
     this.sink?.removePort(this);
     this.sink = null;
     const reader = this.reader;

@@ -175,6 +175,19 @@ export interface TcpSocketInfo {
   dport: number;
 }
 
+/** What the TAP reader needs to answer the gateway's echo (TapPort.answerGatewayEcho). */
+export interface FastEchoConfig {
+  vnetHdrLen: number;
+  macHi: number;
+  macLo: number;
+  ip: number;
+  dnsIp: number;
+  portFastPath: Float64Array;
+  portCounters: Float64Array;
+  gatewayFastPath: Float64Array;
+  gatewayCounters: Float64Array;
+}
+
 export interface NativeAddon {
   readonly VNET_HDR_LEN: number;
   tapOpen(options: TapOpenOptions): TapOpenResult;
@@ -207,6 +220,13 @@ export interface NativeAddon {
   /** Stops reading now; closes the fd once libuv has let go of it, then calls onClosed. */
   closeReader(handle: ReaderHandle, onClosed?: () => void): void;
   pauseReader(handle: ReaderHandle, paused: boolean): void;
+  /** The reader answers the gateway's ICMP echo itself (usernet_echo.c), or stops (null). */
+  readerFastEcho(handle: ReaderHandle, config: FastEchoConfig | null): void;
+  /**
+   * The native echo answer on a buffer, for tests: turns the frame at [off, off+len) into the
+   * reply in place and returns its length, or 0 (not an echo request it answers; untouched).
+   */
+  echoAnswer(frame: Uint8Array, off: number, len: number, vnetHdrLen: number, macHi: number, macLo: number, ip: number, dnsIp: number, maxRequest: number, maxReply: number, ipId: number): number;
   watchPid(pid: number, onExit: (status: number) => void): WatchHandle;
   /** The process at the other end of a connected UNIX socket (SO_PEERCRED). Throws with the errno. */
   peerCredentials(fd: number): { pid: number; uid: number; gid: number };

@@ -58,6 +58,8 @@
 #include <linux/if_tun.h>
 #include <linux/if_arp.h>
 #include <linux/nsfs.h>
+
+#include "usernet_echo.h"
 #include <linux/netlink.h>
 #include <linux/sock_diag.h>
 #include <linux/inet_diag.h>
@@ -880,7 +882,81 @@ typedef struct reader {
   napi_ref cb_ref;
   napi_ref closed_ref; /* optional onClosed callback, NULL when none */
   napi_async_context actx;
+  struct reader_echo *echo; /* the gateway's echo answered here (usernet_echo.c), or NULL */
 } reader_t;
+
+/* Slots of a port's fastPath Float64Array and indices of its counters: they must match
+ * FAST_PATH_* in src/link/port.ts and src/link/counters.ts (test/unit/fast-echo.test.ts and the
+ * e2e ping test check the counters add up). */
+enum { FP_OPEN = 0, FP_MTU = 1, FP_ECHOES = 2, FP_LAST_MAC = 3, FP_LAST_IP = 4, FP_IP_ID = 5, FP_SLOTS = 6 };
+enum {
+  C_RX_FRAMES = 0, C_RX_BYTES = 1, C_TX_FRAMES = 2, C_TX_BYTES = 3, C_DROP_LINK_DOWN = 14,
+  C_DROP_QUEUE_FULL = 15, C_DROP_TX_ERROR = 16, C_RX_UNICAST = 19, C_COUNTER_COUNT = 21
+};
+
+struct reader_echo {
+  struct echo_target target;
+  size_t vnet_hdr_len;
+  double *port_fp, *port_counters, *gw_fp, *gw_counters;
+  napi_ref refs[4];
+};
+
+static void reader_echo_free(napi_env env, reader_t *r) {
+  struct reader_echo *e = r->echo;
+  if (!e) return;
+  r->echo = NULL;
+  for (int i = 0; i < 4; i++) napi_delete_reference(env, e->refs[i]);
+  free(e);
+}
+
+/* One frame read from the TAP: answered here if it is the gateway's echo (returns 1: the slot
+ * is free again), else left for JS (returns 0). Counts what the switch and the ports would. */
+static int reader_try_echo(reader_t *r, uint8_t *frame, size_t len) {
+  struct reader_echo *e = r->echo;
+  double *pfp = e->port_fp, *gfp = e->gw_fp;
+  if (pfp[FP_OPEN] == 0 || gfp[FP_OPEN] == 0) return 0;
+  uint16_t id = (uint16_t)(((uint32_t)gfp[FP_IP_ID] + 1) & 0xffff);
+  size_t n = echo_answer_in_place(&e->target, frame, len, e->vnet_hdr_len, (size_t)gfp[FP_MTU] + 18,
+                                  (size_t)pfp[FP_MTU] + 18, id);
+  if (n == 0) return 0;
+  const size_t request_len = len - e->vnet_hdr_len;
+  const size_t reply_len = n - e->vnet_hdr_len;
+  /* The sender, now the reply's destination: for the switch's and the gateway's learning. */
+  const uint8_t *mac = frame + e->vnet_hdr_len;
+  const uint8_t *ip = mac + 14 + 16;
+  gfp[FP_IP_ID] = id;
+  double *pc = e->port_counters, *gc = e->gw_counters;
+  /* The request: into the switch from the TAP port, unicast to the gateway port. */
+  pc[C_RX_FRAMES] += 1;
+  pc[C_RX_BYTES] += (double)request_len;
+  pc[C_RX_UNICAST] += 1;
+  gc[C_TX_FRAMES] += 1;
+  gc[C_TX_BYTES] += (double)request_len;
+  /* The reply: into the switch from the gateway port, out of the TAP port. */
+  gc[C_RX_FRAMES] += 1;
+  gc[C_RX_BYTES] += (double)reply_len;
+  gc[C_RX_UNICAST] += 1;
+  gfp[FP_ECHOES] += 1;
+  pfp[FP_ECHOES] += 1;
+  pfp[FP_LAST_MAC] = (double)((uint64_t)mac[0] << 40 | (uint64_t)mac[1] << 32 | (uint64_t)mac[2] << 24 |
+                              (uint64_t)mac[3] << 16 | (uint64_t)mac[4] << 8 | mac[5]);
+  pfp[FP_LAST_IP] = (double)((uint32_t)ip[0] << 24 | (uint32_t)ip[1] << 16 | (uint32_t)ip[2] << 8 | ip[3]);
+  ssize_t w;
+  do {
+    w = write(r->fd, frame, n);
+  } while (w < 0 && errno == EINTR);
+  if (w >= 0) {
+    pc[C_TX_FRAMES] += 1;
+    pc[C_TX_BYTES] += (double)reply_len;
+  } else if (errno == EIO) {
+    pc[C_DROP_LINK_DOWN] += 1;
+  } else if (errno == EAGAIN || errno == ENOBUFS) {
+    pc[C_DROP_QUEUE_FULL] += 1;
+  } else {
+    pc[C_DROP_TX_ERROR] += 1;
+  }
+  return 1;
+}
 
 /* libuv has released the handle: only now may the fd be closed (closing it while libuv still
  * knew it could make libuv act on a reused fd number). Then tell JS, if it asked. */
@@ -924,6 +1000,7 @@ static void reader_on_closed(uv_handle_t *h) {
     }
     napi_delete_reference(env, r->closed_ref);
   }
+  reader_echo_free(env, r);
   napi_delete_reference(env, r->slab_ref);
   napi_delete_reference(env, r->meta_ref);
   napi_delete_reference(env, r->cb_ref);
@@ -965,7 +1042,9 @@ static void reader_on_poll(uv_poll_t *h, int status, int events) {
   }
   size_t off = 0;
   int n = 0, err = 0;
-  while (n < r->budget && off + r->max_frame <= r->slab_len) {
+  /* Frames answered here do not count against the batch, reads do: a ping flood still returns
+   * to the event loop after `budget` reads. */
+  for (int reads = 0; reads < r->budget && n < r->budget && off + r->max_frame <= r->slab_len; reads++) {
     ssize_t k = read(r->fd, r->slab + off, r->max_frame);
     if (k < 0) {
       if (errno == EINTR) continue;
@@ -973,6 +1052,7 @@ static void reader_on_poll(uv_poll_t *h, int status, int events) {
       break;
     }
     if (k == 0) break;
+    if (r->echo && reader_try_echo(r, r->slab + off, (size_t)k)) continue;
     r->meta[2 * n] = (int32_t)off;
     r->meta[2 * n + 1] = (int32_t)k;
     n++;
@@ -1094,6 +1174,74 @@ static napi_value close_reader(napi_env env, napi_callback_info info) {
     uv_poll_stop(&r->poll);
     uv_close((uv_handle_t *)&r->poll, reader_on_closed);
   }
+  return NULL;
+}
+
+/* A Float64Array property of `cfg` with at least `min` elements, kept alive by *ref. */
+static double *get_f64_prop(napi_env env, napi_value cfg, const char *name, size_t min, napi_ref *ref) {
+  napi_value v;
+  bool is_ta = false;
+  if (!get_prop(env, cfg, name, &v) || napi_is_typedarray(env, v, &is_ta) != napi_ok || !is_ta) return NULL;
+  napi_typedarray_type type;
+  size_t length, byte_offset;
+  void *ptr;
+  napi_value ab;
+  if (napi_get_typedarray_info(env, v, &type, &length, &ptr, &ab, &byte_offset) != napi_ok) return NULL;
+  if (type != napi_float64_array || length < min) return NULL;
+  if (napi_create_reference(env, v, 1, ref) != napi_ok) return NULL;
+  return ptr;
+}
+
+/*
+ * readerFastEcho(handle, cfg | null): the reader answers the gateway's ICMP echo itself
+ * (usernet_echo.c) with cfg = { vnetHdrLen, macHi, macLo, ip, dnsIp, portFastPath,
+ * portCounters, gatewayFastPath, gatewayCounters } (Float64Arrays it reads and counts into),
+ * or stops doing so (null).
+ */
+static napi_value reader_fast_echo(napi_env env, napi_callback_info info) {
+  size_t argc = 2;
+  napi_value argv[2];
+  NAPI_CALL(env, napi_get_cb_info(env, info, &argc, argv, NULL, NULL));
+  reader_t *r = argc ? get_reader(env, argv[0]) : NULL;
+  napi_valuetype t = napi_undefined;
+  if (argc >= 2) napi_typeof(env, argv[1], &t);
+  if (!r || (t != napi_null && t != napi_object)) {
+    napi_throw_type_error(env, "ERR_INVALID_ARG_TYPE", "readerFastEcho(handle, config | null)");
+    return NULL;
+  }
+  reader_echo_free(env, r);
+  if (t == napi_null || r->closing) return NULL;
+  struct reader_echo *e = calloc(1, sizeof *e);
+  if (!e) {
+    napi_throw_error(env, "ENOMEM", "readerFastEcho: out of memory");
+    return NULL;
+  }
+  napi_value cfg = argv[1];
+  int32_t vnet = -1;
+  uint32_t mac_hi = 0, mac_lo = 0, ip = 0, dns_ip = 0;
+  napi_value v;
+  bool ok = get_prop(env, cfg, "vnetHdrLen", &v) && napi_get_value_int32(env, v, &vnet) == napi_ok &&
+            get_prop(env, cfg, "macHi", &v) && napi_get_value_uint32(env, v, &mac_hi) == napi_ok &&
+            get_prop(env, cfg, "macLo", &v) && napi_get_value_uint32(env, v, &mac_lo) == napi_ok &&
+            get_prop(env, cfg, "ip", &v) && napi_get_value_uint32(env, v, &ip) == napi_ok &&
+            get_prop(env, cfg, "dnsIp", &v) && napi_get_value_uint32(env, v, &dns_ip) == napi_ok &&
+            (vnet == 0 || vnet == VNET_HDR_LEN);
+  int nrefs = 0;
+  if (ok) ok = (e->port_fp = get_f64_prop(env, cfg, "portFastPath", FP_SLOTS, &e->refs[nrefs])) && ++nrefs;
+  if (ok) ok = (e->port_counters = get_f64_prop(env, cfg, "portCounters", C_COUNTER_COUNT, &e->refs[nrefs])) && ++nrefs;
+  if (ok) ok = (e->gw_fp = get_f64_prop(env, cfg, "gatewayFastPath", FP_SLOTS, &e->refs[nrefs])) && ++nrefs;
+  if (ok) ok = (e->gw_counters = get_f64_prop(env, cfg, "gatewayCounters", C_COUNTER_COUNT, &e->refs[nrefs])) && ++nrefs;
+  if (!ok) {
+    for (int i = 0; i < nrefs; i++) napi_delete_reference(env, e->refs[i]);
+    free(e);
+    napi_throw_type_error(env, "ERR_INVALID_ARG_TYPE",
+                          "readerFastEcho: config needs vnetHdrLen (0 or 10), macHi, macLo, ip, dnsIp, and "
+                          "Float64Arrays portFastPath, portCounters, gatewayFastPath, gatewayCounters of their full size");
+    return NULL;
+  }
+  e->vnet_hdr_len = (size_t)vnet;
+  echo_target_set(&e->target, mac_hi, mac_lo, ip, dns_ip);
+  r->echo = e;
   return NULL;
 }
 
@@ -1419,6 +1567,7 @@ static napi_value init(napi_env env, napi_value exports) {
     {"startReader", NULL, start_reader, NULL, NULL, NULL, napi_default, NULL},
     {"closeReader", NULL, close_reader, NULL, NULL, NULL, napi_default, NULL},
     {"pauseReader", NULL, pause_reader, NULL, NULL, NULL, napi_default, NULL},
+    {"readerFastEcho", NULL, reader_fast_echo, NULL, NULL, NULL, napi_default, NULL},
     {"watchPid", NULL, watch_pid, NULL, NULL, NULL, napi_default, NULL},
     {"unwatch", NULL, unwatch, NULL, NULL, NULL, napi_default, NULL},
     {"peerCredentials", NULL, peer_credentials, NULL, NULL, NULL, napi_default, NULL},
@@ -1430,6 +1579,7 @@ static napi_value init(napi_env env, napi_value exports) {
   napi_set_named_property(env, exports, "VNET_HDR_LEN", vnet_len);
   if (usernet_dgram_register(env, exports) != napi_ok) return NULL;
   if (usernet_sandbox_register(env, exports) != napi_ok) return NULL;
+  if (usernet_echo_register(env, exports) != napi_ok) return NULL;
   return exports;
 }
 

@@ -129,7 +129,21 @@ export class Switch implements FrameSink {
   /** Starts the periodic sweep of aged-out MAC entries (a clock timer: it never keeps Node alive). */
   startAgeing(intervalMs = Math.min(1000, Math.max(100, this.fdb.ageingTimeMs / 4))): void {
     if (this.sweepTimer) return;
-    this.sweepTimer = this.clock.setInterval(() => this.fdb.sweep(this.clock.now()), intervalMs);
+    this.sweepTimer = this.clock.setInterval(() => this.sweep(), intervalMs);
+  }
+
+  /**
+   * Ages out MAC entries; first re-learns the sources of frames that native code answered
+   * without the switch since the last sweep (a container that only pings the gateway stays
+   * known, as it would on a bridge).
+   */
+  sweep(): void {
+    const now = this.clock.now();
+    for (const p of this.ports) {
+      const mac = p.takeBypassedSource();
+      if (mac > 0) this.fdb.learn(mac, p, now);
+    }
+    this.fdb.sweep(now);
   }
 
   stopAgeing(): void {

@@ -5,12 +5,12 @@
  * all get their own answers, a stopped upstream gives SERVFAIL, networks stay apart, and
  * malformed DHCP/DNS/ARP is counted and survived.
  */
-import type { ChildProcess } from 'node:child_process';
+import { spawn, type ChildProcess } from 'node:child_process';
 import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { buildUdpFrame } from '../../src/packet/build.js';
-import { Container, Daemon, FIXTURES, PYTHON, cleanup, exited, ping, requireSandbox, startUntil, userTempDir } from './harness.js';
+import { CLI, Container, Daemon, FIXTURES, PYTHON, asUser, cleanup, exited, ping, requireSandbox, runOk, startUntil, track, userTempDir } from './harness.js';
 
 requireSandbox();
 
@@ -167,6 +167,38 @@ describe('what the gateway answers', () => {
   it('answers ping on 10.0.2.2 and 10.0.2.3', async () => {
     expect(await ping(a, '10.0.2.2', 2)).toBe(2);
     expect(await ping(a, '10.0.2.3', 2)).toBe(2);
+  });
+
+  it('answers ping in the TAP reader, counted as the switch counts it, and leaves pings to the JS path while a capture runs', async () => {
+    type Counted = { name: string; kind?: string; counters: { rx_frames: number; tx_frames: number } };
+    expect(await ping(a, '10.0.2.2', 1)).toBe(1); // ARP settled
+    const port = async (): Promise<Counted> => (await daemon.containerPorts<Counted>())[0];
+    const [s0, p0] = [(await networkStats(daemon)).gateway, await port()];
+    expect(await ping(a, '10.0.2.2', 5)).toBe(5);
+    const [s1, p1] = [(await networkStats(daemon)).gateway, await port()];
+    expect(s1.icmp_echo_replies - s0.icmp_echo_replies).toBe(5);
+    expect(s1.icmp_echo_replies_in_reader - s0.icmp_echo_replies_in_reader).toBe(5);
+    expect(p1.counters.rx_frames - p0.counters.rx_frames).toBeGreaterThanOrEqual(5);
+    expect(p1.counters.tx_frames - p0.counters.tx_frames).toBeGreaterThanOrEqual(5);
+    // A capture must see every frame: the reader stops answering while it runs.
+    const file = join(userTempDir(), 'gateway-ping.pcap');
+    const since = daemon.logs.length;
+    const argv = asUser([process.execPath, CLI, 'capture', '--port', 'a', '-w', file, '--socket', daemon.socket]);
+    const cli = track(spawn(argv[0] as string, argv.slice(1), { stdio: ['ignore', 'ignore', 'pipe'] }));
+    await daemon.waitForLog((l) => l.msg === 'capture started', 10_000, since);
+    expect(await ping(a, '10.0.2.2', 3)).toBe(3);
+    cli.kill('SIGINT');
+    await exited(cli);
+    const s2 = (await networkStats(daemon)).gateway;
+    expect(s2.icmp_echo_replies - s1.icmp_echo_replies).toBe(3);
+    expect(s2.icmp_echo_replies_in_reader).toBe(s1.icmp_echo_replies_in_reader);
+    const types = (await runOk(['tshark', '-r', file, '-Y', 'icmp', '-T', 'fields', '-e', 'icmp.type'])).split('\n').filter(Boolean);
+    expect(types.filter((t) => t === '8')).toHaveLength(3);
+    expect(types.filter((t) => t === '0')).toHaveLength(3);
+    // And once it has ended, the reader answers again.
+    await daemon.waitForLog((l) => l.msg === 'capture ended', 10_000, since);
+    expect(await ping(a, '10.0.2.2', 2)).toBe(2);
+    expect((await networkStats(daemon)).gateway.icmp_echo_replies_in_reader - s2.icmp_echo_replies_in_reader).toBe(2);
   });
 
   it('answers ARP with its fixed MAC (arping)', async () => {

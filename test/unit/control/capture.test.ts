@@ -45,7 +45,7 @@ afterEach(async () => {
 
 function session(limit = 0, onEnd: (s: CaptureSession) => void = () => {}): CaptureSession {
   const s = new CaptureSession(port, serverSide, limit, onEnd);
-  port.taps.push(s);
+  port.taps = [...port.taps, s];
   return s;
 }
 
@@ -168,7 +168,7 @@ describe('CaptureSession', () => {
     let ends = 0;
     const s = session(0, () => ends++);
     const other: FrameTap = { onFrame: () => true };
-    port.taps.push(other);
+    port.taps = [...port.taps, other];
     s.end();
     s.end();
     expect(ends).toBe(1);
@@ -218,7 +218,7 @@ describe('CaptureSession', () => {
     expect([a.dropped, b.dropped, a.frames, b.frames]).toEqual([5, 5, 1, 1]);
     // A frame only one of the sessions drops still counts once.
     const dropsEverything: FrameTap = { onFrame: () => false };
-    port.taps.push(dropsEverything);
+    port.taps = [...port.taps, dropsEverything];
     port.tapFrame(DIRECTION_RX, small);
     expect(port.counters[DROP_CAPTURE]).toBe(6);
     a.end();
