@@ -143,7 +143,7 @@ describe('usernet from its npm pack tarball, in a scratch project', () => {
     for (const f of ['package.json', 'LICENSE', 'binding.gyp', 'scripts/build-addon.mjs', 'dist/src/index.js', 'dist/src/index.d.ts', 'src/native/usernet_native.c', 'bin/usernet.js']) {
       expect(files, `the tarball holds ${f}`).toContain(f);
     }
-    expect(files.filter((f) => /^(test|bench|docs|docker)\/|\.map$|\.ts$(?<!\.d\.ts)|^src\/(?!native\/[^/]+\.c$)/.test(f))).toEqual([]);
+    expect(files.filter((f) => /^(test|bench|docs|docker)\/|\.map$|\.ts$(?<!\.d\.ts)|^src\/(?!native\/[^/]+\.[ch]$)/.test(f))).toEqual([]);
   }, 60_000);
 
   afterAll(cleanup);
