@@ -260,6 +260,92 @@ export async function startContainer(scope, label) {
 /** Runs commands in a process's network namespace. */
 export const pidEndpoint = (pid, ifname) => ({ pid, ifname, exec: (argv) => ['nsenter', '-t', String(pid), '-n', ...argv] });
 
+// ---- pasta (passt's namespace mode), wired as rootlesskit wires it ---------------------------
+
+// The wiring rootlesskit uses (pkg/network/pasta): the same 10.0.2.0/24 addresses as slirp4netns,
+// the gateway 10.0.2.2 mapped to the host's loopback (pasta's default; --no-map-gw turns it off),
+// IPv4 only. Additions the sandbox needs:
+//   --runas 0   pasta started as root drops to "nobody" by default, and nobody may not join the
+//               container's user namespace (owned by root here, by the user under rootlesskit, who
+//               also runs pasta): so it stays the namespace owner, as under rootlesskit.
+//   -f -P FILE  stay in the foreground (its PID is the one measured and stopped) and write the
+//               PID file once initialised: that is "ready".
+// pasta takes its template from the host interface with a default route and refuses to start
+// without one ("No external routable interface"); the sandbox's default route is a blackhole, so
+// preparePastaHost() adds an uplink veth to a dead-end namespace on 203.0.113.0/24 with a *second*
+// default route at metric 1000: pasta finds it, while the blackhole (metric 0) still wins.
+// Port forwarding: tcpHost is a list of host-side specs (`127.0.0.1/P:G`: the host's
+// 127.0.0.1:P to the container's port G), one `-t` each: pasta rejects a comma list whose items
+// carry an address ("Invalid port specifier"). tcpNs is `-T` (the container's loopback ports
+// spliced to the host's). PASTA_BIN or a benchmark's --pasta-bin picks another build.
+export const PASTA = {
+  gateway: '10.0.2.2',
+  args: ({ pid, mtu, pidFile, tcpHost = [], tcpNs = 'none' }) => ['--stderr', '-f', '-P', pidFile, '--runas', '0', '--ns-ifname=tap0', `--mtu=${mtu}`, '--config-net',
+    '--address=10.0.2.100', '--netmask=24', `--gateway=${PASTA.gateway}`, '--dns-forward=10.0.2.3', '--ipv4-only',
+    ...(tcpHost.length ? tcpHost.flatMap((spec) => ['-t', spec]) : ['--tcp-ports=none']), '--udp-ports=none', '-T', String(tcpNs), '-U', 'none', String(pid)],
+  ifname: 'tap0',
+  readyTimeoutMs: 20_000,
+  uplinkNs: 'ubench-uplink',
+  uplinkIf: 'ubench-up',
+};
+
+/** The host side pasta needs, once per benchmark run (see PASTA), undone by SCOPE. */
+export async function preparePastaHost(scope) {
+  await run(['ip', 'netns', 'add', PASTA.uplinkNs]);
+  scope.defer('delete the uplink namespace', () => run(['ip', 'netns', 'del', PASTA.uplinkNs], { allowFail: true }));
+  await run(['ip', 'link', 'add', PASTA.uplinkIf, 'type', 'veth', 'peer', 'name', 'wan0', 'netns', PASTA.uplinkNs]);
+  scope.defer('delete the uplink veth', () => run(['ip', 'link', 'del', PASTA.uplinkIf], { allowFail: true }));
+  await run(['ip', 'addr', 'add', '203.0.113.1/24', 'dev', PASTA.uplinkIf]);
+  await run(['ip', 'link', 'set', PASTA.uplinkIf, 'up']);
+  await run(['ip', '-n', PASTA.uplinkNs, 'addr', 'add', '203.0.113.254/24', 'dev', 'wan0']);
+  await run(['ip', '-n', PASTA.uplinkNs, 'link', 'set', 'wan0', 'up']);
+  await run(['ip', 'route', 'add', 'default', 'via', '203.0.113.254', 'dev', PASTA.uplinkIf, 'metric', '1000']);
+  const first = (await run(['ip', '-4', 'route', 'show', 'default'])).stdout.trim().split('\n')[0] ?? '';
+  if (!/^blackhole\b/.test(first)) throw new Error(`the blackhole default route no longer comes first: ${first}`);
+  // pasta answers ping to its gateway with the host's ICMP echo ("ping") sockets, which
+  // net.ipv4.ping_group_range must allow; systemd's default opens it to every group. This
+  // network namespace is the sandbox's own.
+  await run(['sysctl', '-q', '-w', 'net.ipv4.ping_group_range=0 2147483647']);
+}
+
+/**
+ * A container with pasta attached (PASTA.args with OPTIONS), ready: the PID file written and
+ * tap0 configured. Returns { container, nat } (the endpoint and pasta's Proc).
+ */
+export async function startPasta(scope, bin, dir, options) {
+  const pidFile = join(dir, 'pasta.pid');
+  const holder = await startContainer(scope, 'container');
+  const nat = scope.proc(new Proc('pasta', [bin, ...PASTA.args({ ...options, pid: holder.pid, pidFile })]));
+  await waitForFile(pidFile, nat, PASTA.readyTimeoutMs);
+  const container = pidEndpoint(holder.pid, PASTA.ifname);
+  await waitForAddress(container, nat, PASTA.readyTimeoutMs);
+  return { container, nat };
+}
+
+// Waits until FILE exists (pasta writes its PID file once initialised), or the process exits.
+async function waitForFile(file, proc, timeoutMs) {
+  const deadline = Date.now() + timeoutMs;
+  while (!existsSync(file)) {
+    if (proc.exitInfo) throw new Error(`${proc.label} ${proc.describeExit()} before it was ready:\n${proc.tail(10)}`);
+    if (Date.now() > deadline) throw new Error(`${proc.label} not ready after ${timeoutMs} ms (no ${file}):\n${proc.tail(10)}`);
+    await new Promise((r) => setTimeout(r, 20));
+  }
+}
+
+// pasta writes its PID file before --config-net has put the address on the interface (seen
+// here: a run in three found tap0 without one): wait for the address and the default route.
+async function waitForAddress(ep, proc, timeoutMs) {
+  const deadline = Date.now() + timeoutMs;
+  for (;;) {
+    const a = await run(ep.exec(['ip', '-4', '-o', 'addr', 'show', 'dev', ep.ifname]), { allowFail: true });
+    const r = await run(ep.exec(['ip', '-4', 'route', 'show', 'default']), { allowFail: true });
+    if (/inet /.test(a.stdout) && /default via/.test(r.stdout)) return;
+    if (proc.exitInfo) throw new Error(`${proc.label} ${proc.describeExit()} before configuring ${ep.ifname}:\n${proc.tail(10)}`);
+    if (Date.now() > deadline) throw new Error(`${proc.label}: ${ep.ifname} not configured after ${timeoutMs} ms`);
+    await new Promise((res) => setTimeout(res, 20));
+  }
+}
+
 // ---- the connection-rate server and client (written to a temp dir, run with this node) --------
 
 // The connection-rate server: argv HOST [PORT] (default any free port). Prints {"listening":PORT} when ready.

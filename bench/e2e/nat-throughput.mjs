@@ -79,6 +79,9 @@ import {
   writeResults,
   parseSockperf,
   sockperfReady,
+  PASTA,
+  preparePastaHost,
+  startPasta,
 } from './lib.mjs';
 
 const SCRIPT = fileURLToPath(import.meta.url);
@@ -116,27 +119,7 @@ const SLIRP = {
   readyTimeoutMs: 20_000,
 };
 
-// ---- pasta command line ----------------------------------------------------------------------
-// The wiring rootlesskit uses (pkg/network/pasta): the same 10.0.2.0/24 addresses as slirp4netns,
-// the gateway 10.0.2.2 mapped to the host's loopback (pasta's default; --no-map-gw turns it off),
-// no port forwarding, IPv4 only. Two additions the sandbox needs:
-//   --runas 0   pasta started as root drops to "nobody" by default, and nobody may not join the
-//               container's user namespace (owned by root here, by the user under rootlesskit, who
-//               also runs pasta): so it stays the namespace owner, as under rootlesskit.
-//   -f -P FILE  stay in the foreground (its PID is the one measured and stopped) and write the
-//               PID file once initialised: that is "ready".
-// pasta takes its template from the host interface with a default route and refuses to start
-// without one ("No external routable interface"); the sandbox's default route is a blackhole, so
-// main() adds an uplink veth to a dead-end namespace on 203.0.113.0/24 with a *second* default
-// route at metric 1000: pasta finds it, while the blackhole (metric 0) still wins every lookup.
-// PASTA_BIN (or --pasta-bin) picks another build, e.g. one built from passt's sources.
-const PASTA = {
-  args: ({ pid, mtu, pidFile, tcpNs = 'none' }) => ['--stderr', '-f', '-P', pidFile, '--runas', '0', '--ns-ifname=tap0', `--mtu=${mtu}`, '--config-net',
-    '--address=10.0.2.100', '--netmask=24', `--gateway=${GATEWAY}`, '--dns-forward=10.0.2.3', '--ipv4-only',
-    '--tcp-ports=none', '--udp-ports=none', '-T', String(tcpNs), '-U', 'none', String(pid)],
-  ifname: 'tap0',
-  readyTimeoutMs: 20_000,
-};
+// ---- pasta: PASTA, startPasta and preparePastaHost in lib.mjs (rootlesskit's wiring) --------
 
 // ---- the kernel's own path, for reference --------------------------------------------------
 // What rootful Docker does: a veth pair (container eth0 10.0.2.100/24, host end 10.0.2.2/24) and
@@ -269,13 +252,7 @@ const IMPLS = {
       requireTools([OPTS.pastaBin]);
     },
     async setup(scope, mtu, ctx) {
-      const dir = mkdtempSync(join(ctx.tmp, `pasta-${mtu}-`));
-      const pidFile = join(dir, 'pasta.pid');
-      const holder = await startContainer(scope, 'container');
-      const nat = scope.proc(new Proc('pasta', [OPTS.pastaBin, ...PASTA.args({ pid: holder.pid, mtu, pidFile })]));
-      await waitForFile(pidFile, nat, PASTA.readyTimeoutMs);
-      const container = pidEndpoint(holder.pid, PASTA.ifname);
-      await waitForAddress(container, nat, PASTA.readyTimeoutMs);
+      const { container, nat } = await startPasta(scope, OPTS.pastaBin, mkdtempSync(join(ctx.tmp, `pasta-${mtu}-`)), { mtu });
       return { container, natPid: nat.pid, nat };
     },
   },
@@ -293,16 +270,10 @@ const IMPLS = {
       requireTools([OPTS.pastaBin]);
     },
     async setup(scope, mtu, ctx) {
-      const dir = mkdtempSync(join(ctx.tmp, `pasta-splice-${mtu}-`));
-      const pidFile = join(dir, 'pasta.pid');
       const ports = [];
       while (ports.length < 4) { const p = await freePort(); if (!ports.includes(p) && p !== ctx.connPort) ports.push(p); }
-      const holder = await startContainer(scope, 'container');
       const tcpNs = [ctx.connPort, ...ports].join(',');
-      const nat = scope.proc(new Proc('pasta', [OPTS.pastaBin, ...PASTA.args({ pid: holder.pid, mtu, pidFile, tcpNs })]));
-      await waitForFile(pidFile, nat, PASTA.readyTimeoutMs);
-      const container = pidEndpoint(holder.pid, PASTA.ifname);
-      await waitForAddress(container, nat, PASTA.readyTimeoutMs);
+      const { container, nat } = await startPasta(scope, OPTS.pastaBin, mkdtempSync(join(ctx.tmp, `pasta-splice-${mtu}-`)), { mtu, tcpNs });
       return { container, natPid: nat.pid, nat, target: HOST_ADDR, ports };
     },
   },
@@ -366,47 +337,6 @@ const IMPLS = {
     },
   },
 };
-
-// Waits until FILE exists (pasta writes its PID file once initialised), or the process exits.
-async function waitForFile(file, proc, timeoutMs) {
-  const deadline = Date.now() + timeoutMs;
-  while (!existsSync(file)) {
-    if (proc.exitInfo) throw new Error(`${proc.label} ${proc.describeExit()} before it was ready:\n${proc.tail(10)}`);
-    if (Date.now() > deadline) throw new Error(`${proc.label} not ready after ${timeoutMs} ms (no ${file}):\n${proc.tail(10)}`);
-    await new Promise((r) => setTimeout(r, 20));
-  }
-}
-
-// pasta writes its PID file before --config-net has put the address on the interface (seen
-// here: a run in three found tap0 without one): wait for the address and the default route.
-async function waitForAddress(ep, proc, timeoutMs) {
-  const deadline = Date.now() + timeoutMs;
-  for (;;) {
-    const a = await run(ep.exec(['ip', '-4', '-o', 'addr', 'show', 'dev', ep.ifname]), { allowFail: true });
-    const r = await run(ep.exec(['ip', '-4', 'route', 'show', 'default']), { allowFail: true });
-    if (/inet /.test(a.stdout) && /default via/.test(r.stdout)) return;
-    if (proc.exitInfo) throw new Error(`${proc.label} ${proc.describeExit()} before configuring ${ep.ifname}:\n${proc.tail(10)}`);
-    if (Date.now() > deadline) throw new Error(`${proc.label}: ${ep.ifname} not configured after ${timeoutMs} ms`);
-    await new Promise((res) => setTimeout(res, 20));
-  }
-}
-
-// The template interface pasta insists on (see PASTA): a veth to a namespace of our own that has
-// no other link, on a documentation range, and a default route through it that the blackhole
-// outranks. Removed on exit.
-async function addPastaUplink(scope) {
-  await run(['ip', 'netns', 'add', 'ubench-uplink']);
-  scope.defer('delete the uplink namespace', () => run(['ip', 'netns', 'del', 'ubench-uplink'], { allowFail: true }));
-  await run(['ip', 'link', 'add', 'ubench-up', 'type', 'veth', 'peer', 'name', 'wan0', 'netns', 'ubench-uplink']);
-  scope.defer('delete the uplink veth', () => run(['ip', 'link', 'del', 'ubench-up'], { allowFail: true }));
-  await run(['ip', 'addr', 'add', '203.0.113.1/24', 'dev', 'ubench-up']);
-  await run(['ip', 'link', 'set', 'ubench-up', 'up']);
-  await run(['ip', '-n', 'ubench-uplink', 'addr', 'add', '203.0.113.254/24', 'dev', 'wan0']);
-  await run(['ip', '-n', 'ubench-uplink', 'link', 'set', 'wan0', 'up']);
-  await run(['ip', 'route', 'add', 'default', 'via', '203.0.113.254', 'dev', 'ubench-up', 'metric', '1000']);
-  const first = (await run(['ip', '-4', 'route', 'show', 'default'])).stdout.trim().split('\n')[0] ?? '';
-  if (!/^blackhole\b/.test(first)) throw new Error(`the blackhole default route no longer comes first: ${first}`);
-}
 
 // The port a workload's server listens on: any free one, unless the implementation forwards only
 // a fixed set (pasta-splice's -T list), then the next of those in turn.
@@ -722,11 +652,7 @@ async function main() {
     const connPort = JSON.parse(await connServer.waitLine('stdout', (l) => l.startsWith('{"listening"'), 10_000, 'listening line')).listening;
     const ctx = { tmp, clientJs, connServer, connPort };
     if (OPTS.only.some((i) => i.startsWith('pasta'))) {
-      await addPastaUplink(top);
-      // pasta answers ping to its gateway with the host's ICMP echo ("ping") sockets, which
-      // net.ipv4.ping_group_range must allow; systemd's default opens it to every group. This
-      // network namespace is the sandbox's own.
-      await run(['sysctl', '-q', '-w', 'net.ipv4.ping_group_range=0 2147483647']);
+      await preparePastaHost(top);
     }
     if (OPTS.cc) await run(['sysctl', '-q', '-w', `net.ipv4.tcp_congestion_control=${OPTS.cc}`]);
 

@@ -1,18 +1,23 @@
 #!/usr/bin/env node
 // End-to-end benchmark of published ports (port forwarding into a container): a client on the
 // host connects to 127.0.0.1:PORT, forwarded to a server in a container (a rootless-style user +
-// network namespace), by two implementations one after another, with a table and
-// usernet/slirp4netns ratios at the end.
+// network namespace), by each implementation one after another, with a table and usernet's
+// ratios to slirp4netns and pasta at the end.
 //
 //   node bench/e2e/publish-throughput.mjs [--time N] [--conn-time N] [--parallel N]
-//                                         [--only slirp4netns,usernet] [--no-jumbo]
-//                                         [--jumbo-mtu N] [--json-only]
+//                                         [--only slirp4netns,pasta,usernet] [--no-jumbo]
+//                                         [--jumbo-mtu N] [--pasta-bin PATH] [--json-only]
 //
 // Implementations (the container gets 10.0.2.100 via 10.0.2.2 from both):
 //   slirp4netns  `slirp4netns --configure --mtu=N --ready-fd=3 --api-socket S PID tap0`, then its
 //                API's add_hostfwd for each port ({"execute":"add_hostfwd","arguments":{"proto":
 //                "tcp","host_addr":"127.0.0.1","host_port":P,"guest_port":G}}), as rootlesskit's
 //                port driver "slirp4netns" does.
+//   pasta        rootlesskit's pasta wiring (lib.mjs PASTA) with its own port forwarding, one
+//                `-t 127.0.0.1/P:G` per port, as Podman's default for rootless pasta does: pasta
+//                splices a connection from the host's loopback to the container's loopback
+//                (two sockets and splice(2), no frames), its best path. PASTA_BIN or --pasta-bin
+//                picks the build.
 //   usernet      `usernet daemon`, then `usernet attach --configure -p 127.0.0.1:P:G ...`.
 // A fresh NAT process and a fresh container per MTU.
 //
@@ -73,10 +78,15 @@ import {
   writeResults,
   parseSockperf,
   sockperfReady,
+  PASTA,
+  preparePastaHost,
+  startPasta,
 } from './lib.mjs';
 
 const SCRIPT = fileURLToPath(import.meta.url);
-const ALL_IMPLS = ['slirp4netns', 'usernet'];
+const ALL_IMPLS = ['slirp4netns', 'pasta', 'usernet'];
+/** usernet's ratios are taken to each of these present in the run. */
+const BASELINES = ['slirp4netns', 'pasta'];
 const GATEWAY = '10.0.2.2';
 const HOST_ADDR = '127.0.0.1';
 /** Server ports inside the container. */
@@ -124,16 +134,17 @@ function usage(code) {
   --time N          seconds per iperf3 run (default 10)
   --conn-time N     seconds of the connection-rate test (default 30)
   --parallel N      connections in flight in the connection-rate test (default 32)
-  --only LIST       comma-separated: ${ALL_IMPLS.join(',')} (default both)
+  --only LIST       comma-separated: ${ALL_IMPLS.join(',')} (default all)
   --jumbo-mtu N     MTU of the large-MTU runs (default 65520)
   --no-jumbo        skip the large-MTU runs
   --latency-time N  seconds of each sockperf ping-pong and of the crr test (default 10)
   --no-latency      skip latency14, latency1024 and crr
   --rotate N        start with the N-th implementation (bench/e2e/repeat.mjs varies it per run)
+  --pasta-bin PATH  the pasta binary (default $PASTA_BIN or pasta)
   --json-only       print only the results JSON on stdout
   -h, --help        this text
 Runs inside a network sandbox (test/sandbox/netsandbox.sh); needs root, iperf3, iproute2,
-util-linux (unshare, nsenter), slirp4netns; usernet built (npm install && npm run build).`;
+util-linux (unshare, nsenter), slirp4netns, pasta (passt); usernet built (npm install && npm run build).`;
   (code ? process.stderr : process.stdout).write(text + '\n');
   process.exit(code);
 }
@@ -144,7 +155,8 @@ function fail(msg) {
 }
 
 function parseArgs(argv) {
-  const o = { time: 10, connTime: 30, parallel: 32, only: ALL_IMPLS, jsonOnly: false, jumboMtu: 65520, jumbo: true, latencyTime: 10, latency: true, rotate: 0 };
+  const o = { time: 10, connTime: 30, parallel: 32, only: ALL_IMPLS, jsonOnly: false, jumboMtu: 65520, jumbo: true, latencyTime: 10, latency: true, rotate: 0,
+    pastaBin: process.env.PASTA_BIN || 'pasta' };
   const int = (flag, v, lo, hi) => {
     const n = Number(v);
     if (!Number.isInteger(n) || n < lo || n > hi) fail(`${flag} must be an integer ${lo}..${hi}`);
@@ -174,6 +186,7 @@ function parseArgs(argv) {
       case '--json-only': o.jsonOnly = true; break;
       case '--latency-time': o.latencyTime = Number(value()); if (!Number.isInteger(o.latencyTime) || o.latencyTime < 1 || o.latencyTime > 3600) fail('--latency-time must be an integer 1..3600'); break;
       case '--no-latency': o.latency = false; break;
+      case '--pasta-bin': o.pastaBin = value(); break;
       case '--rotate': o.rotate = Number(value()); if (!Number.isInteger(o.rotate) || o.rotate < 0) fail('--rotate must be an integer ≥ 0'); break;
       case '-h': case '--help': usage(0); break;
       default: fail(`unknown argument ${a}`);
@@ -213,6 +226,16 @@ const IMPLS = {
         if (reply.return?.id === undefined) throw new Error(`slirp4netns add_hostfwd ${host}->${guest}: ${JSON.stringify(reply)}`);
       }
       return { container: pidEndpoint(holder.pid, SLIRP.ifname), natPid: nat.pid, nat };
+    },
+  },
+  pasta: {
+    describe: (mtu) => `${OPTS.pastaBin} ${cmdline(PASTA.args({ pid: 'PID', mtu, pidFile: 'pasta.pid', tcpHost: [`${HOST_ADDR}/P:G`] }))} ` +
+      `(one -t per published port; as root; container: ${cmdline(CONTAINER_ARGV)}; host template: a veth uplink on 203.0.113.1/24 with a metric-1000 default route behind the blackhole)`,
+    async start() { requireTools([OPTS.pastaBin]); },
+    async setup(scope, mtu, ctx, ports) {
+      const tcpHost = ports.map(([host, guest]) => `${HOST_ADDR}/${host}:${guest}`);
+      const { container, nat } = await startPasta(scope, OPTS.pastaBin, mkdtempSync(join(ctx.tmp, `pasta-${mtu}-`)), { mtu, tcpHost });
+      return { container, natPid: nat.pid, nat };
     },
   },
   usernet: {
@@ -413,6 +436,10 @@ function columns() {
   }
   cols.push({ key: 'connRate', head: 'conn/s', field: 'connsPerSec', digits: 0 });
   cols.push({ key: 'connRate', head: 'conn errors', field: 'errors', digits: 0, noRatio: true });
+  if (OPTS.latency) {
+    for (const b of [14, 1024]) for (const f of ['p50Us', 'p99Us']) cols.push({ key: `latency${b}`, head: `${b} B ${f.slice(0, -2)} µs`, field: f, digits: 0 });
+    cols.push({ key: 'crr', head: 'crr p99 ms', field: 'crrP99Ms', digits: 2 });
+  }
   return cols;
 }
 
@@ -425,10 +452,14 @@ function table(report) {
 }
 
 function computeRatios(impls) {
-  if (!impls.usernet || !impls.slirp4netns) return {};
-  const r = {};
-  for (const c of columns()) if (!c.noRatio) r[c.key] = ratio(impls.usernet.results[c.key], impls.slirp4netns.results[c.key], c.field);
-  return { 'usernet/slirp4netns': r };
+  if (!impls.usernet) return {};
+  const out = {};
+  for (const b of BASELINES.filter((id) => impls[id])) {
+    const r = {};
+    for (const c of columns()) if (!c.noRatio) r[c.key] = ratio(impls.usernet.results[c.key], impls[b].results[c.key], c.field);
+    out[`usernet/${b}`] = r;
+  }
+  return out;
 }
 
 // ---- main ----------------------------------------------------------------------------------------
@@ -462,11 +493,13 @@ async function main() {
         iperf3: toolVersion(['iperf3', '--version'], /iperf (\S+)/),
         slirp4netns: toolVersion(['slirp4netns', '--version'], /slirp4netns version (\S+)/),
         libslirp: toolVersion(['slirp4netns', '--version'], /libslirp: (\S+)/),
+        pasta: OPTS.only.includes('pasta') ? { bin: OPTS.pastaBin, version: toolVersion([OPTS.pastaBin, '--version'], /pasta (\S+)/) } : null,
       },
       path: `host client -> ${HOST_ADDR}:P (published) -> container ${IPERF_PORT}/${CONN_PORT}`,
       implementations: {},
       ratios: {},
     };
+    if (OPTS.only.includes('pasta')) await preparePastaHost(top);
     const order = OPTS.only.map((_, i) => OPTS.only[(i + OPTS.rotate) % OPTS.only.length]);
     for (const id of order) {
       info(`=== ${id}`);
