@@ -38,7 +38,7 @@ import { EgressPlace } from '../switch/egress-queue.js';
 import { ARP_OP_REPLY, ARP_OP_REQUEST, ArpView, writeArp } from '../packet/arp.js';
 import { buildIcmpError, buildIcmpFrame, buildTcpControlFrame, buildUdpFrame, fragmentIpv4Frame, type FragmentSink, type Ipv4Endpoints } from '../packet/build.js';
 import { DHCP_CLIENT_PORT, DHCP_SERVER_PORT } from '../packet/dhcp.js';
-import { ETH_P_ARP, ETH_P_IPV4, ETH_P_IPV6, EthernetView, writeEthernetHeader } from '../packet/ethernet.js';
+import { ETH_HLEN, ETH_P_ARP, ETH_P_IPV4, ETH_P_IPV6, EthernetView, writeEthernetHeader } from '../packet/ethernet.js';
 import {
   ICMP_DEST_UNREACH,
   ICMP_ECHO_REPLY,
@@ -48,12 +48,12 @@ import {
   ICMP_UNREACH_PROTOCOL,
   IcmpView,
 } from '../packet/icmp.js';
-import { IPPROTO_ICMP, IPPROTO_TCP, IPPROTO_UDP, Ipv4View } from '../packet/ipv4.js';
+import { IPPROTO_ICMP, IPPROTO_TCP, IPPROTO_UDP, IPV4_MIN_HLEN, Ipv4View } from '../packet/ipv4.js';
 import { BROADCAST_MAC, readMac } from '../packet/mac.js';
 import { ParseStatus } from '../packet/status.js';
 import { TCP_ACK, TCP_FIN, TCP_RST, TCP_SYN, TcpView } from '../packet/tcp.js';
-import { UdpView } from '../packet/udp.js';
-import { VNET_HDR_LEN, VnetHeader } from '../packet/virtio-net.js';
+import { UDP_HLEN, UdpView } from '../packet/udp.js';
+import { VNET_F_NEEDS_CSUM, VNET_GSO_NONE, VNET_HDR_LEN, VnetHeader, writeVnetHeader } from '../packet/virtio-net.js';
 import { DNS_PORT } from '../packet/dns.js';
 import type { DhcpServer } from './dhcp-server.js';
 import type { DnsForwarder } from './dns-forwarder.js';
@@ -207,6 +207,8 @@ export class GatewayPort extends Port implements FragmentSink {
   private readonly out = Buffer.allocUnsafeSlow(OUT_SIZE);
   private readonly outDv = new DataView(this.out.buffer, this.out.byteOffset, OUT_SIZE);
   private readonly big = Buffer.allocUnsafeSlow(OUT_SIZE);
+  /** sendUdp()'s endpoints, filled per datagram (not an object per datagram). */
+  private readonly udpEndpoints: Ipv4Endpoints = { dstMac: 0, srcMac: 0, srcIp: 0, dstIp: 0, id: 0, dontFragment: false };
   private readonly bigDv = new DataView(this.big.buffer, this.big.byteOffset, OUT_SIZE);
   private readonly dhcpOut = Buffer.allocUnsafeSlow(1500);
   private readonly frame = new Frame();
@@ -490,15 +492,28 @@ export class GatewayPort extends Port implements FragmentSink {
    * stands in for), fragmented to the network MTU. `dstMac` -1: not known yet, resolved by ARP
    * first (the datagram waits, see sendIpv4).
    */
-  sendUdp(dstMac: number, dstIp: number, srcIp: number, srcPort: number, dstPort: number, payload: Uint8Array): void {
+  sendUdp(dstMac: number, dstIp: number, srcIp: number, srcPort: number, dstPort: number, payload: Uint8Array, off = 0, len = payload.length - off): void {
     // IPv4 total length is 16 bits: a larger answer (possible from an IPv6 upstream) cannot be sent.
-    if (payload.length > IPV4_MAX_UDP_PAYLOAD) {
+    if (len > IPV4_MAX_UDP_PAYLOAD) {
       this.stats.other_dropped++;
       return;
     }
     const resolve = dstMac < 0;
-    const e: Ipv4Endpoints = { dstMac: resolve ? 0 : dstMac, srcMac: this.mac, srcIp, dstIp, id: this.nextId(), dontFragment: false };
-    const n = buildUdpFrame(this.big, this.bigDv, 0, e, srcPort, dstPort, payload, 0, payload.length);
+    const e = this.udpEndpoints;
+    e.dstMac = resolve ? 0 : dstMac;
+    e.srcMac = this.mac;
+    e.srcIp = srcIp;
+    e.dstIp = dstIp;
+    e.id = this.nextId();
+    if (!resolve && IPV4_MIN_HLEN + UDP_HLEN + len <= this.options.mtu) {
+      // One frame to a known neighbour: a partial checksum, finished by the container's kernel
+      // (or by the switch for a port without offloads), so JS never sums the payload.
+      const n = buildUdpFrame(this.big, this.bigDv, VNET_HDR_LEN, e, srcPort, dstPort, payload, off, len, true);
+      writeVnetHeader(this.bigDv, 0, VNET_F_NEEDS_CSUM, VNET_GSO_NONE, 0, 0, ETH_HLEN + IPV4_MIN_HLEN, 6);
+      this.emitVnet(this.big, this.bigDv, 0, n);
+      return;
+    }
+    const n = buildUdpFrame(this.big, this.bigDv, 0, e, srcPort, dstPort, payload, off, len);
     const sink: FragmentSink = resolve ? { fragment: (buf, off, len) => this.sendIpv4(dstIp, buf.subarray(off), len) } : this;
     if (!fragmentIpv4Frame(this.big, 0, n, this.options.mtu, this.out, sink)) this.stats.other_dropped++;
   }
@@ -621,6 +636,14 @@ export class GatewayPort extends Port implements FragmentSink {
     p.dv = this.bigDv;
     p.off = 0;
     return p;
+  }
+
+  /**
+   * True while the switch is forwarding: a frame emitted now is queued (copied into the egress
+   * queue) rather than forwarded from where it was built. The NAT builds in place only when not.
+   */
+  get switchForwarding(): boolean {
+    return this.sw !== null && this.sw.forwarding;
   }
 
   /** Puts a frame (Ethernet header first, no virtio-net header) into the switch. */

@@ -335,12 +335,17 @@ export class TcpFlow {
       this.sndUna = ack;
       this.sndNxt = ack;
       this.clearRto();
-      this.hostPaused = false;
-      this.host.resume();
       this.wire.stateChanged(this);
+      // The window this ACK announces first, then the host's bytes: a host stack that delivers
+      // on resume() at once (MemoryOutside) would otherwise send into the SYN's window.
+      this.onAck(ack, window, false);
+      if (this.state === FLOW_ESTABLISHED && this.hostPaused) {
+        this.hostPaused = false;
+        this.host.resume();
+      }
+    } else {
+      this.onAck(ack, window, len === 0 && (flags & TCP_FIN) === 0);
     }
-
-    this.onAck(ack, window, len === 0 && (flags & TCP_FIN) === 0);
     if (this.resetAt !== 0) {
       this.resetSegment(flags, seq, len);
       return;

@@ -51,10 +51,35 @@ import { errnoName } from '../native/addon.js';
 import { systemClock, type Clock, type Timer } from '../platform/clock.js';
 import { systemHostStack, type HostStack, type HostTcpSocket } from '../platform/host-stack.js';
 import { systemRandom, type Random } from '../platform/random.js';
-import { FLOW_CLOSED, FLOW_CONNECTING, FLOW_ESTABLISHED, FLOW_TIME_WAIT, RESET_DRAIN_MS, TcpFlow, type TcpFlowHost, type TcpFlowWire } from './tcp-flow.js';
+import { FLOW_CLOSED, FLOW_CONNECTING, FLOW_ESTABLISHED, FLOW_TIME_WAIT, MAX_SEGMENT_PAYLOAD, RESET_DRAIN_MS, TcpFlow, type TcpFlowHost, type TcpFlowWire } from './tcp-flow.js';
 
-/** Where every outbound flow's host socket reads land (each read is copied out before the next). */
-const READ_BUFFER = Buffer.allocUnsafeSlow(CHUNK_SIZE);
+/**
+ * Where every outbound flow's host socket reads land, after room for the headers of the segment
+ * that may carry them to the container: [virtio-net | Ethernet | IPv4 | TCP (20) | payload].
+ * A read is copied into the flow's send queue (kept until the container acknowledges it); when it
+ * leaves at once as one segment — the flow had nothing unsent and the container's window takes it
+ * all, the common case of a download — the segment is built around it here, so its payload is not
+ * copied a second time (see segment()). Each read is used up before the next one lands.
+ */
+const READ_HEADROOM = VNET_HDR_LEN + ETH_HLEN + IPV4_MIN_HLEN + 20;
+const READ_FRAME = Buffer.allocUnsafeSlow(READ_HEADROOM + CHUNK_SIZE);
+const READ_FRAME_DV = new DataView(READ_FRAME.buffer, READ_FRAME.byteOffset, READ_FRAME.length);
+
+/**
+ * How much one read of a flow's host socket may take: whole segments of the container's MSS
+ * that fit one GSO frame. A read of 64 KiB at MSS 65480 (MTU 65520) would leave as a full
+ * segment and a 56-byte one, two frames and two receives in the container for every read.
+ */
+export function readSizeForMss(mss: number): number {
+  const most = Math.min(CHUNK_SIZE, MAX_SEGMENT_PAYLOAD);
+  if (!(mss > 0) || mss >= most) return most;
+  return Math.floor(most / mss) * mss;
+}
+
+/** A flow's view of READ_FRAME's payload room: where its host socket reads land. */
+function readBufferForMss(mss: number): Buffer {
+  return READ_FRAME.subarray(READ_HEADROOM, READ_HEADROOM + readSizeForMss(mss));
+}
 
 /**
  * Resets `s` (SO_LINGER 0, then close: RST). While its end() is still shutting down libuv refuses
@@ -65,6 +90,10 @@ function hardReset(s: HostTcpSocket): void {
   if (s.writableEnded && !s.writableFinished) s.destroy();
   else s.resetAndDestroy();
 }
+
+/** A published-port socket reads through onread after a read this big, or this many reads. */
+const ADOPT_READ_BYTES = 32 * 1024;
+const ADOPT_AFTER_READS = 64;
 
 /** How long a host connect may take before the container gets "host unreachable". */
 export const CONNECT_TIMEOUT_MS = 30_000;
@@ -135,6 +164,10 @@ export interface TcpNatStats {
   inboundEstablished: number;
   inboundRefused: number;
   inboundUnanswered: number;
+  /** Data segments to containers built around the host read they carry (payload not copied out of the send queue). */
+  segmentsBuiltInReadFrame: number;
+  /** Published-port connections switched to reading with onread (after a big read or many; the rest read with 'data' events). */
+  inboundReadWithOnread: number;
 }
 
 /** One NAT'ed TCP connection. */
@@ -148,6 +181,11 @@ export class TcpNatFlow implements TcpFlowHost {
   mapping: unknown = null;
   /** Where an outbound flow's host socket connects (for the log line of a failed connect). */
   target: TcpTarget | null = null;
+  /** Where its host socket's reads land (READ_FRAME, sized for the container's MSS once known). */
+  readBuffer = readBufferForMss(-1);
+  /** A published-port flow: reads that came as 'data' events, and whether onread was tried. */
+  dataReads = 0;
+  adoptTried = false;
   constructor(
     /** Resets this flow's host socket once its peer has what was written to it. */
     readonly resetter: HostResetter,
@@ -251,12 +289,22 @@ export class TcpNat implements TcpFlowWire, HostResetter {
     inboundEstablished: 0,
     inboundRefused: 0,
     inboundUnanswered: 0,
+    segmentsBuiltInReadFrame: 0,
+    inboundReadWithOnread: 0,
   };
   private readonly tcp = new TcpView();
   private readonly opts = new TcpOptions();
   private readonly out = Buffer.allocUnsafeSlow(OUT_SIZE);
   private readonly outDv = new DataView(this.out.buffer, this.out.byteOffset, OUT_SIZE);
   private readonly flows = new Set<TcpNatFlow>();
+  /**
+   * The read just landed in READ_FRAME while hostRead() hands it to its flow: the flow, and where
+   * the bytes sit in its send queue (offset from the first unacknowledged byte, length). A
+   * segment of exactly those bytes is built around them (segment()). Null outside hostRead().
+   */
+  private readFrameFlow: TcpFlow | null = null;
+  private readFrameOffset = 0;
+  private readFrameLength = 0;
   /** Sockets of finished flows still writing the container's last bytes. */
   private readonly lingering = new Set<HostTcpSocket>();
   /** Host sockets to be reset once their peer has acknowledged what they hold, with their deadlines. */
@@ -395,8 +443,8 @@ export class TcpNat implements TcpFlowWire, HostResetter {
         port: target.port,
         allowHalfOpen: true,
         noDelay: true,
-        // Reads land in one buffer for all flows and are copied into the flow's send queue.
-        onread: { buffer: READ_BUFFER, callback: (n, buf) => this.hostRead(nf, DIR_REPLY, buf, n) },
+        // Reads land in one buffer for all flows (READ_FRAME), copied into the flow's send queue.
+        onread: { buffer: (nf.readBuffer = readBufferForMss(nf.flow.mss)), callback: (n, buf) => this.hostRead(nf, DIR_REPLY, buf, n) },
         ...(target.localAddress ? { localAddress: target.localAddress } : {}),
       });
     } catch (err) {
@@ -464,8 +512,15 @@ export class TcpNat implements TcpFlowWire, HostResetter {
     }
     nf.entry = added;
     nf.socket = socket;
-    // (A server hands out sockets without onread: reads come as 'data' Buffers.)
-    socket.on('data', (data: Buffer) => this.hostRead(nf, DIR_ORIGINAL, data, data.length));
+    // A server hands out sockets without onread: reads come as 'data' Buffers (a fresh one per
+    // read) until the connection shows it is more than a request or two — a big read, or many —
+    // and then the socket is re-wrapped to read like an outbound one (adoptWithOnread). Not at
+    // once: a new net.Socket costs ~40 µs, a fifth of a short connection's whole cost here.
+    socket.on('data', (data: Buffer) => {
+      if (nf.socket !== socket) return;
+      this.hostRead(nf, DIR_ORIGINAL, data, data.length);
+      if ((data.length >= ADOPT_READ_BYTES || ++nf.dataReads >= ADOPT_AFTER_READS) && !nf.adoptTried && nf.socket === socket) this.adoptWithOnread(nf, socket);
+    });
     this.wireSocket(nf, socket, DIR_ORIGINAL);
     this.flows.add(nf);
     this.ensureTimer();
@@ -474,19 +529,48 @@ export class TcpNat implements TcpFlowWire, HostResetter {
     return true;
   }
 
+  /**
+   * A published-port flow's socket, reading with 'data' events, replaced by one reading through
+   * onread into READ_FRAME (HostStack.tcpAdoptWithOnread), in the same paused or flowing state.
+   * Once per flow; when it cannot be done (bytes buffered, a write in progress, EMFILE) the flow
+   * goes on with 'data' events. The old socket's listeners stay, and ignore it from now on.
+   */
+  private adoptWithOnread(nf: TcpNatFlow, socket: HostTcpSocket): void {
+    nf.adoptTried = true;
+    const adopted = this.host.tcpAdoptWithOnread(socket, { buffer: () => nf.readBuffer, callback: (n, buf) => this.hostRead(nf, DIR_ORIGINAL, buf, n) });
+    if (adopted === null) return;
+    this.stats.inboundReadWithOnread++;
+    if (adopted === socket) return; // (the same object, now reading through onread: MemoryOutside)
+    nf.socket = adopted;
+    this.wireSocket(nf, adopted, DIR_ORIGINAL);
+  }
+
   /** `n` bytes read from a flow's host socket into `buf` (lent: copied into the flow's queue). */
   private hostRead(nf: TcpNatFlow, hostDir: number, buf: Uint8Array, n: number): boolean {
     if (nf.entry) {
       this.ct.touch(nf.entry, hostDir, n);
       if (hostDir === DIR_REPLY) this.ct.markReply(nf.entry);
     }
-    nf.flow.hostData(buf, 0, n, this.clock.now());
+    const flow = nf.flow;
+    if (buf.buffer === READ_FRAME.buffer && buf.byteOffset === READ_FRAME.byteOffset + READ_HEADROOM) {
+      this.readFrameFlow = flow;
+      this.readFrameOffset = flow.queued;
+      this.readFrameLength = n;
+    }
+    try {
+      flow.hostData(buf, 0, n, this.clock.now());
+    } finally {
+      this.readFrameFlow = null;
+    }
     return true; // (the flow pauses the socket itself when its queue is full)
   }
 
   /** The host socket's events, for both directions of flow. `hostDir`: its packets' conntrack direction. */
   private wireSocket(nf: TcpNatFlow, socket: HostTcpSocket, hostDir: number): void {
+    // A socket replaced by adoptWithOnread() has no say any more (its close is not the flow's).
+    const replaced = (): boolean => nf.socket !== socket && nf.socket !== null;
     socket.on('end', () => {
+      if (replaced()) return;
       // libuv ends the stream when POLLHUP follows a short read, without reading the error: a
       // reset that arrives with the peer's last bytes looks like a FIN here. The kernel knows
       // (SO_ERROR); the container must get the reset, not an end of stream.
@@ -501,8 +585,11 @@ export class TcpNat implements TcpFlowWire, HostResetter {
       socket.destroy();
       nf.flow.hostReset(this.clock.now(), `${TCP_CLOSE_HOST_SOCKET_PREFIX}${errnoName(-pending)}`);
     });
-    socket.on('drain', () => nf.flow.hostDrain(this.clock.now()));
+    socket.on('drain', () => {
+      if (!replaced()) nf.flow.hostDrain(this.clock.now());
+    });
     socket.on('error', (err: NodeJS.ErrnoException) => {
+      if (replaced()) return;
       if (nf.flow.state === FLOW_CONNECTING) this.connectFailed(nf, err);
       else {
         // (The RST this sends is counted in resetsToContainer by segment().)
@@ -511,6 +598,7 @@ export class TcpNat implements TcpFlowWire, HostResetter {
       }
     });
     socket.on('close', () => {
+      if (replaced()) return;
       if (nf.socket === socket) nf.socket = null;
       // A socket that closed without an error after both sides finished is a normal end; one
       // that closed otherwise (destroyed under us) resets the container's side.
@@ -616,7 +704,19 @@ export class TcpNat implements TcpFlowWire, HostResetter {
     let o: Buffer;
     let dv: DataView;
     let base: number;
-    if (nf.containerMac >= 0) {
+    // The payload is the host read that just landed in READ_FRAME, whole (its queue offset and
+    // length), and the frame leaves at once (the switch is idle): the headers go in front of it
+    // there instead of copying it out of the send queue. Once only: what the container may
+    // answer meanwhile moves the queue's offsets.
+    const inReadFrame = flow === this.readFrameFlow && payloadOffset === this.readFrameOffset && payloadLength === this.readFrameLength &&
+      payloadLength !== 0 && tcpHl === 20 && nf.containerMac >= 0 && !nf.gw.switchForwarding;
+    if (inReadFrame) {
+      this.readFrameFlow = null;
+      this.stats.segmentsBuiltInReadFrame++;
+      o = READ_FRAME;
+      dv = READ_FRAME_DV;
+      base = 0;
+    } else if (nf.containerMac >= 0) {
       const place = nf.gw.outputPlace(VNET_HDR_LEN + ETH_HLEN + total);
       o = place.buf;
       dv = place.dv;
@@ -663,7 +763,7 @@ export class TcpNat implements TcpFlowWire, HostResetter {
         dv.setUint8(tcp + 27, flow.rcvWscale);
       }
     }
-    if (payloadLength > 0) flow.copyPayload(payloadOffset, payloadLength, o, tcp + tcpHl);
+    if (payloadLength > 0 && !inReadFrame) flow.copyPayload(payloadOffset, payloadLength, o, tcp + tcpHl);
     if (nf.containerMac < 0) {
       // A published port's SYN to a container not heard from yet: a plain frame with a full
       // checksum, sent once the gateway's ARP has found the container (or dropped and counted).
@@ -681,8 +781,10 @@ export class TcpNat implements TcpFlowWire, HostResetter {
     const nf = flow.host as TcpNatFlow;
     const e = nf.entry;
     if (flow.active && e !== null && e.state === TCP_SYN_SENT) {
-      if (flow.state === FLOW_ESTABLISHED) this.stats.inboundEstablished++;
-      else if (flow.closeReason === TcpCloseReason.RefusedByContainer) this.stats.inboundRefused++;
+      if (flow.state === FLOW_ESTABLISHED) {
+        this.stats.inboundEstablished++;
+        nf.readBuffer = readBufferForMss(flow.mss);
+      } else if (flow.closeReason === TcpCloseReason.RefusedByContainer) this.stats.inboundRefused++;
       else if (flow.closeReason === TcpCloseReason.ContainerDidNotAnswer) this.stats.inboundUnanswered++;
     }
     if (flow.state === FLOW_CLOSED) {

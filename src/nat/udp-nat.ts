@@ -236,7 +236,7 @@ export class UdpNat {
     }
     this.ct.touch(e, 1, len);
     this.stats.datagramsIn++;
-    m.gw.sendUdp(m.containerMac, m.containerIp, viewSrc, sport, m.containerPort, data.subarray(off, off + len));
+    m.gw.sendUdp(m.containerMac, m.containerIp, viewSrc, sport, m.containerPort, data, off, len);
   }
 
   /**

@@ -194,6 +194,8 @@ export interface NativeAddon {
   setPersist(fd: number, on: boolean): void;
   /** 0 or -errno. */
   closeFd(fd: number): number;
+  /** A close-on-exec duplicate of `fd`, or -errno (EMFILE...). */
+  dupFd(fd: number): number;
   /** Bytes written or -errno. */
   write(fd: number, buf: Uint8Array, off: number, len: number): number;
   /** One frame from two pieces; bytes written or -errno. */

@@ -761,6 +761,24 @@ static napi_value close_fd(napi_env env, napi_callback_info info) {
   return result;
 }
 
+/* dupFd(fd) -> a duplicate (F_DUPFD_CLOEXEC), or -errno (EMFILE...). Published ports re-wrap an
+ * accepted socket in a net.Socket that reads with onread ({fd, onread}); net.Server hands out
+ * sockets without it. Never throws on I/O errors. */
+static napi_value dup_fd(napi_env env, napi_callback_info info) {
+  size_t argc = 1;
+  napi_value argv[1], result;
+  NAPI_CALL(env, napi_get_cb_info(env, info, &argc, argv, NULL, NULL));
+  int32_t fd;
+  if (argc < 1 || !get_int32(env, argv[0], &fd)) {
+    napi_throw_type_error(env, "ERR_INVALID_ARG_TYPE", "dupFd(fd)");
+    return NULL;
+  }
+  int r = fcntl(fd, F_DUPFD_CLOEXEC, 0);
+  if (r < 0) r = -errno;
+  NAPI_CALL(env, napi_create_int32(env, r, &result));
+  return result;
+}
+
 /* socketOutq(fd) -> bytes of the TCP send queue not yet acknowledged by the peer (SIOCOUTQ:
  * write_seq - snd_una, so a FIN not yet acknowledged counts as one), or -errno. The NAT polls it
  * before resetting a host socket: a reset discards that queue, and through the kernel the peer
@@ -1560,6 +1578,7 @@ static napi_value init(napi_env env, napi_value exports) {
     {"tapOpen", NULL, tap_open, NULL, NULL, NULL, napi_default, NULL},
     {"setPersist", NULL, set_persist, NULL, NULL, NULL, napi_default, NULL},
     {"closeFd", NULL, close_fd, NULL, NULL, NULL, napi_default, NULL},
+    {"dupFd", NULL, dup_fd, NULL, NULL, NULL, napi_default, NULL},
     {"write", NULL, write_frame, NULL, NULL, NULL, napi_default, NULL},
     {"writev", NULL, writev_frame, NULL, NULL, NULL, napi_default, NULL},
     {"socketOutq", NULL, socket_outq, NULL, NULL, NULL, napi_default, NULL},

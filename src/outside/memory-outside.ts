@@ -41,6 +41,7 @@ import type {
   HostStack,
   HostTcpConnectOptions,
   HostTcpListenOptions,
+  HostTcpOnread,
   HostTcpServer,
   HostTcpServerOptions,
   HostTcpSocket,
@@ -352,8 +353,10 @@ export class MemoryTcpSocket extends Emitter implements HostTcpSocket {
   }
 
   private handToOnread(data: Buffer): void {
-    const { buffer, callback } = this.onread as NonNullable<HostTcpConnectOptions['onread']>;
+    const { buffer: given, callback } = this.onread as NonNullable<HostTcpConnectOptions['onread']>;
     for (let off = 0; off < data.length && !this.destroyed; ) {
+      // A function is asked for the buffer before every read, as Node does.
+      const buffer = typeof given === 'function' ? given() : given;
       const n = Math.min(buffer.length, data.length - off);
       buffer.set(data.subarray(off, off + n), 0);
       off += n;
@@ -937,6 +940,12 @@ export class MemoryOutside implements HostStack {
 
   tcpPendingError(): number {
     return 0;
+  }
+
+  tcpAdoptWithOnread(socket: HostTcpSocket, onread: HostTcpOnread): HostTcpSocket | null {
+    if (!(socket instanceof MemoryTcpSocket) || socket.destroyed || socket.readableEnded) return null;
+    socket.onread = onread;
+    return socket;
   }
 
   // ---- the wire -------------------------------------------------------------------------------

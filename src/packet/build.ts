@@ -3,6 +3,7 @@
  * checksums, ICMP errors that quote the offending datagram, and IPv4 fragmentation for datagrams
  * larger than the link's MTU. Pure: they fill caller-provided buffers.
  */
+import { copyBytes } from './bytes.js';
 import { checksum, finish, pseudoHeaderSumV4, sum16 } from './checksum.js';
 import { ETH_HLEN, ETH_P_IPV4, writeEthernetHeader } from './ethernet.js';
 import { IPPROTO_ICMP, IPPROTO_TCP, IPPROTO_UDP, IPV4_FLAG_DF, IPV4_FLAG_MF, IPV4_MIN_HLEN, writeIpv4Header } from './ipv4.js';
@@ -26,8 +27,11 @@ export interface Ipv4Endpoints {
 export const UDP_FRAME_OVERHEAD = ETH_HLEN + IPV4_MIN_HLEN + UDP_HLEN;
 
 /**
- * Ethernet + IPv4 + UDP around `payload[pOff, pOff+pLen)`, written at `off`, checksums complete.
- * Returns the frame length. `out` must have room for UDP_FRAME_OVERHEAD + pLen bytes.
+ * Ethernet + IPv4 + UDP around `payload[pOff, pOff+pLen)`, written at `off`. Returns the frame
+ * length. `out` must have room for UDP_FRAME_OVERHEAD + pLen bytes. The UDP checksum is complete,
+ * or with `partialChecksum` only the pseudo-header's sum, for a virtio-net header with
+ * NEEDS_CSUM (csum_start at the UDP header, csum_offset 6): whoever takes the frame finishes it
+ * over the payload (the container's kernel, or the switch for a port without offloads).
  */
 export function buildUdpFrame(
   out: Uint8Array,
@@ -39,6 +43,7 @@ export function buildUdpFrame(
   payload: Uint8Array,
   pOff: number,
   pLen: number,
+  partialChecksum = false,
 ): number {
   const ip = writeEthernetHeader(dv, off, e.dstMac, e.srcMac, ETH_P_IPV4);
   const udp = writeIpv4Header(dv, ip, {
@@ -55,7 +60,11 @@ export function buildUdpFrame(
   dv.setUint16(udp + 2, dstPort);
   dv.setUint16(udp + 4, udpLen);
   dv.setUint16(udp + 6, 0);
-  out.set(payload.subarray(pOff, pOff + pLen), udp + UDP_HLEN);
+  copyBytes(payload, pOff, out, udp + UDP_HLEN, pLen);
+  if (partialChecksum) {
+    dv.setUint16(udp + 6, pseudoHeaderSumV4(e.srcIp, e.dstIp, IPPROTO_UDP, udpLen));
+    return ETH_HLEN + IPV4_MIN_HLEN + udpLen;
+  }
   let c = finish(sum16(dv, udp, udpLen, pseudoHeaderSumV4(e.srcIp, e.dstIp, IPPROTO_UDP, udpLen)));
   if (c === 0) c = 0xffff;
   dv.setUint16(udp + 6, c);

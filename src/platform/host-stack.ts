@@ -12,7 +12,7 @@
  * usernet uses, so the system implementation hands out Node's objects unchanged and costs nothing.
  */
 import dgram from 'node:dgram';
-import { createConnection, createServer, type Server, type Socket } from 'node:net';
+import { Socket as NetSocket, createConnection, createServer, type Server, type Socket, type SocketConstructorOpts } from 'node:net';
 import {
   DGRAM_DST_ADDR,
   DGRAM_ERR_DATA_LENGTH,
@@ -115,12 +115,19 @@ export interface HostTcpConnectOptions {
   localAddress?: string;
   allowHalfOpen?: boolean;
   noDelay?: boolean;
-  /**
-   * Node's `onread`: each read lands in `buffer` and is handed to `callback` (bytes read, the
-   * buffer), synchronously, instead of a 'data' event with a fresh Buffer. The callback must copy
-   * what it keeps: the next read overwrites it. 'end', 'error', pause() and resume() as usual.
-   */
-  onread?: { buffer: Uint8Array; callback: (bytesRead: number, buf: Uint8Array) => boolean };
+  /** Reads through `onread` (HostTcpOnread) instead of 'data'; 'end', 'error', pause() and resume() as usual. */
+  onread?: HostTcpOnread;
+}
+
+/**
+ * Node's `onread`: each read lands in `buffer` (or in the buffer the function returns, asked
+ * before every read) and is handed to `callback` (bytes read, that buffer), synchronously,
+ * instead of a 'data' event with a fresh Buffer. The callback must copy what it keeps: the next
+ * read overwrites it; `false` pauses the socket.
+ */
+export interface HostTcpOnread {
+  buffer: Uint8Array | (() => Uint8Array);
+  callback: (bytesRead: number, buf: Uint8Array) => boolean;
 }
 
 export interface HostTcpServerOptions {
@@ -254,6 +261,15 @@ export interface HostStack {
   tcpUnacknowledged(socket: HostTcpSocket): number;
   /** The connection's pending error (SO_ERROR) as a positive errno, 0 for none or unknown. */
   tcpPendingError(socket: HostTcpSocket): number;
+  /**
+   * A connected socket (an accepted one: net.Server offers no onread of its own) made to read
+   * through `onread` from now on: returns the socket to use in its place, paused or flowing as it
+   * was. The system stack wraps a duplicate of its descriptor in a new net.Socket and destroys
+   * the old one, which sends nothing (the connection lives on in the copy); the old one's
+   * listeners stay on it. Null, and the socket unchanged, when it cannot: bytes read and not yet
+   * delivered, a write not finished, the stream ended or destroyed, no descriptor, EMFILE.
+   */
+  tcpAdoptWithOnread(socket: HostTcpSocket, onread: HostTcpOnread): HostTcpSocket | null;
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -407,6 +423,28 @@ export class SystemHostStack implements HostStack {
   tcpPendingError(socket: HostTcpSocket): number {
     const fd = socketFd(socket);
     return fd >= 0 ? this.addon.socketError(fd) : 0;
+  }
+
+  tcpAdoptWithOnread(socket: HostTcpSocket, onread: HostTcpOnread): HostTcpSocket | null {
+    const fd = socketFd(socket);
+    if (fd < 0 || !(socket instanceof NetSocket) || socket.destroyed || socket.readableEnded || socket.readableLength !== 0 || socket.writableLength !== 0 || socket.writableEnded) return null;
+    const flowing = !socket.isPaused();
+    const copy = this.addon.dupFd(fd);
+    if (copy < 0) return null;
+    let adopted: NetSocket;
+    try {
+      // (Node's constructor takes onread, as documented; @types/node lists it for connect() only.)
+      const options: SocketConstructorOpts & { onread: HostTcpOnread } = { fd: copy, readable: true, writable: true, allowHalfOpen: socket.allowHalfOpen, onread };
+      adopted = new NetSocket(options);
+    } catch {
+      this.addon.closeFd(copy);
+      return null;
+    }
+    // (The constructor starts reading; nothing can arrive before this, in the same tick.)
+    if (!flowing) adopted.pause();
+    // Closing one of two descriptors of a socket sends nothing: the connection lives on in the copy.
+    socket.destroy();
+    return adopted;
   }
 }
 

@@ -186,6 +186,11 @@ export class Switch implements FrameSink {
    * next is queued without being copied. False when the switch is idle (a frame sent now is
    * forwarded at once, from wherever it was built) or the queue is full.
    */
+  /** True while the switch is forwarding: a frame sent into it now waits in the egress queue (copied). */
+  get forwarding(): boolean {
+    return this.depth !== 0;
+  }
+
   reserveEgress(maxUnit: number, place: EgressPlace): boolean {
     return this.depth !== 0 && this.egress.reserve(maxUnit, place);
   }

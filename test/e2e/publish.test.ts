@@ -197,6 +197,11 @@ for addr, s in socks.items():
     const source = new Lines(await b.startUntil(node('source', '91', String(GiB)), (l) => l === 'ready'));
     const got = (await out.exec(node('recv', HOST, '8091'), { timeoutMs: 150_000 })).stdout.trim();
     expect(got).toBe(await source.waitFor((l) => /^\d+ /.test(l)));
+    // The upload's socket switched to onread after its first big read (the download's host side
+    // sends nothing: it stays on 'data'), and left in segments built around its reads.
+    const status = JSON.parse(await daemon.cliOk(['status', '--json'])) as { tcp: { inboundReadWithOnread: number; segmentsBuiltInReadFrame: number } };
+    expect(status.tcp.inboundReadWithOnread).toBe(1);
+    expect(status.tcp.segmentsBuiltInReadFrame).toBeGreaterThan(1000);
   });
 
   it('completes 500 concurrent connections', async () => {

@@ -55,6 +55,13 @@ function target(r: VirtualRig): PublishTarget {
   return { name: 'c1', network: 'default', gw: r.net.gateway, containerIp: C_IP, container: 'default/10.0.2.100' };
 }
 
+/** Bytes that show a misplaced or repeated piece. */
+function pattern(n: number): Buffer {
+  const b = Buffer.alloc(n);
+  for (let i = 0; i < n; i++) b[i] = (i * 7 + (i >>> 9) * 13) & 0xff;
+  return b;
+}
+
 /** The container asks for the gateway's MAC: the gateway learns the container's. */
 function containerSpeaks(r: VirtualRig): void {
   const f = Buffer.alloc(42);
@@ -135,6 +142,58 @@ describe('NAT against MemoryOutside: TCP', () => {
     expect(l.connections[0]!.readableEnded).toBe(true);
     expect(c.segs.some((s) => s.flags & TCP_FIN)).toBe(true);
     expect(l.connections[0]!.bytesReceived).toBe(6);
+  });
+
+  // A host read leaves as one segment built around it in the read buffer (READ_FRAME), sized to
+  // whole segments of the container's MSS; the fallback (copied out of the send queue) when the
+  // window takes only part of it. Both must carry every byte in order.
+
+  it.each([
+    [1460, 64240],
+    [65480, 65480],
+  ])('a download at MSS %i: every host read leaves as one segment of at most %i bytes, built around the read; every byte in order', (mss, most) => {
+    const r = virtualRig(mss > 1460 ? { spec: { mtu: 65520 } } : {});
+    if (mss > 1460) r.port.mtu = 65520;
+    const data = pattern(300_000);
+    r.outside.host('203.0.113.10').listenTcp(9, (conn) => {
+      conn.write(data.subarray(0, 100_000));
+      conn.write(data.subarray(100_000));
+      conn.end();
+    });
+    const c = new Conn(r, 40010, 9, { dst: WEB, iss: 0x3000_0000, mss });
+    c.syn();
+    r.vclock.advance(10);
+    c.takeSynAck();
+    c.ack();
+    r.vclock.advance(20);
+    expect(c.received().equals(data)).toBe(true);
+    const sizes = c.segs.filter((s) => s.payload.length > 0).map((s) => s.payload.length);
+    expect(Math.max(...sizes)).toBeLessThanOrEqual(most);
+    // No short piece split off a read: each read is whole segments of the MSS, except where an arrival ended.
+    expect(sizes.filter((n) => n % mss !== 0).length).toBeLessThanOrEqual(2);
+    expect(r.nat.tcp.stats.segmentsBuiltInReadFrame).toBe(sizes.length);
+  });
+
+  it('a download into a small window: segments copied out of the send queue as the window opens; every byte in order', () => {
+    const r = virtualRig();
+    const data = pattern(50_000);
+    r.outside.host('203.0.113.10').listenTcp(9, (conn) => conn.end(data));
+    const c = new Conn(r, 40011, 9, { dst: WEB, iss: 0x3100_0000, bare: true }); // (no window scaling, MSS 536)
+    c.syn();
+    r.vclock.advance(10);
+    c.takeSynAck();
+    const small = (): void => r.inject(c.frame(TCP_ACK, Buffer.alloc(0), 'full', { window: 3000 }));
+    small();
+    for (let i = 0; i < 40 && !c.segs.some((s) => s.flags & TCP_FIN); i++) {
+      r.vclock.advance(5);
+      c.received(); // (updates rcvNxt: the next ACK takes everything so far)
+      small();
+    }
+    expect(c.received().equals(data)).toBe(true);
+    const sizes = c.segs.filter((s) => s.payload.length > 0).map((s) => s.payload.length);
+    expect(Math.max(...sizes)).toBeLessThanOrEqual(3000);
+    // The first read was only partly sent: its segments came out of the send queue.
+    expect(r.nat.tcp.stats.segmentsBuiltInReadFrame).toBeLessThan(sizes.length);
   });
 
   it('a connect to a host without a listener is refused: the container gets a RST', () => {
@@ -285,6 +344,38 @@ describe('NAT against MemoryOutside: published ports', () => {
     expect(client.text()).toBe('hello client');
     expect(client.readableEnded).toBe(true);
     expect(r.nat.tcp.stats.inboundEstablished).toBe(1);
+    // A short exchange stays on 'data' events: no socket is re-wrapped for it.
+    expect(r.nat.tcp.stats.inboundReadWithOnread).toBe(0);
+  });
+
+  it("an upload through a published port: after its first big read it reads with onread, in whole segments of the container's MSS built around each read", async () => {
+    const r = virtualRig();
+    containerSpeaks(r);
+    const publishing = r.nat.publisher.publish(target(r), publishSpecMappings('8080:80'));
+    r.vclock.advance(1);
+    await publishing;
+    const client = r.outside.host('203.0.113.20').connectTcp(8080);
+    r.vclock.advance(5);
+    const syn = r.packets.find((p) => p.tcp && p.tcp.flags === TCP_SYN)!;
+    const cport = syn.tcp!.sport;
+    r.inject(tcpFrame({ src: C_IP, dst: CLIENT, sport: 80, dport: cport, seq: 5000, ack: (syn.tcp!.seq + 1) >>> 0, flags: TCP_SYN | TCP_ACK, options: synOptions(1460, 7) }));
+    r.vclock.advance(5);
+    // A window update (scaled now: 8 MiB), as the container's kernel sends once it has room.
+    r.inject(tcpFrame({ src: C_IP, dst: CLIENT, sport: 80, dport: cport, seq: 5001, ack: (syn.tcp!.seq + 1) >>> 0, flags: TCP_ACK, window: 0xffff }));
+    const upload = pattern(300_000);
+    client.write(upload.subarray(0, 40_000));
+    r.vclock.advance(5);
+    expect(r.nat.tcp.stats.inboundReadWithOnread).toBe(1);
+    const first = r.packets.filter((p) => p.tcp && p.tcp.payload.length > 0 && p.tcp.dport === 80).length;
+    client.write(upload.subarray(40_000));
+    r.vclock.advance(5);
+    const data = r.packets.filter((p) => p.tcp && p.tcp.payload.length > 0 && p.tcp.dport === 80);
+    expect(Buffer.concat(data.map((p) => p.tcp!.payload)).equals(upload)).toBe(true);
+    // After the switch, reads sized after the SYN-ACK's MSS: 64240 B (44 segments), the last the rest.
+    const sizes = data.slice(first).map((p) => p.tcp!.payload.length);
+    expect(sizes.length).toBeGreaterThan(3);
+    expect(sizes.slice(0, -1).every((n) => n === 64240)).toBe(true);
+    expect(r.nat.tcp.stats.segmentsBuiltInReadFrame).toBe(sizes.length);
   });
 
   it('an outside client reaches a published UDP port and gets the container\'s reply', async () => {

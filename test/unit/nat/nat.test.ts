@@ -33,7 +33,7 @@ import {
 } from '../../../src/nat/conntrack.js';
 import { OUR_WSCALE, RESET_DRAIN_MS, SEND_LIMIT } from '../../../src/nat/tcp-flow.js';
 import { CONNECT_FAILURE_LOG_MS, type TcpNatFlow } from '../../../src/nat/tcp-nat.js';
-import { VNET_F_DATA_VALID } from '../../../src/packet/virtio-net.js';
+import { VNET_F_DATA_VALID, VNET_F_NEEDS_CSUM } from '../../../src/packet/virtio-net.js';
 import { naiveChecksum, naiveSum, patternPayload, pseudoHeader } from '../helpers/frames.js';
 import type { Packet } from '../helpers/nat-rig.js';
 import {
@@ -695,8 +695,10 @@ describe('Nat: UDP to the host loopback', () => {
     expect(p.src).toBe(GW);
     expect(p.proto).toBe(17);
     expect(p.udp).toEqual({ sport: u.port, dport: cport, payload: Buffer.from('pong ping') });
-    expect(p.l4.readUInt16BE(6), 'a UDP checksum').not.toBe(0);
-    expect(l4ChecksumProblem(p.raw)).toBe('');
+    // A partial checksum (NEEDS_CSUM) for the container's kernel to finish; the rig checks that
+    // finishing it gives the right one (its problems list stays empty).
+    expect(p.vnetFlags & VNET_F_NEEDS_CSUM, 'a partial UDP checksum').not.toBe(0);
+    expect(p.l4.readUInt16BE(6), 'the pseudo-header sum').not.toBe(0);
     const [e] = r.entries(PROTO_UDP);
     expect({ src: e.origSrc, sport: e.origSport, dst: e.origDst, dport: e.origDport }).toEqual({ src: C_IP, sport: cport, dst: GW, dport: u.port });
     expect({ src: e.replySrc, sport: e.replySport, dport: e.replyDport }).toEqual({ src: LOOPBACK, sport: u.port, dport: cport });

@@ -7,6 +7,7 @@ import net from 'node:net';
 import { constants } from 'node:os';
 import { afterEach, describe, expect, it } from 'vitest';
 import { native } from '../../../src/native/addon.js';
+import { SystemHostStack } from '../../../src/platform/host-stack.js';
 
 const addon = native();
 const E = constants.errno;
@@ -74,5 +75,107 @@ describe('socketError', () => {
     expect(pending).toBe(E.ECONNRESET);
     expect(addon.socketError(fd)).toBe(0);
     expect(addon.socketError(1_000_000)).toBe(-E.EBADF);
+  });
+});
+
+describe('dupFd and SystemHostStack.tcpAdoptWithOnread', () => {
+  it('dupFd returns a close-on-exec copy, or -errno', async () => {
+    const { peer } = await pair();
+    const copy = addon.dupFd(fdOf(peer));
+    expect(copy).toBeGreaterThan(2);
+    expect(addon.socketError(copy)).toBe(0);
+    expect(addon.closeFd(copy)).toBe(0);
+    expect(addon.dupFd(1_000_000)).toBe(-E.EBADF);
+  });
+
+  it('an accepted socket re-wrapped to read with onread: paused until resumed, then every byte both ways, and the end', async () => {
+    const { client, peer } = await pair();
+    const stack = new SystemHostStack();
+    const buf = Buffer.alloc(1000);
+    const reads: number[] = [];
+    let got = '';
+    const adopted = stack.tcpAdoptWithOnread(peer, {
+      buffer: () => buf,
+      callback: (n, b) => {
+        reads.push(n);
+        expect(b).toBe(buf);
+        got += buf.toString('latin1', 0, n);
+        return true;
+      },
+    });
+    expect(adopted).not.toBeNull();
+    const s = adopted as net.Socket;
+    cleanups.push(() => s.destroy());
+    s.on('error', () => {});
+    expect(peer.destroyed).toBe(true);
+    expect([s.remoteAddress, s.remotePort]).toEqual([client.localAddress, client.localPort]);
+    const text = 'x'.repeat(2500) + 'end';
+    client.write(text);
+    // Paused: nothing is read until resume(), however long the bytes wait.
+    await eventually(() => addon.socketOutq(fdOf(client)) === 0, 'the kernel to take the bytes');
+    await new Promise((resolve) => setImmediate(resolve));
+    expect(reads).toEqual([]);
+    const ended = new Promise<void>((resolve) => s.once('end', () => resolve()));
+    s.resume();
+    // The old descriptor's close ended nothing: the copy still writes to the client.
+    let back = '';
+    client.on('data', (d: Buffer) => (back += d.toString()));
+    s.write('pong');
+    await eventually(() => back === 'pong', "the client to read the adopted socket's answer");
+    client.end();
+    await ended;
+    expect(got).toBe(text);
+    expect(Math.max(...reads)).toBeLessThanOrEqual(1000);
+  });
+
+  it('mid-stream, from inside its own data event: the rest of the bytes come through onread, in order, none lost', async () => {
+    const { client, peer } = await pair();
+    const stack = new SystemHostStack();
+    const buf = Buffer.alloc(4096);
+    const text = Buffer.alloc(3 << 20);
+    for (let i = 0; i < text.length; i++) text[i] = (i * 31 + (i >>> 12)) & 0xff;
+    const parts: Buffer[] = [];
+    let adopted: net.Socket | null = null;
+    let viaData = 0;
+    let viaOnread = 0;
+    peer.on('data', (d: Buffer) => {
+      parts.push(Buffer.from(d));
+      viaData += d.length;
+      if (adopted) return;
+      adopted = stack.tcpAdoptWithOnread(peer, {
+        buffer: buf,
+        callback: (n) => {
+          parts.push(Buffer.from(buf.subarray(0, n)));
+          viaOnread += n;
+          return true;
+        },
+      }) as net.Socket | null;
+      expect(adopted).not.toBeNull();
+      adopted!.on('error', () => {});
+      cleanups.push(() => adopted?.destroy());
+    });
+    peer.resume();
+    client.end(text);
+    await eventually(() => viaData + viaOnread === text.length, 'every byte');
+    expect(Buffer.concat(parts).equals(text)).toBe(true);
+    expect(viaOnread).toBeGreaterThan(0);
+    expect(adopted!.isPaused()).toBe(false);
+  });
+
+  it('not while bytes wait unread in the old socket or it has ended: null, the socket unchanged', async () => {
+    const { client, peer } = await pair();
+    const stack = new SystemHostStack();
+    const onread = { buffer: Buffer.alloc(10), callback: () => true };
+    peer.on('readable', () => {});
+    client.write('abc');
+    await eventually(() => peer.readableLength === 3, 'bytes buffered in the socket');
+    expect(stack.tcpAdoptWithOnread(peer, onread)).toBeNull();
+    expect(peer.destroyed).toBe(false);
+    expect(peer.read()?.toString()).toBe('abc');
+    const ended = new Promise((resolve) => peer.once('end', resolve));
+    client.end();
+    peer.read();
+    await ended;
+    expect(stack.tcpAdoptWithOnread(peer, onread)).toBeNull();
   });
 });

@@ -11,6 +11,8 @@ import {
   type Ipv4Endpoints,
 } from '../../../src/packet/build.js';
 import { parseIpv4 } from '../../../src/packet/ip-address.js';
+import { completeChecksum } from '../../../src/packet/offload.js';
+import { ParseStatus } from '../../../src/packet/status.js';
 import { TCP_ACK, TCP_RST } from '../../../src/packet/tcp.js';
 import { MAC_A, MAC_B, dvOf, inspect, macBytes, naiveChecksum, naiveSum, patternPayload, udpFrame } from '../helpers/frames.js';
 
@@ -103,6 +105,20 @@ describe('buildUdpFrame', () => {
     const m = buildUdpFrame(buf, dv, 0, { dstMac: MAC_B, srcMac: MAC_A, srcIp: SRC, dstIp: DST }, 1, 2, payload, 0, 0);
     expect(buf.readUInt16BE(18)).toBe(0);
     expect(inspect(buf.subarray(0, m))).toMatchObject({ ipChecksumOk: true, l4ChecksumOk: true });
+  });
+
+  it("with partialChecksum, leaves the pseudo-header's sum for NEEDS_CSUM: completed, it is the full checksum, byte for byte", () => {
+    for (const len of [0, 1, 333, 1472, 8000]) {
+      const full = out();
+      const part = out();
+      const payload = patternPayload(len, len);
+      const n = buildUdpFrame(full.buf, full.dv, 0, E, 4000, 53, payload, 0, len);
+      expect(buildUdpFrame(part.buf, part.dv, 0, E, 4000, 53, payload, 0, len, true)).toBe(n);
+      expect(part.buf.subarray(0, 40).equals(full.buf.subarray(0, 40))).toBe(true);
+      expect(part.buf.subarray(42, n).equals(full.buf.subarray(42, n))).toBe(true);
+      expect(completeChecksum(part.dv, 0, n, 34, 6)).toBe(ParseStatus.OK);
+      expect(part.buf.subarray(0, n).equals(full.buf.subarray(0, n))).toBe(true);
+    }
   });
 
   it('sends a computed checksum of 0 as 0xffff (RFC 768)', () => {
