@@ -2,14 +2,16 @@
 // Many containers at once: does the aggregate hold, and is it shared fairly?
 //
 //   node bench/e2e/scale.mjs [--pairs N] [--fanout N] [--parallel N] [--time T]
-//                            [--only bridge,usernet] [--json-only] [--rotate N]
+//                            [--only bridge,slirp4netns,usernet] [--json-only] [--rotate N]
 //
 // Three workloads, each first with one flow alone (the reference), then with all flows at once:
 //   pairs    N disjoint container pairs on one switch (default 25): container 2i sends to 2i+1
 //            with iperf3 TCP, all pairs at once. Paths: the kernel bridge (veth pairs, host ends
 //            on a Linux bridge) and usernet's switch (one daemon, 2N TAP ports).
 //   fanout   N containers (default 50) each to its own iperf3 server on the host's 127.0.0.1,
-//            through the gateway 10.0.2.2 (usernet's NAT; one daemon, N containers).
+//            through the gateway 10.0.2.2. Paths: usernet's NAT (one daemon, N containers) and
+//            slirp4netns (one process per container, as rootless Podman and Docker run it:
+//            `slirp4netns --configure --mtu=1500 PID tap0`; its CPU is the sum of all N).
 //   parallel one container, `iperf3 -P N` (default 8) to the host through the NAT.
 // Reported per workload: the single flow's Gbit/s, the aggregate of all flows, aggregate/single,
 // Jain's fairness index over the flows ((Σx)² / (n·Σx²): 1 when equal, 1/n when one flow has
@@ -31,7 +33,9 @@ import { join, relative } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { spawnSync } from 'node:child_process';
 import {
+  CLK_TCK,
   Proc,
+  cpuTicks,
   ROOT,
   Scope,
   abortOnSignals,
@@ -55,7 +59,10 @@ import {
 } from './lib.mjs';
 
 const SCRIPT = fileURLToPath(import.meta.url);
-const ALL = ['bridge', 'usernet'];
+const ALL = ['bridge', 'slirp4netns', 'usernet'];
+/** Which paths each workload has. */
+const PAIRS_PATHS = ['bridge', 'usernet'];
+const FANOUT_PATHS = ['slirp4netns', 'usernet'];
 const GATEWAY = '10.0.2.2';
 const HOST_ADDR = '127.0.0.1';
 const USERNET_BIN = join(ROOT, 'bin', 'usernet.js');
@@ -67,10 +74,10 @@ function usage(code) {
   --fanout N      containers to N host servers through the NAT at once (default 50; 0 skips)
   --parallel N    iperf3 -P N from one container through the NAT (default 8; 0 skips)
   --time T        seconds per iperf3 run (default 10)
-  --only LIST     paths for the pairs workload: ${ALL.join(',')} (default both)
+  --only LIST     paths: ${ALL.join(',')} (default all; pairs: bridge, usernet; fanout: slirp4netns, usernet)
   --rotate N      start with the N-th path (bench/e2e/repeat.mjs varies it per run)
   --json-only     print only the results JSON
-Runs inside a network sandbox (test/sandbox/netsandbox.sh); needs root, iperf3, iproute2; usernet built.\n`);
+Runs inside a network sandbox (test/sandbox/netsandbox.sh); needs root, iperf3, iproute2, slirp4netns; usernet built.\n`);
   process.exit(code);
 }
 
@@ -177,7 +184,37 @@ async function bridgeContainers(scope, n, ip) {
   return out;
 }
 
+// N containers, each with its own slirp4netns (10.0.2.100 behind 10.0.2.2 in every one);
+// returns their endpoints and the slirp4netns PIDs.
+async function slirpContainers(scope, n) {
+  const eps = [];
+  const pids = [];
+  for (let i = 0; i < n; i++) {
+    const holder = await startContainer(scope, `container ${i}`);
+    const nat = scope.proc(new Proc(`slirp4netns ${i}`, ['slirp4netns', '--configure', '--mtu=1500', '--ready-fd=3', String(holder.pid), 'tap0'], { extraFds: 1 }));
+    await nat.waitReadyFd(3, 20_000, 'ready fd "1"');
+    const ep = pidEndpoint(holder.pid, 'tap0');
+    ep.ip = '10.0.2.100';
+    eps.push(ep);
+    pids.push(nat.pid);
+  }
+  return { eps, pids };
+}
+
 // ---- flows ---------------------------------------------------------------------------------
+
+// The CPU (% of one core) of all of `pids` together around fn(), as withCpu does for one.
+async function withCpuOf(pids, fn) {
+  if (!Array.isArray(pids)) return withCpu(pids, fn);
+  const t0 = pids.map(cpuTicks);
+  const w0 = process.hrtime.bigint();
+  const r = await fn();
+  const wall = Number(process.hrtime.bigint() - w0) / 1e9;
+  const t1 = pids.map(cpuTicks);
+  const ok = t0.every((t) => t != null) && t1.every((t) => t != null);
+  const ticks = ok ? t1.reduce((a, t, i) => a + t - t0[i], 0) : null;
+  return { r, natCpuPct: ticks != null ? round((100 * ticks) / CLK_TCK / wall, 0) : null };
+}
 
 // Starts one iperf3 server per flow (server i in where(i), bound to bind(i)), then all clients
 // at once; returns each flow's receiver Gbit/s and the watched process's CPU.
@@ -189,7 +226,7 @@ async function runFlows(flows, watchPid) {
       const srv = scope.proc(new Proc('iperf3 server', f.serverExec(['iperf3', '-s', '-1', '--forceflush', '-B', f.bind, '-p', String(f.port)])));
       await srv.waitLine('stdout', (l) => l.includes('Server listening'), 10_000, '"Server listening"');
     }
-    const { r: results, natCpuPct } = await withCpu(watchPid, () => Promise.all(flows.map((f) =>
+    const { r: results, natCpuPct } = await withCpuOf(watchPid, () => Promise.all(flows.map((f) =>
       run(f.clientExec(['iperf3', '-c', f.target, '-p', String(f.port), '-t', String(OPTS.time), '-J', '--connect-timeout', '10000', ...(f.args ?? [])]),
         { timeoutMs: (OPTS.time + 60) * 1000, allowFail: true, label: 'iperf3 client' }))));
     const rates = [];
@@ -250,18 +287,26 @@ async function pairs(path, tmp) {
   }
 }
 
-async function fanout(tmp) {
+async function fanout(path, tmp) {
   const n = OPTS.fanout;
-  const scope = new Scope('fanout');
+  const scope = new Scope(`fanout/${path}`);
   try {
-    const d = await startUsernet(scope, tmp);
-    const eps = await usernetContainers(scope, d, n, () => null);
+    let eps;
+    let watch;
+    if (path === 'usernet') {
+      const d = await startUsernet(scope, tmp);
+      eps = await usernetContainers(scope, d, n, () => null);
+      watch = d.pid;
+    } else {
+      requireTools(['slirp4netns']);
+      ({ eps, pids: watch } = await slirpContainers(scope, n));
+    }
     const host = (argv) => argv;
     const flow = (k) => ({ serverExec: host, bind: HOST_ADDR, clientExec: eps[k].exec, target: GATEWAY });
-    info(`fanout: one container alone for ${OPTS.time} s`);
-    const single = await runFlows([flow(0)], d.pid);
-    info(`fanout: ${n} containers to ${n} host servers at once for ${OPTS.time} s`);
-    const all = await runFlows(Array.from({ length: n }, (_, k) => flow(k)), d.pid);
+    info(`fanout/${path}: one container alone for ${OPTS.time} s`);
+    const single = await runFlows([flow(0)], Array.isArray(watch) ? [watch[0]] : watch);
+    info(`fanout/${path}: ${n} containers to ${n} host servers at once for ${OPTS.time} s`);
+    const all = await runFlows(Array.from({ length: n }, (_, k) => flow(k)), watch);
     return summarize(single, all);
   } finally {
     await scope.close();
@@ -298,16 +343,17 @@ async function main() {
     const report = {
       benchmark: 'scale', date: started.toISOString(), command: COMMAND,
       options: { pairs: OPTS.pairs, fanout: OPTS.fanout, parallel: OPTS.parallel, time: OPTS.time },
-      host: { kernel: spawnSync('uname', ['-r'], { encoding: 'utf8' }).stdout.trim(), cpus: cpus().length, node: process.version, iperf3: toolVersion(['iperf3', '--version'], /iperf (\S+)/) },
+      host: { kernel: spawnSync('uname', ['-r'], { encoding: 'utf8' }).stdout.trim(), cpus: cpus().length, node: process.version, iperf3: toolVersion(['iperf3', '--version'], /iperf (\S+)/), slirp4netns: toolVersion(['slirp4netns', '--version'], /slirp4netns version (\S+)/) },
       paths: {},
     };
     const jobs = [];
-    if (OPTS.pairs) {
-      const order = OPTS.only.map((_, i) => OPTS.only[(i + OPTS.rotate) % OPTS.only.length]);
-      for (const p of order) jobs.push([`pairs-${p}`, () => pairs(p, tmp)]);
-    }
-    if (OPTS.fanout) jobs.push(['fanout-usernet', () => fanout(tmp)]);
-    if (OPTS.parallel) jobs.push(['parallel-usernet', () => parallel(tmp)]);
+    const rotated = (paths) => {
+      const mine = OPTS.only.filter((p) => paths.includes(p));
+      return mine.map((_, i) => mine[(i + OPTS.rotate) % mine.length]);
+    };
+    if (OPTS.pairs) for (const p of rotated(PAIRS_PATHS)) jobs.push([`pairs-${p}`, () => pairs(p, tmp)]);
+    if (OPTS.fanout) for (const p of rotated(FANOUT_PATHS)) jobs.push([`fanout-${p}`, () => fanout(p, tmp)]);
+    if (OPTS.parallel && OPTS.only.includes('usernet')) jobs.push(['parallel-usernet', () => parallel(tmp)]);
     for (const [id, fn] of jobs) {
       try {
         report.paths[id] = { results: { scale: await fn() } };
